@@ -1,0 +1,289 @@
+// Package render builds the typed objects of one database's agent:
+// ServiceAccount, Role, RoleBinding and Deployment. It does no I/O.
+package render
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
+	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+)
+
+// Labels on every agent object.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelInstance  = "app.kubernetes.io/instance"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelVersion   = "app.kubernetes.io/version"
+	AgentAppName   = "stash-agent"
+	ManagedBy      = "kubectl-stash"
+
+	// ScratchDir is the agent's writable emptyDir (the root filesystem is read-only).
+	ScratchDir = "/stash-tmp"
+	// MetricsPort serves /metrics, /healthz and /readyz.
+	MetricsPort = 8080
+	// AgentCommand is the agent binary on the image's PATH.
+	AgentCommand = "stash-agent"
+	// AgentUID is the non-root user the agent runs as.
+	AgentUID = 65534
+)
+
+// AgentSelectorString selects every agent Deployment.
+func AgentSelectorString() string {
+	return labels.SelectorFromSet(labels.Set{LabelName: AgentAppName, LabelManagedBy: ManagedBy}).String()
+}
+
+// AgentInput is what one agent is rendered from.
+type AgentInput struct {
+	AppBinding *appcatalog.AppBinding
+	// Repositories the agent backs up to or restores from; their Secrets are granted by name.
+	Repositories []*stashv1alpha1.Repository
+	// Config supplies runtimeSettings, when set.
+	Config      *stashv1beta1.BackupConfiguration
+	Image       string
+	Version     string
+	Pushgateway string
+	Replicas    int32
+}
+
+// AgentName is the name of the agent's objects for an AppBinding. Names that
+// would pass 63 characters are shortened with a hash, so they stay unique.
+func AgentName(appBinding string) string { return ShortName("stash-agent-"+appBinding, 63) }
+
+// ShortName returns name, or a prefix of it plus a hash when it is longer than max.
+func ShortName(name string, max int) string {
+	if len(name) <= max {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	h := hex.EncodeToString(sum[:])[:10]
+	p := name[:max-11]
+	for len(p) > 0 && (p[len(p)-1] == '-' || p[len(p)-1] == '.') {
+		p = p[:len(p)-1]
+	}
+	return p + "-" + h
+}
+
+// AgentObjects renders the ServiceAccount, Role, RoleBinding and Deployment.
+func AgentObjects(in AgentInput) ([]runtime.Object, error) {
+	ab := in.AppBinding
+	if ab == nil || ab.Name == "" || ab.Namespace == "" {
+		return nil, fmt.Errorf("render agent: an AppBinding with a name and namespace is required")
+	}
+	if in.Image == "" {
+		return nil, fmt.Errorf("render agent for AppBinding %s/%s: no image", ab.Namespace, ab.Name)
+	}
+	name := AgentName(ab.Name)
+	ns := ab.Namespace
+	lbl := map[string]string{LabelName: AgentAppName, LabelInstance: ShortName(ab.Name, 63), LabelManagedBy: ManagedBy}
+	if in.Version != "" {
+		lbl[LabelVersion] = ShortName(in.Version, 63)
+	}
+	sel := map[string]string{LabelName: AgentAppName, LabelInstance: ShortName(ab.Name, 63)}
+	meta := func() metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: copyMap(lbl)}
+	}
+
+	sa := &corev1.ServiceAccount{
+		TypeMeta:                     metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta:                   meta(),
+		AutomountServiceAccountToken: ptr.To(true),
+	}
+	role := &rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+		ObjectMeta: meta(),
+		Rules:      AgentRules(ab, in.Repositories, name),
+	}
+	rb := &rbacv1.RoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+		ObjectMeta: meta(),
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+	}
+	dep, err := deployment(in, meta(), sel, name)
+	if err != nil {
+		return nil, err
+	}
+	return []runtime.Object{sa, role, rb, dep}, nil
+}
+
+// AgentRules is the agent's whole access: its own namespace, its own
+// AppBinding, and Secrets by name. docs/security.md explains each rule.
+func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, leaseName string) []rbacv1.PolicyRule {
+	secrets := map[string]bool{}
+	if ab.Spec.Secret != nil && ab.Spec.Secret.Name != "" {
+		secrets[ab.Spec.Secret.Name] = true
+	}
+	for _, r := range repos {
+		if r.Namespace == ab.Namespace && r.Spec.Backend.StorageSecretName != "" {
+			secrets[r.Spec.Backend.StorageSecretName] = true
+		}
+	}
+	group := stashv1beta1.GroupVersion.Group
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{group}, Resources: []string{"backupconfigurations", "restoresessions", "repositories"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{group}, Resources: []string{"backupsessions"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
+		{APIGroups: []string{group}, Resources: []string{"backupconfigurations/status", "backupsessions/status", "restoresessions/status", "repositories/status"}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{appcatalog.GroupVersion.Group}, Resources: []string{"appbindings"}, ResourceNames: []string{ab.Name}, Verbs: []string{"get", "watch", "list"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leaseName}, Verbs: []string{"get", "update"}},
+	}
+	if len(secrets) > 0 {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: sortedKeys(secrets), Verbs: []string{"get"}})
+	}
+	return rules
+}
+
+func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name string) (*appsv1.Deployment, error) {
+	ab := in.AppBinding
+	args := []string{
+		"run",
+		"--appbinding=" + ab.Name,
+		"--scratch-dir=" + ScratchDir,
+		"--listen=:" + strconv.Itoa(MetricsPort),
+		"--lease-name=" + name,
+	}
+	if in.Pushgateway != "" {
+		args = append(args, "--pushgateway="+in.Pushgateway)
+	}
+	env := []corev1.EnvVar{
+		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "HOME", Value: ScratchDir},
+	}
+	res := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+	}
+	sc := &corev1.SecurityContext{
+		RunAsNonRoot:             ptr.To(true),
+		RunAsUser:                ptr.To[int64](AgentUID),
+		RunAsGroup:               ptr.To[int64](AgentUID),
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Privileged:               ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	podSC := &corev1.PodSecurityContext{
+		RunAsNonRoot:   ptr.To(true),
+		RunAsUser:      ptr.To[int64](AgentUID),
+		FSGroup:        ptr.To[int64](AgentUID),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+	volumes := []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	mounts := []corev1.VolumeMount{{Name: "scratch", MountPath: ScratchDir}}
+	for i, r := range in.Repositories {
+		if l := r.Spec.Backend.Local; l != nil && r.Namespace == ab.Namespace {
+			vn := fmt.Sprintf("repo-%d", i)
+			volumes = append(volumes, corev1.Volume{Name: vn, VolumeSource: l.VolumeSource})
+			mounts = append(mounts, corev1.VolumeMount{Name: vn, MountPath: l.MountPath})
+		}
+	}
+	pod := corev1.PodSpec{
+		ServiceAccountName:            name,
+		AutomountServiceAccountToken:  ptr.To(true),
+		SecurityContext:               podSC,
+		Volumes:                       volumes,
+		TerminationGracePeriodSeconds: ptr.To[int64](60),
+		Containers: []corev1.Container{{
+			Name:            "agent",
+			Image:           in.Image,
+			ImagePullPolicy: corev1.PullIfNotPresent,
+			Command:         []string{AgentCommand},
+			Args:            args,
+			Env:             env,
+			Resources:       res,
+			SecurityContext: sc,
+			VolumeMounts:    mounts,
+			Ports:           []corev1.ContainerPort{{Name: "metrics", ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP}},
+			LivenessProbe: &corev1.Probe{
+				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("metrics")}},
+				PeriodSeconds: 20, FailureThreshold: 3, TimeoutSeconds: 5,
+			},
+			ReadinessProbe: &corev1.Probe{
+				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("metrics")}},
+				PeriodSeconds: 10, TimeoutSeconds: 5,
+			},
+		}},
+	}
+	if cfg := in.Config; cfg != nil {
+		if c := cfg.Spec.RuntimeSettings.Container; c != nil {
+			ctr := &pod.Containers[0]
+			if len(c.Resources.Limits) > 0 || len(c.Resources.Requests) > 0 {
+				ctr.Resources = c.Resources
+			}
+			ctr.Env = append(ctr.Env, c.Env...)
+			ctr.EnvFrom = append(ctr.EnvFrom, c.EnvFrom...)
+			if c.SecurityContext != nil {
+				ctr.SecurityContext = c.SecurityContext
+			}
+		}
+		if p := cfg.Spec.RuntimeSettings.Pod; p != nil {
+			pod.NodeSelector = p.NodeSelector
+			pod.Tolerations = p.Tolerations
+			pod.PriorityClassName = p.PriorityClassName
+			pod.ImagePullSecrets = p.ImagePullSecrets
+			if p.SecurityContext != nil {
+				pod.SecurityContext = p.SecurityContext
+			}
+			if p.ServiceAccountName != "" {
+				pod.ServiceAccountName = p.ServiceAccountName
+			}
+		}
+		if cfg.Spec.TempDir.Medium != "" || cfg.Spec.TempDir.SizeLimit != nil {
+			pod.Volumes[0].EmptyDir.Medium = cfg.Spec.TempDir.Medium
+			pod.Volumes[0].EmptyDir.SizeLimit = cfg.Spec.TempDir.SizeLimit
+		}
+	}
+	replicas := in.Replicas
+	if replicas <= 0 {
+		replicas = 1
+	}
+	podLabels := copyMap(om.Labels)
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: appsv1.SchemeGroupVersion.String(), Kind: "Deployment"},
+		ObjectMeta: om,
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: sel},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec:       pod,
+			},
+		},
+	}, nil
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
