@@ -20,7 +20,7 @@ kubectl stash version
 step "kubectl stash install"
 kubectl stash install
 
-if [ -x hack/demo-backup.sh ]; then
+if [ -f hack/demo-backup.sh ]; then
   source hack/demo-backup.sh
 fi
 step "done"

@@ -57,13 +57,22 @@ func main() {
 			fmt.Printf("  %-16s %s\n", k, v)
 		}
 		fmt.Printf("export KUBECONFIG=%s\n", st.Kubeconfig)
+	case "agent":
+		// Runs the agent of a rendered Deployment in the foreground (see testenv.StartAgent).
+		ns, dep := flag.Arg(1), flag.Arg(2)
+		if ns == "" || dep == "" {
+			fail(fmt.Errorf("usage: env agent NAMESPACE DEPLOYMENT"))
+		}
+		if err := runAgent(abs, ns, dep); err != nil {
+			fail(err)
+		}
 	case "down":
 		if err := testenv.StopDetached(abs); err != nil {
 			fail(err)
 		}
 		fmt.Println("environment is down")
 	default:
-		fail(fmt.Errorf("usage: env [-dir D] up|down"))
+		fail(fmt.Errorf("usage: env [-dir D] up|down|agent NAMESPACE DEPLOYMENT"))
 	}
 }
 

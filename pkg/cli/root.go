@@ -78,6 +78,11 @@ small agent per database instead of a cluster-wide operator.`,
 		newInstallCmd(f, streams),
 		newUninstallCmd(f, streams),
 		newVersionCmd(f, streams),
+		newCreateCmd(f, streams),
+		newAgentCmd(f, streams),
+		newTriggerCmd(f, streams),
+		newPauseCmd(f, streams, true),
+		newPauseCmd(f, streams, false),
 	)
 	return cmd
 }

@@ -72,7 +72,7 @@ func startMariaDB(ctx context.Context, dir, name string, opts MariaDBOptions, de
 		return nil, fmt.Errorf("create user on %s: %w: %s", name, err, out)
 	}
 	m.optFile = filepath.Join(dir, name, "client.cnf")
-	if err := writeFile(m.optFile, []byte(fmt.Sprintf("[client]\nuser=%s\npassword=%s\nhost=127.0.0.1\nport=%d\n", m.User, m.Password, m.Port))); err != nil {
+	if err := writeFile(m.optFile, []byte(fmt.Sprintf("[client]\nuser=%s\npassword=%s\nhost=127.0.0.1\nport=%d\ndefault-character-set=utf8mb4\n", m.User, m.Password, m.Port))); err != nil {
 		m.Stop()
 		return nil, err
 	}

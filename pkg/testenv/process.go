@@ -33,13 +33,22 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 // start runs bin with args and env, logging to dir/name.log. Detached
 // processes get their own session so they outlive `make up`.
 func start(dir, name, bin string, args, env []string, detach bool) (*Process, error) {
+	return startProc(dir, name, bin, args, append(os.Environ(), env...), detach)
+}
+
+// startWithEnv starts a process with exactly env, not inheriting ours.
+func startWithEnv(dir, name, bin string, args, env []string) (*Process, error) {
+	return startProc(dir, name, bin, args, env, false)
+}
+
+func startProc(dir, name, bin string, args, env []string, detach bool) (*Process, error) {
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if detach {

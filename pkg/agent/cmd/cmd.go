@@ -3,9 +3,19 @@ package cmd
 
 import (
 	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
+	_ "time/tzdata" // CRON_TZ zones work in a distroless image too
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent"
 	"github.com/kubectl-stash/kubectl-stash/pkg/version"
 )
 
@@ -25,5 +35,71 @@ func New() *cobra.Command {
 			return err
 		},
 	})
+	root.AddCommand(newRunCmd())
 	return root
+}
+
+func newRunCmd() *cobra.Command {
+	cfg := agent.Config{Namespace: os.Getenv("POD_NAMESPACE"), PodName: os.Getenv("POD_NAME")}
+	var kubeconfig string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Watch the namespace and run the AppBinding's backups and restores",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			rc, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			rc.UserAgent = "stash-agent/" + version.Version
+			if cfg.ResticBin == "" {
+				cfg.ResticBin = findRestic()
+			}
+			a, err := agent.New(cfg, rc, log)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Namespace, "namespace", cfg.Namespace, "namespace to watch (default: $POD_NAMESPACE)")
+	f.StringVar(&cfg.AppBinding, "appbinding", "", "the AppBinding of the database this agent serves")
+	f.StringVar(&cfg.ScratchDir, "scratch-dir", "/stash-tmp", "writable scratch directory (option files, restic cache)")
+	f.StringVar(&cfg.Listen, "listen", ":8080", "address for /metrics, /healthz and /readyz")
+	f.StringVar(&cfg.LeaseName, "lease-name", "", "the Lease used for leader election")
+	f.StringVar(&cfg.Pushgateway, "pushgateway", "", "Pushgateway URL to push metrics to")
+	f.StringVar(&cfg.ResticBin, "restic", "", "restic binary (default: next to the agent, else on PATH)")
+	f.DurationVar(&cfg.ProgressEvery, "progress-interval", 3*time.Second, "how often progress is written to a session's status")
+	f.DurationVar(&cfg.LeaseDuration, "lease-duration", 15*time.Second, "leader Lease duration")
+	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig; in-cluster config when empty")
+	return cmd
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("load kubeconfig %s: %w", kubeconfig, err)
+		}
+		return rc, nil
+	}
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+	}
+	return rc, nil
+}
+
+func findRestic() string {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "restic")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("restic"); err == nil {
+		return p
+	}
+	return "restic"
 }

@@ -214,9 +214,9 @@ type TypedObjectReference struct {
 
 // RetentionPolicy says which snapshots restic forget keeps.
 type RetentionPolicy struct {
-	// +kubebuilder:validation:Required
-	// +kubebuilder:validation:MinLength=1
-	Name string `json:"name"`
+	// Name labels the policy in messages.
+	// +optional
+	Name string `json:"name,omitempty"`
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	KeepLast int64 `json:"keepLast,omitempty"`
@@ -239,8 +239,8 @@ type RetentionPolicy struct {
 	KeepTags []string `json:"keepTags,omitempty"`
 	// Prune removes the data of forgotten snapshots.
 	// +optional
-	Prune bool `json:"prune"`
+	Prune bool `json:"prune,omitempty"`
 	// DryRun reports what would be forgotten without removing it.
 	// +optional
-	DryRun bool `json:"dryRun"`
+	DryRun bool `json:"dryRun,omitempty"`
 }

@@ -1,0 +1,58 @@
+# Sourced by hack/demo.sh: the backup half on the embedded environment.
+conn="$dir/connections.json"
+db0_port=$(python3 -c "import json;print(json.load(open('$conn'))['mariadb'][0]['port'])")
+db0_opt=$(python3 -c "import json;print(json.load(open('$conn'))['mariadb'][0]['optionFile'])")
+s3_endpoint=$(python3 -c "import json;print(json.load(open('$conn'))['s3']['Endpoint'])")
+s3_dir=$(python3 -c "import json;print(json.load(open('$conn'))['s3']['Dir'])")
+pushgw=$(python3 -c "import json;print(json.load(open('$conn'))['pushgateway']['URL'])")
+
+step "sample data in MariaDB db0 (127.0.0.1:$db0_port)"
+mariadb --defaults-extra-file="$db0_opt" <<'SQL'
+CREATE DATABASE shop CHARACTER SET utf8mb4;
+CREATE TABLE shop.customers (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(100), note TEXT);
+INSERT INTO shop.customers (name, note) VALUES ('Ada', 'first 🐬'), ('Grace', 'O''Brien');
+CREATE TABLE shop.orders (id INT PRIMARY KEY AUTO_INCREMENT, customer INT, total DECIMAL(10,2), payload BLOB);
+INSERT INTO shop.orders (customer, total, payload) SELECT 1 + seq % 2, seq * 1.5, RANDOM_BYTES(512) FROM seq_1_to_5000;
+SQL
+
+step "Secrets, Repository (S3 on versitygw), AppBinding, BackupConfiguration"
+mkdir -p "$s3_dir/demo-backups"
+python3 - "$conn" > "$dir/secrets.yaml" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+db, s3 = c['mariadb'][0], c['s3']
+print(f"""apiVersion: v1
+kind: Secret
+metadata: {{name: db-auth, namespace: demo}}
+stringData: {{username: "{db['user']}", password: "{db['password']}"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: s3-creds, namespace: demo}}
+stringData: {{RESTIC_PASSWORD: "demo-repo-password", AWS_ACCESS_KEY_ID: "{s3['AccessKey']}", AWS_SECRET_ACCESS_KEY: "{s3['SecretKey']}"}}""")
+PY
+kubectl create namespace demo
+kubectl apply -f "$dir/secrets.yaml" >/dev/null
+kubectl config set-context --current --namespace=demo >/dev/null
+kubectl stash create repository s3-repo --backend s3 --endpoint "$s3_endpoint" --bucket demo-backups --prefix prod/mysql --secret s3-creds
+kubectl stash create appbinding mysql --url "tcp(127.0.0.1:$db0_port)/" --secret db-auth --type mariadb --version 10.11
+kubectl stash create backupconfig mysql-nightly --target appbinding/mysql --repository s3-repo \
+  --schedule "0 2 * * *" --keep-last 7 --keep-daily 30 --prune --pushgateway "$pushgw"
+
+step "starting the agent from its rendered Deployment (no kubelet here: a local process with the container's command, args and env, as its ServiceAccount)"
+go run ./hack/env -dir "$dir" agent demo stash-agent-mysql > "$dir/agent-run.log" 2>&1 &
+agent_pid=$!
+trap 'kill $agent_pid 2>/dev/null; wait $agent_pid 2>/dev/null; cleanup' EXIT
+for _ in $(seq 1 60); do grep -q "running" "$dir/agent-run.log" && break; sleep 1; done
+cat "$dir/agent-run.log"
+
+step "kubectl stash trigger mysql-nightly --wait"
+kubectl stash trigger mysql-nightly --wait --timeout 5m
+
+step "kubectl get backupsessions,repositories"
+kubectl get backupsessions,repositories
+
+step "snapshots (stock restic against the S3 repository)"
+AWS_ACCESS_KEY_ID=$(python3 -c "import json;print(json.load(open('$conn'))['s3']['AccessKey'])") \
+AWS_SECRET_ACCESS_KEY=$(python3 -c "import json;print(json.load(open('$conn'))['s3']['SecretKey'])") \
+RESTIC_PASSWORD=demo-repo-password restic -r "s3:$s3_endpoint/demo-backups/prod/mysql" --no-cache snapshots

@@ -1,0 +1,248 @@
+// Package agent is the per-database agent: it watches its namespace for the
+// BackupConfigurations, BackupSessions and RestoreSessions of one AppBinding,
+// schedules backups, and runs sessions. Only the Lease holder acts.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/client"
+	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
+)
+
+// Config is the agent's settings, from flags.
+type Config struct {
+	Namespace   string
+	AppBinding  string
+	ScratchDir  string
+	Listen      string
+	LeaseName   string
+	PodName     string
+	Pushgateway string
+	ResticBin   string
+	// ProgressEvery bounds how often progress is written to a status.
+	ProgressEvery time.Duration
+	// LeaseDuration of the leader Lease.
+	LeaseDuration time.Duration
+}
+
+// Agent runs one database's backups.
+type Agent struct {
+	cfg      Config
+	kube     kubernetes.Interface
+	stash    *client.Stash
+	log      *slog.Logger
+	clock    func() time.Time
+	identity string
+	metrics  *metrics.Store
+
+	configs  cache.Indexer
+	sessions cache.Indexer
+	restores cache.Indexer
+	queue    workqueue.TypedRateLimitingInterface[string]
+	sched    *schedule.Scheduler
+
+	mu      sync.Mutex
+	running map[string]string // config -> running session
+	ready   bool
+}
+
+// New builds an agent from a rest config.
+func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
+	if cfg.Namespace == "" || cfg.AppBinding == "" {
+		return nil, fmt.Errorf("the agent needs a namespace (POD_NAMESPACE or --namespace) and --appbinding")
+	}
+	if cfg.ProgressEvery <= 0 {
+		cfg.ProgressEvery = 3 * time.Second
+	}
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = 15 * time.Second
+	}
+	if cfg.LeaseName == "" {
+		cfg.LeaseName = "stash-agent-" + cfg.AppBinding
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	st, err := client.NewStash(rc)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	pod := cfg.PodName
+	if pod == "" {
+		pod = "stash-agent"
+	}
+	return &Agent{
+		cfg: cfg, kube: kube, stash: st, log: log, clock: time.Now,
+		identity: pod + "_" + hex.EncodeToString(b),
+		metrics:  metrics.NewStore(),
+		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		running:  map[string]string{},
+	}, nil
+}
+
+// Run serves health and metrics, then campaigns for the Lease and, while
+// leading, schedules and runs sessions. It returns when ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	a.log.Info("agent starting", "namespace", a.cfg.Namespace, "appbinding", a.cfg.AppBinding, "identity", a.identity, "listen", ln.Addr().String())
+
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: a.cfg.Namespace, Name: a.cfg.LeaseName},
+		Client:     a.kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: a.identity},
+	}
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		LeaseDuration:   a.cfg.LeaseDuration,
+		RenewDeadline:   a.cfg.LeaseDuration * 2 / 3,
+		RetryPeriod:     a.cfg.LeaseDuration / 7,
+		ReleaseOnCancel: true,
+		Name:            a.cfg.LeaseName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				a.log.Info("leading", "lease", a.cfg.LeaseName)
+				if err := a.lead(ctx); err != nil && ctx.Err() == nil {
+					a.log.Error("agent stopped leading with an error", "err", err)
+				}
+			},
+			OnStoppedLeading: func() { a.log.Info("stopped leading", "lease", a.cfg.LeaseName) },
+		},
+	})
+	if err != nil {
+		return err
+	}
+	a.setReady(true) // serving; leadership is not needed to be ready
+	for ctx.Err() == nil {
+		le.Run(ctx) // returns when leadership is lost; campaign again
+	}
+	return nil
+}
+
+func (a *Agent) setReady(v bool) {
+	a.mu.Lock()
+	a.ready = v
+	a.mu.Unlock()
+}
+
+func (a *Agent) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", a.metrics.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		a.mu.Lock()
+		ok := a.ready
+		a.mu.Unlock()
+		if !ok {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	return mux
+}
+
+// lead runs the informers, the scheduler and the worker until ctx ends.
+func (a *Agent) lead(ctx context.Context) error {
+	ns := a.cfg.Namespace
+	bcInf := newInformer(a.stash.BackupConfigurations(ns), &stashv1beta1.BackupConfiguration{})
+	bsInf := newInformer(a.stash.BackupSessions(ns), &stashv1beta1.BackupSession{})
+	rsInf := newInformer(a.stash.RestoreSessions(ns), &stashv1beta1.RestoreSession{})
+	a.configs, a.sessions, a.restores = bcInf.GetIndexer(), bsInf.GetIndexer(), rsInf.GetIndexer()
+	enq := func(prefix string) cache.ResourceEventHandlerFuncs {
+		add := func(obj any) {
+			if k, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+				a.queue.Add(prefix + k)
+			}
+		}
+		return cache.ResourceEventHandlerFuncs{
+			AddFunc:    add,
+			UpdateFunc: func(_, n any) { add(n) },
+			DeleteFunc: func(obj any) {
+				if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+					a.queue.Add(prefix + k)
+				}
+			},
+		}
+	}
+	_, _ = bcInf.AddEventHandler(enq("bc/"))
+	_, _ = bsInf.AddEventHandler(enq("bs/"))
+	_, _ = rsInf.AddEventHandler(enq("rs/"))
+	go bcInf.Run(ctx.Done())
+	go bsInf.Run(ctx.Done())
+	go rsInf.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), bcInf.HasSynced, bsInf.HasSynced, rsInf.HasSynced) {
+		return ctx.Err()
+	}
+	sched, err := schedule.New(ctx, a.fireSlot, a.clock)
+	if err != nil {
+		return err
+	}
+	a.sched = sched
+	defer func() { _ = sched.Stop() }()
+	a.recoverOrphans(ctx)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	go func() {
+		<-ctx.Done()
+		a.queue.ShutDown()
+	}()
+	for {
+		key, quit := a.queue.Get()
+		if quit {
+			return nil
+		}
+		if err := a.sync(ctx, key, &wg); err != nil {
+			a.log.Error("sync failed; retrying", "key", key, "err", err)
+			a.queue.AddRateLimited(key)
+		} else {
+			a.queue.Forget(key)
+		}
+		a.queue.Done(key)
+	}
+}
+
+// newInformer list-watches one kind in the namespace through the typed client.
+func newInformer[T runtime.Object, L runtime.Object](r *client.Resource[T, L], obj runtime.Object) cache.SharedIndexInformer {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return r.List(ctx, o) },
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return r.Watch(ctx, o)
+		},
+	}
+	return cache.NewSharedIndexInformer(lw, obj, 10*time.Minute, cache.Indexers{})
+}

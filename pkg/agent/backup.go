@@ -1,0 +1,395 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
+	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
+	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
+	"github.com/kubectl-stash/kubectl-stash/pkg/session"
+)
+
+// BackupHost is the restic host of database snapshots, as in Stash.
+const BackupHost = "host-0"
+
+// backupRun collects what one session learned, for status, metrics and events.
+type backupRun struct {
+	bc       *stashv1beta1.BackupConfiguration
+	bs       *stashv1beta1.BackupSession
+	repo     *stashv1alpha1.Repository
+	summary  *restic.Summary
+	start    time.Time
+	removed  int
+	conds    []metav1.Condition
+	pre      []string
+	post     []string
+	snapshot string
+}
+
+func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
+	st := metav1.ConditionTrue
+	if !ok {
+		st = metav1.ConditionFalse
+	}
+	meta.SetStatusCondition(&r.conds, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg})
+}
+
+// runBackup is the whole data path of one session, top to bottom.
+func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) {
+	run := &backupRun{bc: bc, bs: bs, start: a.clock()}
+	log := a.log.With("session", bs.Name, "config", bc.Name)
+	if bc.Spec.TimeOut != "" {
+		if d, err := time.ParseDuration(bc.Spec.TimeOut); err == nil && d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+			_ = a.updateSessionStatus(context.WithoutCancel(ctx), bs.Name, func(s *stashv1beta1.BackupSession) {
+				s.Status.SessionDeadline = &metav1.Time{Time: run.start.Add(d)}
+			})
+		}
+	}
+	err := a.backup(ctx, run, log)
+	// Status, metrics and events are written even when ctx ended.
+	a.finishBackup(context.WithoutCancel(ctx), run, err, log)
+}
+
+func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(string, ...any) }) error {
+	bc := run.bc
+	// 1. The task and its params.
+	ab, conn, err := a.connection(ctx)
+	if err != nil {
+		return err
+	}
+	taskName, step, err := resolveTask(bc.Spec.Task, ab, false)
+	if err != nil {
+		return err
+	}
+	// 2. The repository and its credentials.
+	repo, secret, err := a.repository(ctx, bc.Spec.Repository)
+	if err != nil {
+		return err
+	}
+	run.repo = repo
+	if err := os.MkdirAll(a.cfg.ScratchDir, 0o700); err != nil {
+		return fmt.Errorf("scratch directory %s: %w", a.cfg.ScratchDir, err)
+	}
+	rr, cleanupRepo, err := repository.Config(repo, secret, a.cfg.ScratchDir, a.cfg.ResticBin)
+	if err != nil {
+		return fmt.Errorf("%w: Repository %s: %v", ErrInvalid, repo.Name, err)
+	}
+	defer cleanupRepo()
+	if !step.EnableCache {
+		rr.CacheDir = ""
+	}
+	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dbFiles.Dir)
+	client, err := database.FindClient()
+	if err != nil {
+		return err
+	}
+	// 3. Wait for the database.
+	log.Info("waiting for the database", "host", conn.Host, "port", conn.Port, "task", taskName)
+	if err := client.WaitReady(ctx, dbFiles, nil, step.WaitTimeout, 2*time.Second); err != nil {
+		return dbError(ab, err)
+	}
+	// 4. Initialise the repository if it is new.
+	created, err := rr.Init(ctx)
+	if err != nil {
+		run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, false, "InitFailed", repoErr(repo, err).Error())
+		return repoErr(repo, err)
+	}
+	run.pre = append(run.pre, stashv1beta1.ActionInitializeBackendRepository)
+	msg := "the repository exists"
+	if created {
+		msg = "the repository was initialised"
+	}
+	run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, true, "Initialized", msg)
+
+	// 5. Stream mysqldump into restic: a failed dump leaves no snapshot.
+	args := step.Args
+	if len(args) == 0 {
+		args = []string{"--all-databases"}
+	}
+	argv := client.DumpArgv(dbFiles, args)
+	progress := a.progressWriter(ctx, run.bs.Name)
+	sum, err := rr.Backup(ctx, restic.BackupOptions{
+		Host:          BackupHost,
+		StdinFilename: safeFileName(a.cfg.AppBinding) + ".sql",
+		Command:       argv,
+		Tags:          []string{"appbinding=" + a.cfg.AppBinding, "session=" + run.bs.Name},
+		Progress:      progress,
+		ExtraEnv:      envMap(dbFiles.Env),
+	})
+	if err != nil {
+		if errors.Is(err, restic.ErrCommandFailed) {
+			return fmt.Errorf("mysqldump failed, so no snapshot was saved: %w", err)
+		}
+		return repoErr(repo, err)
+	}
+	run.summary, run.snapshot = sum, sum.SnapshotID
+	log.Info("snapshot saved", "snapshot", sum.SnapshotID, "bytes", sum.TotalBytesProcessed)
+
+	// 6. Retention.
+	if p := policy(bc.Spec.RetentionPolicy); p != nil {
+		removed, err := rr.Forget(ctx, *p)
+		if err != nil {
+			run.cond(stashv1beta1.ConditionRetentionPolicyApplied, false, "ForgetFailed", err.Error())
+			return fmt.Errorf("the backup succeeded (snapshot %s) but the retention policy failed: %w", sum.SnapshotID, repoErr(repo, err))
+		}
+		run.removed = len(removed)
+		run.post = append(run.post, stashv1beta1.ActionApplyRetentionPolicy)
+		run.cond(stashv1beta1.ConditionRetentionPolicyApplied, true, "Applied", fmt.Sprintf("retention policy %s removed %d snapshots", bc.Spec.RetentionPolicy.Name, len(removed)))
+	}
+	// 7. Repository status.
+	if err := a.updateRepositoryStatus(ctx, repo, rr, run); err != nil {
+		log.Info("could not update the repository status", "err", err.Error())
+	} else {
+		run.post = append(run.post, stashv1beta1.ActionSendRepositoryMetrics)
+	}
+	return nil
+}
+
+func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.Repository, rr *restic.Repo, run *backupRun) error {
+	size, count, err := rr.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	now := metav1.NewTime(a.clock())
+	r := a.stash.Repositories(repo.Namespace)
+	var out *stashv1alpha1.Repository
+	err = retryConflict(func() error {
+		cur, err := r.Get(ctx, repo.Name)
+		if err != nil {
+			return err
+		}
+		if cur.Status.FirstBackupTime == nil {
+			cur.Status.FirstBackupTime = &now
+		}
+		cur.Status.LastBackupTime = &now
+		cur.Status.TotalSize = session.HumanBytes(int64(size))
+		cur.Status.SnapshotCount = int64(count)
+		cur.Status.SnapshotsRemovedOnLastCleanup = int64(run.removed)
+		cur.Status.Integrity = ptr.To(true)
+		cur.Status.ObservedGeneration = cur.Generation
+		out, err = r.UpdateStatus(ctx, cur)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	backend, bucket, prefix := repository.Describe(out.Spec.Backend)
+	res := metrics.RepositoryResult{Common: a.common(run.bc), Name: out.Name, Namespace: out.Namespace, Backend: backend, Bucket: bucket, Prefix: prefix,
+		Integrity: true, SizeBytes: int64(size), SnapshotCount: int64(count), SnapshotsCleaned: int64(run.removed)}
+	a.metrics.SetRepository(res)
+	a.push(ctx, run.bc, metrics.RepositoryRegistry(res))
+	return nil
+}
+
+// finishBackup writes the outcome: status, metrics, events, history.
+func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log interface {
+	Info(string, ...any)
+	Error(string, ...any)
+}) {
+	end := a.clock()
+	dur := end.Sub(run.start).Round(time.Second)
+	phase := stashv1beta1.BackupSessionSucceeded
+	hostPhase := stashv1beta1.HostSucceeded
+	msg := ""
+	if err != nil {
+		phase, hostPhase = stashv1beta1.BackupSessionFailed, stashv1beta1.HostFailed
+		msg = err.Error()
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, restic.ErrInterrupted) && run.bs.Status.SessionDeadline != nil && !end.Before(run.bs.Status.SessionDeadline.Time) {
+			msg = fmt.Sprintf("the session passed its timeOut %s and was stopped; no snapshot was saved", run.bc.Spec.TimeOut)
+			run.cond(stashv1beta1.ConditionDeadlineExceeded, true, "DeadlineExceeded", msg)
+		}
+	} else {
+		msg = fmt.Sprintf("snapshot %s saved (%s processed, %s uploaded) in %s", shortID(run.snapshot), session.HumanBytes(int64(run.summary.TotalBytesProcessed)), session.HumanBytes(int64(run.summary.DataAddedPacked)), dur)
+	}
+	stats := stashv1beta1.HostBackupStats{Hostname: BackupHost, Phase: hostPhase, Duration: dur.String()}
+	if err != nil {
+		stats.Error = msg
+	}
+	if s := run.summary; s != nil {
+		total := int64(s.TotalFilesProcessed)
+		nw, mod, un := int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
+		stats.Snapshots = []stashv1beta1.SnapshotStats{{
+			Name: s.SnapshotID, Path: "/" + safeFileName(a.cfg.AppBinding) + ".sql",
+			TotalSize: session.HumanBytes(int64(s.TotalBytesProcessed)), Uploaded: session.HumanBytes(int64(s.DataAddedPacked)),
+			ProcessingTime: (time.Duration(s.TotalDuration * float64(time.Second))).Round(time.Millisecond).String(),
+			FileStats:      stashv1beta1.FileStats{TotalFiles: &total, NewFiles: &nw, ModifiedFiles: &mod, UnmodifiedFiles: &un},
+		}}
+	}
+	ref := run.bc.Spec.Target.Ref
+	uerr := a.updateSessionStatus(ctx, run.bs.Name, func(s *stashv1beta1.BackupSession) {
+		now := metav1.NewTime(end)
+		s.Status.Phase = phase
+		s.Status.SessionDuration = dur.String()
+		s.Status.CompletionTime = &now
+		s.Status.Message = msg
+		s.Status.Targets = []stashv1beta1.BackupTargetStatus{{
+			Ref: ref, TotalHosts: ptr.To[int32](1), Phase: stashv1beta1.TargetPhase(hostPhase),
+			PreBackupActions: run.pre, PostBackupActions: run.post, Stats: []stashv1beta1.HostBackupStats{stats},
+		}}
+		for _, c := range run.conds {
+			meta.SetStatusCondition(&s.Status.Conditions, c)
+		}
+		if s.Status.Progress != nil {
+			s.Status.Progress.UpdateTime = &now
+		}
+	})
+	if uerr != nil {
+		log.Error("could not write the session's final status", "err", uerr.Error())
+	}
+	var lastSuccess time.Time
+	if err == nil {
+		lastSuccess = end
+		_ = a.updateConfigStatus(ctx, run.bc.Name, func(c *stashv1beta1.BackupConfiguration) {
+			c.Status.LastSuccessfulSession = run.bs.Name
+			c.Status.LastSuccessTime = &metav1.Time{Time: end}
+		})
+		a.event(ctx, run.bs, corev1.EventTypeNormal, "BackupSessionSucceeded", msg)
+		log.Info("backup succeeded", "duration", dur.String())
+	} else {
+		if cur, ok := a.config(a.cfg.Namespace + "/" + run.bc.Name); ok && cur.Status.LastSuccessTime != nil {
+			lastSuccess = cur.Status.LastSuccessTime.Time
+		}
+		a.event(ctx, run.bs, corev1.EventTypeWarning, "BackupSessionFailed", msg)
+		log.Error("backup failed", "err", msg)
+	}
+	res := metrics.BackupResult{
+		Common: a.common(run.bc), Target: metrics.Target{Kind: ref.Kind, Group: appcatalog.GroupVersion.Group, Name: ref.Name},
+		Hostname: BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start), LastSuccess: lastSuccess,
+	}
+	if s := run.summary; s != nil {
+		res.DataSizeBytes, res.DataUploadedBytes = int64(s.TotalBytesProcessed), int64(s.DataAddedPacked)
+		res.ProcessingTime = time.Duration(s.TotalDuration * float64(time.Second))
+		res.FilesTotal, res.FilesNew, res.FilesModified, res.FilesUnmodified = int64(s.TotalFilesProcessed), int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
+	}
+	a.metrics.SetBackup(res)
+	a.push(ctx, run.bc, metrics.BackupRegistry(res))
+	if n, err := a.trimHistory(ctx, run.bc); err != nil {
+		log.Error("could not trim session history", "err", err.Error())
+	} else if n > 0 {
+		log.Info("trimmed session history", "deleted", n)
+	}
+}
+
+func (a *Agent) common(bc *stashv1beta1.BackupConfiguration) metrics.Common {
+	return metrics.Common{InvokerKind: stashv1beta1.KindBackupConfiguration, InvokerName: bc.Name, Namespace: bc.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: bc.Spec.Repository.Name}
+}
+
+// progressWriter returns a restic progress callback that writes the status
+// at most every ProgressEvery.
+func (a *Agent) progressWriter(ctx context.Context, session string) func(restic.Status) {
+	var last time.Time
+	return func(st restic.Status) {
+		now := a.clock()
+		if now.Sub(last) < a.cfg.ProgressEvery {
+			return
+		}
+		last = now
+		rate := int64(0)
+		if st.SecondsElapsed > 0 {
+			rate = int64(float64(st.BytesDone) / st.SecondsElapsed)
+		}
+		p := fmt.Sprintf(`{"status":{"progress":{"bytesDone":%d,"bytesTotal":%d,"bytesPerSecond":%d,"updateTime":%q}}}`,
+			st.BytesDone, st.TotalBytes, rate, now.UTC().Format(time.RFC3339))
+		if _, err := a.stash.BackupSessions(a.cfg.Namespace).Patch(ctx, session, "application/merge-patch+json", []byte(p), "status"); err != nil {
+			a.log.Warn("could not write progress", "session", session, "err", err)
+		}
+	}
+}
+
+// push sends metrics to the Pushgateway, when one is configured. A failed
+// push is logged, never fatal: the backup itself is what matters.
+func (a *Agent) push(ctx context.Context, bc *stashv1beta1.BackupConfiguration, g prometheus.Gatherer) {
+	if a.cfg.Pushgateway == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(a.common(bc)), Grouping: metrics.Grouping(BackupHost)}
+	if err := p.Push(ctx, g); err != nil {
+		a.log.Warn("could not push metrics", "err", err)
+	}
+}
+
+func policy(p stashv1alpha1.RetentionPolicy) *restic.Policy {
+	if p.KeepLast == 0 && p.KeepHourly == 0 && p.KeepDaily == 0 && p.KeepWeekly == 0 && p.KeepMonthly == 0 && p.KeepYearly == 0 && len(p.KeepTags) == 0 {
+		return nil // no policy: keep everything
+	}
+	return &restic.Policy{KeepLast: int(p.KeepLast), KeepHourly: int(p.KeepHourly), KeepDaily: int(p.KeepDaily), KeepWeekly: int(p.KeepWeekly),
+		KeepMonthly: int(p.KeepMonthly), KeepYearly: int(p.KeepYearly), KeepTags: p.KeepTags, Prune: p.Prune, DryRun: p.DryRun, Host: BackupHost}
+}
+
+func dbError(ab *appcatalog.AppBinding, err error) error {
+	secret := ""
+	if ab.Spec.Secret != nil {
+		secret = ab.Spec.Secret.Name
+	}
+	switch {
+	case errors.Is(err, database.ErrAccessDenied):
+		return fmt.Errorf("the database refused the credentials in Secret %s (AppBinding %s): fix username/password in that Secret: %w", secret, ab.Name, err)
+	case errors.Is(err, database.ErrTLS):
+		return fmt.Errorf("TLS to the database of AppBinding %s failed: check clientConfig.caBundle: %w", ab.Name, err)
+	default:
+		return fmt.Errorf("the database of AppBinding %s did not answer: %w", ab.Name, err)
+	}
+}
+
+func repoErr(repo *stashv1alpha1.Repository, err error) error {
+	switch {
+	case errors.Is(err, restic.ErrWrongPassword):
+		return fmt.Errorf("repository %s: RESTIC_PASSWORD in Secret %s does not open the repository: %w", repo.Name, repo.Spec.Backend.StorageSecretName, err)
+	case errors.Is(err, restic.ErrLocked):
+		return fmt.Errorf("repository %s is locked by another restic process; if none runs, use `kubectl stash unlock %s`: %w", repo.Name, repo.Name, err)
+	case errors.Is(err, restic.ErrBackend):
+		return fmt.Errorf("repository %s: the backend is unreachable: %w", repo.Name, err)
+	}
+	return fmt.Errorf("repository %s: %w", repo.Name, err)
+}
+
+func envMap(env []string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+func safeFileName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 || r == '\\' {
+			return '_'
+		}
+		return r
+	}, filepath.Base(s))
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}

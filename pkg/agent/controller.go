@@ -1,0 +1,342 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/session"
+)
+
+func (a *Agent) sync(ctx context.Context, key string, wg *sync.WaitGroup) error {
+	kind, nsName, _ := strings.Cut(key, "/")
+	switch kind {
+	case "bc":
+		return a.syncConfig(ctx, nsName)
+	case "bs":
+		return a.syncSession(ctx, nsName, wg)
+	case "rs":
+		return a.syncRestore(ctx, nsName, wg)
+	}
+	return nil
+}
+
+// ours reports whether a target names this agent's AppBinding.
+func (a *Agent) ours(ref stashv1beta1.TargetRef) bool {
+	return ref.Kind == appcatalog.KindAppBinding && ref.Name == a.cfg.AppBinding &&
+		(ref.Namespace == "" || ref.Namespace == a.cfg.Namespace)
+}
+
+func (a *Agent) config(nsName string) (*stashv1beta1.BackupConfiguration, bool) {
+	obj, ok, _ := a.configs.GetByKey(nsName)
+	if !ok {
+		return nil, false
+	}
+	bc := obj.(*stashv1beta1.BackupConfiguration)
+	if bc.Spec.Target == nil || !a.ours(bc.Spec.Target.Ref) {
+		return nil, false
+	}
+	return bc, true
+}
+
+// syncConfig keeps the schedule and the config's status in step with its spec.
+func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
+	_, name, _ := strings.Cut(nsName, "/")
+	bc, ok := a.config(nsName)
+	if !ok {
+		a.sched.Remove(name)
+		return nil
+	}
+	phase, cond := stashv1beta1.BackupInvokerReady, metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionTrue, Reason: "Valid", Message: "the spec is valid"}
+	var next *metav1.Time
+	switch {
+	case bc.Spec.Driver == stashv1beta1.DriverVolumeSnapshotter:
+		a.sched.Remove(name)
+		phase = stashv1beta1.BackupInvokerInvalid
+		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "UnsupportedDriver", Message: "driver VolumeSnapshotter is not supported for databases; use Restic"}
+	case bc.Spec.Paused || bc.Spec.Schedule == "":
+		a.sched.Remove(name)
+	default:
+		spec, err := a.sched.Set(name, bc.Spec.Schedule)
+		if err != nil {
+			phase = stashv1beta1.BackupInvokerInvalid
+			cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidSchedule", Message: err.Error()}
+			a.event(ctx, bc, corev1.EventTypeWarning, "InvalidSchedule", fmt.Sprintf("BackupConfiguration %s: %v", name, err))
+		} else {
+			next = &metav1.Time{Time: spec.Next(a.clock()).Truncate(time.Second)}
+		}
+	}
+	if _, err := a.validateKeep(bc); err != nil {
+		phase = stashv1beta1.BackupInvokerInvalid
+		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidRetentionPolicy", Message: err.Error()}
+	}
+	cond.ObservedGeneration = bc.Generation
+	same := bc.Status.Phase == phase && bc.Status.ObservedGeneration == bc.Generation &&
+		meta.IsStatusConditionPresentAndEqual(bc.Status.Conditions, cond.Type, cond.Status) &&
+		(next == nil) == (bc.Status.NextSchedule == nil) && (next == nil || !next.After(bc.Status.NextSchedule.Time.Add(time.Second)))
+	if same {
+		return nil
+	}
+	return a.updateConfigStatus(ctx, name, func(c *stashv1beta1.BackupConfiguration) {
+		c.Status.Phase = phase
+		c.Status.ObservedGeneration = c.Generation
+		c.Status.NextSchedule = next
+		meta.SetStatusCondition(&c.Status.Conditions, cond)
+	})
+}
+
+func (a *Agent) validateKeep(bc *stashv1beta1.BackupConfiguration) (bool, error) {
+	p := bc.Spec.RetentionPolicy
+	for _, v := range []int64{p.KeepLast, p.KeepHourly, p.KeepDaily, p.KeepWeekly, p.KeepMonthly, p.KeepYearly} {
+		if v < 0 {
+			return false, fmt.Errorf("retentionPolicy keep counts must not be negative")
+		}
+	}
+	return true, nil
+}
+
+// fireSlot creates the slot's BackupSession; the name makes it idempotent.
+func (a *Agent) fireSlot(ctx context.Context, config string, slot time.Time) {
+	bc, ok := a.config(a.cfg.Namespace + "/" + config)
+	if !ok || bc.Spec.Paused {
+		return
+	}
+	bs := session.NewBackup(bc, schedule.SessionName(config, slot))
+	bs.Annotations = map[string]string{"stash.appscode.com/slot": slot.UTC().Format(time.RFC3339)}
+	_, err := a.stash.BackupSessions(a.cfg.Namespace).Create(ctx, bs, metav1.CreateOptions{})
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		a.log.Info("slot already has a session", "session", bs.Name)
+	case err != nil:
+		a.log.Error("create scheduled session", "config", config, "err", err)
+	default:
+		a.log.Info("scheduled session created", "session", bs.Name, "slot", slot.UTC().Format(time.RFC3339))
+	}
+}
+
+func (a *Agent) syncSession(ctx context.Context, nsName string, wg *sync.WaitGroup) error {
+	obj, ok, _ := a.sessions.GetByKey(nsName)
+	if !ok {
+		return nil
+	}
+	bs := obj.(*stashv1beta1.BackupSession)
+	if bs.Status.Phase != "" && bs.Status.Phase != stashv1beta1.BackupSessionPending {
+		return nil
+	}
+	if bs.Spec.Invoker.Kind != stashv1beta1.KindBackupConfiguration {
+		return nil
+	}
+	bc, ok := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name)
+	if !ok {
+		return nil // another database's session, or its config is gone
+	}
+	a.mu.Lock()
+	other := a.running[bc.Name]
+	if other == "" {
+		for _, o := range a.sessions.List() {
+			s := o.(*stashv1beta1.BackupSession)
+			if s.Name != bs.Name && s.Spec.Invoker.Name == bc.Name && s.Status.Phase == stashv1beta1.BackupSessionRunning {
+				other = s.Name
+			}
+		}
+	}
+	if other != "" && other != bs.Name {
+		a.mu.Unlock()
+		return a.skip(ctx, bs, fmt.Sprintf("session %s of BackupConfiguration %s is still running; this one was skipped", other, bc.Name))
+	}
+	a.running[bc.Name] = bs.Name
+	a.mu.Unlock()
+	claimed, err := a.claim(ctx, bs)
+	if err != nil || claimed == nil {
+		a.mu.Lock()
+		delete(a.running, bc.Name)
+		a.mu.Unlock()
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			a.mu.Lock()
+			delete(a.running, bc.Name)
+			a.mu.Unlock()
+		}()
+		a.runBackup(ctx, bc, claimed)
+	}()
+	return nil
+}
+
+// claim moves a Pending session to Running with an optimistic-concurrency
+// status update; a Conflict means another replica got there first.
+func (a *Agent) claim(ctx context.Context, bs *stashv1beta1.BackupSession) (*stashv1beta1.BackupSession, error) {
+	c := bs.DeepCopy()
+	now := metav1.NewTime(a.clock())
+	c.Status.Phase = stashv1beta1.BackupSessionRunning
+	c.Status.ClaimedBy = a.identity
+	c.Status.StartTime = &now
+	out, err := a.stash.BackupSessions(a.cfg.Namespace).UpdateStatus(ctx, c)
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim BackupSession %s: %w", bs.Name, err)
+	}
+	a.log.Info("claimed session", "session", bs.Name)
+	return out, nil
+}
+
+func (a *Agent) skip(ctx context.Context, bs *stashv1beta1.BackupSession, reason string) error {
+	c := bs.DeepCopy()
+	now := metav1.NewTime(a.clock())
+	c.Status.Phase = stashv1beta1.BackupSessionSkipped
+	c.Status.Message = reason
+	c.Status.CompletionTime = &now
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionBackupSkipped, Status: metav1.ConditionTrue, Reason: "AlreadyRunning", Message: reason})
+	_, err := a.stash.BackupSessions(a.cfg.Namespace).UpdateStatus(ctx, c)
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err == nil {
+		a.event(ctx, c, corev1.EventTypeNormal, "BackupSkipped", reason)
+	}
+	return err
+}
+
+// recoverOrphans fails Running sessions of our configs that no live agent
+// runs: the leader is the only runner, so a Running session it did not start
+// was left by a previous leader that died.
+func (a *Agent) recoverOrphans(ctx context.Context) {
+	for _, o := range a.sessions.List() {
+		bs := o.(*stashv1beta1.BackupSession)
+		if bs.Status.Phase != stashv1beta1.BackupSessionRunning || bs.Status.ClaimedBy == a.identity {
+			continue
+		}
+		if _, ok := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name); !ok {
+			continue
+		}
+		msg := fmt.Sprintf("the agent %s running this session stopped before it finished; the backup did not complete and left no snapshot", bs.Status.ClaimedBy)
+		err := a.updateSessionStatus(ctx, bs.Name, func(s *stashv1beta1.BackupSession) {
+			now := metav1.NewTime(a.clock())
+			s.Status.Phase = stashv1beta1.BackupSessionFailed
+			s.Status.Message = msg
+			s.Status.CompletionTime = &now
+			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionBackupDisrupted, Status: metav1.ConditionTrue, Reason: "AgentStopped", Message: msg})
+		})
+		if err == nil {
+			a.event(ctx, bs, corev1.EventTypeWarning, "BackupDisrupted", msg)
+		}
+	}
+}
+
+func (a *Agent) updateSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {
+	r := a.stash.BackupSessions(a.cfg.Namespace)
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		bs, err := r.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		mutate(bs)
+		_, err = r.UpdateStatus(ctx, bs)
+		return err
+	})
+}
+
+func (a *Agent) updateConfigStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupConfiguration)) error {
+	r := a.stash.BackupConfigurations(a.cfg.Namespace)
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		bc, err := r.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		mutate(bc)
+		_, err = r.UpdateStatus(ctx, bc)
+		return err
+	})
+}
+
+// event records a core/v1 Event on an object. Messages never hold secrets.
+func (a *Agent) event(ctx context.Context, obj runtime.Object, typ, reason, msg string) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return
+	}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	kind, apiVersion := gvk.Kind, gvk.GroupVersion().String()
+	switch obj.(type) {
+	case *stashv1beta1.BackupSession:
+		kind, apiVersion = stashv1beta1.KindBackupSession, stashv1beta1.GroupVersion.String()
+	case *stashv1beta1.BackupConfiguration:
+		kind, apiVersion = stashv1beta1.KindBackupConfiguration, stashv1beta1.GroupVersion.String()
+	case *stashv1beta1.RestoreSession:
+		kind, apiVersion = stashv1beta1.KindRestoreSession, stashv1beta1.GroupVersion.String()
+	}
+	if len(msg) > 1000 {
+		msg = msg[:1000]
+	}
+	now := metav1.NewTime(a.clock())
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: m.GetName() + ".", Namespace: a.cfg.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: kind, APIVersion: apiVersion, Name: m.GetName(), Namespace: m.GetNamespace(), UID: m.GetUID(), ResourceVersion: m.GetResourceVersion()},
+		Reason:         reason, Message: msg, Type: typ,
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		Source:              corev1.EventSource{Component: "stash-agent", Host: a.cfg.PodName},
+		ReportingController: "kubectl-stash/agent", ReportingInstance: a.identity,
+	}
+	if _, err := a.kube.CoreV1().Events(a.cfg.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		a.log.Warn("could not record event", "reason", reason, "err", err)
+	}
+}
+
+// trimHistory deletes the oldest finished sessions beyond the config's limit.
+func (a *Agent) trimHistory(ctx context.Context, bc *stashv1beta1.BackupConfiguration) (int, error) {
+	limit := int32(1)
+	if bc.Spec.BackupHistoryLimit != nil {
+		limit = *bc.Spec.BackupHistoryLimit
+	}
+	list, err := a.stash.BackupSessions(a.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: stashv1beta1.LabelInvokerName + "=" + bc.Name})
+	if err != nil {
+		return 0, err
+	}
+	var done []stashv1beta1.BackupSession
+	for _, s := range list.Items {
+		switch s.Status.Phase {
+		case stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionFailed, stashv1beta1.BackupSessionSkipped:
+			if s.Spec.Invoker.Name == bc.Name {
+				done = append(done, s)
+			}
+		}
+	}
+	sort.Slice(done, func(i, j int) bool {
+		ti, tj := done[i].CreationTimestamp, done[j].CreationTimestamp
+		if ti.Equal(&tj) {
+			return done[i].Name > done[j].Name
+		}
+		return tj.Before(&ti)
+	})
+	n := 0
+	for i := int(limit); i < len(done); i++ {
+		if err := a.stash.BackupSessions(a.cfg.Namespace).Delete(ctx, done[i].Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func retryConflict(fn func() error) error { return retry.RetryOnConflict(retry.DefaultBackoff, fn) }
+
+// syncRestore is filled in by the restore half.
+func (a *Agent) syncRestore(ctx context.Context, nsName string, wg *sync.WaitGroup) error { return nil }

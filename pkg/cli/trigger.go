@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/session"
+)
+
+// TriggerOptions creates a BackupSession and optionally waits for it.
+type TriggerOptions struct {
+	factory  *Factory
+	streams  genericiooptions.IOStreams
+	Config   string
+	Wait     bool
+	Timeout  time.Duration
+	Interval time.Duration
+	clients  *Clients
+}
+
+func newTriggerCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &TriggerOptions{factory: f, streams: streams, Timeout: time.Hour, Interval: time.Second}
+	cmd := &cobra.Command{
+		Use:   "trigger BACKUPCONFIG [--wait]",
+		Short: "Start a backup now: create a BackupSession for a BackupConfiguration",
+		Example: `  kubectl stash trigger mysql-nightly
+  kubectl stash trigger mysql-nightly --wait --timeout 30m   # progress, exit code 0 only on success`,
+		Args: exactName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Config = args[0]
+			if o.Timeout <= 0 {
+				return usageErr("--timeout must be positive")
+			}
+			var err error
+			if o.clients, err = o.factory.Clients(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().BoolVar(&o.Wait, "wait", false, "wait until the session ends, showing progress")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
+	return cmd
+}
+
+// Run creates the session and waits.
+func (o *TriggerOptions) Run(ctx context.Context) error {
+	ns := o.clients.Namespace
+	bc, err := o.clients.Stash.BackupConfigurations(ns).Get(ctx, o.Config)
+	if apierrors.IsNotFound(err) {
+		return usageErr("BackupConfiguration %s not found in namespace %s (see `kubectl get backupconfigurations -n %s`)", o.Config, ns, ns)
+	}
+	if err != nil {
+		return fmt.Errorf("read BackupConfiguration %s/%s: %w", ns, o.Config, err)
+	}
+	bs := session.NewBackup(bc, "")
+	bs.GenerateName = bc.Name + "-"
+	if len(bs.GenerateName) > 50 {
+		bs.GenerateName = bs.GenerateName[:50]
+	}
+	bs.Annotations = map[string]string{"stash.appscode.com/triggered-by": "kubectl-stash"}
+	created, err := o.clients.Stash.BackupSessions(ns).Create(ctx, bs, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create BackupSession for %s/%s: %w", ns, o.Config, err)
+	}
+	fmt.Fprintf(o.streams.Out, "backupsession.stash.appscode.com/%s created\n", created.Name)
+	if !o.Wait {
+		return nil
+	}
+	return WaitBackupSession(ctx, o.clients, ns, created.Name, o.Timeout, o.Interval, o.streams.ErrOut, o.streams.Out)
+}
+
+// WaitBackupSession polls a session until it ends, printing progress.
+func WaitBackupSession(ctx context.Context, c *Clients, ns, name string, timeout, every time.Duration, progress, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var lastLine string
+	for {
+		bs, err := c.Stash.BackupSessions(ns).Get(ctx, name)
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("read BackupSession %s/%s: %w", ns, name, err)
+		}
+		if err == nil {
+			switch bs.Status.Phase {
+			case stashv1beta1.BackupSessionSucceeded:
+				fmt.Fprintf(out, "BackupSession %s Succeeded in %s: %s\n", name, bs.Status.SessionDuration, bs.Status.Message)
+				return nil
+			case stashv1beta1.BackupSessionFailed, stashv1beta1.BackupSessionSkipped:
+				return fmt.Errorf("%w: BackupSession %s %s: %s", ErrSessionFailed, name, bs.Status.Phase, bs.Status.Message)
+			}
+			line := fmt.Sprintf("%s: %s", name, phaseOr(string(bs.Status.Phase), "Pending (waiting for the agent)"))
+			if p := bs.Status.Progress; p != nil {
+				line += fmt.Sprintf("  %s processed, %s/s", session.HumanBytes(p.BytesDone), session.HumanBytes(p.BytesPerSecond))
+			}
+			if line != lastLine {
+				fmt.Fprintln(progress, line)
+				lastLine = line
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: BackupSession %s/%s did not finish within %s; it may still finish: watch it with `kubectl get backupsession %s -n %s -w`", ErrWaitTimeout, ns, name, timeout, name, ns)
+		case <-time.After(every):
+		}
+	}
+}
+
+func phaseOr(p, def string) string {
+	if p == "" {
+		return def
+	}
+	return p
+}
+
+// PauseOptions sets spec.paused.
+type PauseOptions struct {
+	factory *Factory
+	streams genericiooptions.IOStreams
+	Paused  bool
+}
+
+func newPauseCmd(f *Factory, streams genericiooptions.IOStreams, paused bool) *cobra.Command {
+	verb := "pause"
+	if !paused {
+		verb = "resume"
+	}
+	o := &PauseOptions{factory: f, streams: streams, Paused: paused}
+	return &cobra.Command{
+		Use:     verb + " backupconfig NAME",
+		Short:   fmt.Sprintf("%s a BackupConfiguration's schedule", map[bool]string{true: "Pause", false: "Resume"}[paused]),
+		Example: fmt.Sprintf("  kubectl stash %s backupconfig mysql-nightly", verb),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 || (args[0] != "backupconfig" && args[0] != "backupconfiguration" && args[0] != "backup") {
+				return usageErr("usage: kubectl stash %s backupconfig NAME", verb)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.factory.Clients()
+			if err != nil {
+				return err
+			}
+			patch := fmt.Sprintf(`{"spec":{"paused":%t}}`, o.Paused)
+			_, err = c.Stash.BackupConfigurations(c.Namespace).Patch(cmd.Context(), args[1], types.MergePatchType, []byte(patch))
+			if apierrors.IsNotFound(err) {
+				return usageErr("BackupConfiguration %s not found in namespace %s", args[1], c.Namespace)
+			}
+			if err != nil {
+				return fmt.Errorf("patch BackupConfiguration %s/%s: %w", c.Namespace, args[1], err)
+			}
+			fmt.Fprintf(o.streams.Out, "backupconfiguration.stash.appscode.com/%s %sd\n", args[1], verb)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,113 @@
+package database
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// ConsistentDumpArgs make one consistent dump with routines, triggers and
+// events. --hex-blob keeps BLOBs byte-exact whatever the connection charset.
+var consistentDumpArgs = []string{"--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--default-character-set=utf8mb4"}
+
+// ConsistentDumpArgs returns the flags always passed to mysqldump.
+func ConsistentDumpArgs() []string { return append([]string(nil), consistentDumpArgs...) }
+
+// Client finds the client binaries.
+type Client struct {
+	Dump  string // mysqldump or mariadb-dump
+	MySQL string // mysql or mariadb
+}
+
+// FindClient looks the binaries up on PATH.
+func FindClient() (Client, error) {
+	var c Client
+	for _, n := range []string{"mysqldump", "mariadb-dump"} {
+		if p, err := exec.LookPath(n); err == nil {
+			c.Dump = p
+			break
+		}
+	}
+	for _, n := range []string{"mysql", "mariadb"} {
+		if p, err := exec.LookPath(n); err == nil {
+			c.MySQL = p
+			break
+		}
+	}
+	if c.Dump == "" || c.MySQL == "" {
+		return c, fmt.Errorf("the MySQL client (mysqldump and mysql) is not on PATH; the agent image ships it, or install mariadb-client")
+	}
+	return c, nil
+}
+
+// DumpArgv is the full mysqldump argv: option file first (it must be), then
+// the consistency flags, then the user's args.
+func (c Client) DumpArgv(f *Files, userArgs []string) []string {
+	argv := []string{c.Dump, "--defaults-extra-file=" + f.OptionFile}
+	argv = append(argv, consistentDumpArgs...)
+	return append(argv, userArgs...)
+}
+
+// LoadArgv is the mysql argv for a restore. --binary-mode keeps \0 and \r
+// in the dump as data.
+func (c Client) LoadArgv(f *Files, userArgs []string) []string {
+	argv := []string{c.MySQL, "--defaults-extra-file=" + f.OptionFile, "--binary-mode", "--default-character-set=utf8mb4"}
+	return append(argv, userArgs...)
+}
+
+// Errors from the server, matched with errors.Is.
+var (
+	ErrAccessDenied = errors.New("access denied")
+	ErrUnreachable  = errors.New("database unreachable")
+	ErrTLS          = errors.New("TLS handshake with the database failed")
+)
+
+// Classify maps client stderr to a sentinel, or nil.
+func Classify(stderr string) error {
+	s := strings.ToLower(stderr)
+	switch {
+	case strings.Contains(s, "access denied"):
+		return ErrAccessDenied
+	case strings.Contains(s, "ssl") || strings.Contains(s, "tls") || strings.Contains(s, "certificate"):
+		return ErrTLS
+	case strings.Contains(s, "can't connect") || strings.Contains(s, "unknown server host") || strings.Contains(s, "lost connection") || strings.Contains(s, "connection refused"):
+		return ErrUnreachable
+	}
+	return nil
+}
+
+// WaitReady runs SELECT 1 until it succeeds or timeout. Access denied and TLS
+// errors stop at once: waiting will not fix them.
+func (c Client) WaitReady(ctx context.Context, f *Files, env []string, timeout, every time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		cmd := exec.CommandContext(cctx, c.MySQL, "--defaults-extra-file="+f.OptionFile, "--connect-timeout=5", "--batch", "-e", "SELECT 1")
+		cmd.Env = append(env, f.Env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		ccancel()
+		if err == nil {
+			return nil
+		}
+		last = strings.TrimSpace(stderr.String())
+		if last == "" {
+			last = err.Error()
+		}
+		if k := Classify(last); k == ErrAccessDenied || k == ErrTLS {
+			return fmt.Errorf("%w: %s", k, last)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w after %s: %s", ErrUnreachable, timeout, last)
+		case <-time.After(every):
+		}
+	}
+}

@@ -1,0 +1,311 @@
+// Package metrics builds the Prometheus metrics of the backup agent.
+//
+// Metric names follow Stash so existing Grafana dashboards and alerts keep
+// working: every gauge is emitted twice, once with the legacy "stash_" name
+// and once with the newer "stash_appscode_com_" name, with identical labels
+// and values.
+//
+// Labels:
+//   - every metric: invoker_kind, invoker_name, namespace, driver,
+//     repository, plus the user's Extra labels;
+//   - target metrics add kind, group, name (the backed-up or restored target);
+//   - host metrics add kind, group, name and hostname;
+//   - repository metrics set namespace and repository to the repository's
+//     and add name (= repository), backend, bucket and prefix.
+//
+// Extra labels whose name is not a classic Prometheus label name, starts with
+// "__", or is one of the labels above or "job"/"instance" (owned by the
+// Pushgateway) are dropped; check them up front with CheckExtraLabels.
+//
+// The package knows nothing about Kubernetes; callers fill the result types.
+package metrics
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Name prefixes: legacy Stash names and the API-group based ones.
+const (
+	LegacyPrefix = "stash_"
+	Prefix       = "stash_appscode_com_"
+)
+
+// Common holds the labels every metric carries.
+type Common struct {
+	InvokerKind string // e.g. BackupConfiguration, RestoreSession
+	InvokerName string
+	Namespace   string // the invoker's namespace
+	Driver      string // e.g. Restic
+	Repository  string // the Repository's name
+	Extra       map[string]string
+}
+
+// Target is the object a session backs up or restores.
+type Target struct {
+	Kind, Group, Name string
+}
+
+// BackupResult is the outcome of one backup session on one host. A failed
+// backup is still reported: Success false and the stats known, zeros otherwise.
+type BackupResult struct {
+	Common
+	Target   Target
+	Hostname string
+
+	Success         bool
+	SessionDuration time.Duration
+	HostDuration    time.Duration
+
+	DataSizeBytes, DataUploadedBytes int64
+	ProcessingTime                   time.Duration
+
+	FilesTotal, FilesNew, FilesModified, FilesUnmodified int64
+
+	// LastSuccess is zero if the invoker never succeeded;
+	// last_success_time_seconds is only emitted when it is set.
+	LastSuccess time.Time
+
+	// TargetCount and HostCount are the session's targets and the target's
+	// hosts; 0 means 1, the usual single-target, single-host case.
+	TargetCount, HostCount int
+}
+
+// RestoreResult is the outcome of one restore session on one host.
+type RestoreResult struct {
+	Common
+	Target   Target
+	Hostname string
+
+	Success                       bool
+	SessionDuration, HostDuration time.Duration
+
+	// 0 means 1, as in BackupResult.
+	TargetCount, HostCount int
+}
+
+// RepositoryResult describes a repository after a backup or check.
+// Name and Namespace default to Common.Repository and Common.Namespace.
+type RepositoryResult struct {
+	Common
+	Name, Namespace         string
+	Backend, Bucket, Prefix string
+
+	Integrity                                  bool
+	SizeBytes, SnapshotCount, SnapshotsCleaned int64
+}
+
+// reserved reports labels set by this package or the Pushgateway, which
+// Extra cannot override.
+func reserved(name string) bool {
+	switch name {
+	case "invoker_kind", "invoker_name", "namespace", "driver", "repository",
+		"kind", "group", "name", "hostname",
+		"backend", "bucket", "prefix",
+		"job", "instance":
+		return true
+	}
+	return false
+}
+
+// CheckExtraLabels reports the first extra label that would be dropped.
+func CheckExtraLabels(extra map[string]string) error {
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch {
+		case !validLabelName(k):
+			return fmt.Errorf("label %q: not a valid Prometheus label name", k)
+		case reserved(k):
+			return fmt.Errorf("label %q: reserved", k)
+		}
+	}
+	return nil
+}
+
+// validLabelName is the classic [a-zA-Z_][a-zA-Z0-9_]* rule without the "__"
+// prefix; stricter than UTF-8 names so any Pushgateway or scraper accepts it.
+func validLabelName(s string) bool {
+	if s == "" || strings.HasPrefix(s, "__") {
+		return false
+	}
+	for i, c := range s {
+		ok := c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// labels is the label set every metric of c carries.
+func (c Common) labels() prometheus.Labels {
+	l := prometheus.Labels{}
+	for k, v := range c.Extra {
+		if validLabelName(k) && !reserved(k) {
+			l[k] = cleanValue(v)
+		}
+	}
+	return with(l,
+		"invoker_kind", c.InvokerKind, "invoker_name", c.InvokerName,
+		"namespace", c.Namespace, "driver", c.Driver, "repository", c.Repository)
+}
+
+// with returns a copy of l plus the given name/value pairs.
+func with(l prometheus.Labels, kv ...string) prometheus.Labels {
+	out := make(prometheus.Labels, len(l)+len(kv)/2)
+	for k, v := range l {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = cleanValue(kv[i+1])
+	}
+	return out
+}
+
+// cleanValue makes v valid UTF-8; Prometheus rejects metrics otherwise.
+func cleanValue(v string) string { return strings.ToValidUTF8(v, "\uFFFD") }
+
+func (t Target) labels(l prometheus.Labels) prometheus.Labels {
+	return with(l, "kind", t.Kind, "group", t.Group, "name", t.Name)
+}
+
+// samples is a fixed batch of gauge values; a recorded result never changes,
+// so constant metrics are enough.
+type samples []prometheus.Metric
+
+// add appends one gauge under its legacy and current names.
+func (s *samples) add(legacy, current, help string, l prometheus.Labels, v float64) {
+	for _, name := range []string{LegacyPrefix + legacy, Prefix + current} {
+		d := prometheus.NewDesc(name, help, nil, l)
+		*s = append(*s, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v))
+	}
+}
+
+func (s samples) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range s {
+		ch <- m.Desc()
+	}
+}
+
+func (s samples) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range s {
+		ch <- m
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func count(n int) float64 {
+	if n <= 0 {
+		return 1
+	}
+	return float64(n)
+}
+
+func unixSeconds(t time.Time) float64 {
+	return float64(t.UnixNano()) / 1e9
+}
+
+func backupSamples(r BackupResult) samples {
+	var s samples
+	session := r.Common.labels()
+	target := r.Target.labels(session)
+	host := with(target, "hostname", r.Hostname)
+	ok := boolValue(r.Success)
+
+	s.add("backup_session_success", "backupsession_success", "Whether the backup session succeeded (1) or failed (0).", session, ok)
+	s.add("backup_session_duration_seconds", "backupsession_duration_seconds", "Duration of the whole backup session in seconds.", session, r.SessionDuration.Seconds())
+	s.add("backup_target_count_total", "backupsession_target_count_total", "Number of targets in the backup session.", session, count(r.TargetCount))
+	if !r.LastSuccess.IsZero() {
+		s.add("backup_last_success_time_seconds", "backupsession_last_success_time_seconds", "Unix time of the invoker's last successful backup.", session, unixSeconds(r.LastSuccess))
+	}
+
+	s.add("backup_target_success", "backupsession_target_success", "Whether the target's backup succeeded (1) or failed (0).", target, ok)
+	s.add("backup_target_host_count_total", "backupsession_target_host_count_total", "Number of hosts of the backup target.", target, count(r.HostCount))
+	if !r.LastSuccess.IsZero() {
+		s.add("backup_target_last_success_time_seconds", "backupsession_target_last_success_time_seconds", "Unix time of the target's last successful backup.", target, unixSeconds(r.LastSuccess))
+	}
+
+	s.add("backup_host_backup_success", "backupsession_host_backup_success", "Whether the host's backup succeeded (1) or failed (0).", host, ok)
+	s.add("backup_host_backup_duration_seconds", "backupsession_host_backup_duration_seconds", "Duration of the host's backup in seconds.", host, r.HostDuration.Seconds())
+	s.add("backup_host_data_size_bytes", "backupsession_host_data_size_bytes", "Size of the host's backed-up data in bytes.", host, float64(r.DataSizeBytes))
+	s.add("backup_host_data_uploaded_bytes", "backupsession_host_data_uploaded_bytes", "Bytes the host uploaded to the repository.", host, float64(r.DataUploadedBytes))
+	s.add("backup_host_data_processing_time_seconds", "backupsession_host_data_processing_time_seconds", "Time the backup tool spent processing the host's data, in seconds.", host, r.ProcessingTime.Seconds())
+	s.add("backup_host_files_total", "backupsession_host_files_total", "Number of files in the host's backup.", host, float64(r.FilesTotal))
+	s.add("backup_host_files_new", "backupsession_host_files_new", "Number of new files in the host's backup.", host, float64(r.FilesNew))
+	s.add("backup_host_files_modified", "backupsession_host_files_modified", "Number of modified files in the host's backup.", host, float64(r.FilesModified))
+	s.add("backup_host_files_unmodified", "backupsession_host_files_unmodified", "Number of unmodified files in the host's backup.", host, float64(r.FilesUnmodified))
+	return s
+}
+
+func restoreSamples(r RestoreResult) samples {
+	var s samples
+	session := r.Common.labels()
+	target := r.Target.labels(session)
+	host := with(target, "hostname", r.Hostname)
+	ok := boolValue(r.Success)
+
+	s.add("restore_session_success", "restoresession_success", "Whether the restore session succeeded (1) or failed (0).", session, ok)
+	s.add("restore_session_duration_seconds", "restoresession_duration_seconds", "Duration of the whole restore session in seconds.", session, r.SessionDuration.Seconds())
+	s.add("restore_target_count_total", "restoresession_target_count_total", "Number of targets in the restore session.", session, count(r.TargetCount))
+	s.add("restore_target_success", "restoresession_target_success", "Whether the target's restore succeeded (1) or failed (0).", target, ok)
+	s.add("restore_target_host_count_total", "restoresession_target_host_count_total", "Number of hosts of the restore target.", target, count(r.HostCount))
+	s.add("restore_host_restore_success", "restoresession_host_restore_success", "Whether the host's restore succeeded (1) or failed (0).", host, ok)
+	s.add("restore_host_restore_duration_seconds", "restoresession_host_restore_duration_seconds", "Duration of the host's restore in seconds.", host, r.HostDuration.Seconds())
+	return s
+}
+
+// repositoryLabels puts the repository's identity where the invoker's was.
+func repositoryLabels(r RepositoryResult) prometheus.Labels {
+	name, ns := r.Name, r.Namespace
+	if name == "" {
+		name = r.Repository
+	}
+	if ns == "" {
+		ns = r.Common.Namespace
+	}
+	return with(r.Common.labels(),
+		"repository", name, "name", name, "namespace", ns,
+		"backend", r.Backend, "bucket", r.Bucket, "prefix", r.Prefix)
+}
+
+func repositorySamples(r RepositoryResult) samples {
+	var s samples
+	l := repositoryLabels(r)
+	s.add("repository_integrity", "repository_integrity", "Whether the repository passed its integrity check (1) or not (0).", l, boolValue(r.Integrity))
+	s.add("repository_size_bytes", "repository_size_bytes", "Size of the repository in bytes.", l, float64(r.SizeBytes))
+	s.add("repository_snapshot_count", "repository_snapshot_count", "Number of snapshots in the repository.", l, float64(r.SnapshotCount))
+	s.add("repository_snapshot_cleaned", "repository_snapshot_cleaned", "Number of snapshots removed by the last retention run.", l, float64(r.SnapshotsCleaned))
+	return s
+}
+
+func registryOf(s samples) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	// Cannot fail: names are fixed, label names filtered, values valid UTF-8.
+	reg.MustRegister(s)
+	return reg
+}
+
+// BackupRegistry returns a fresh registry holding r's backup metrics.
+func BackupRegistry(r BackupResult) *prometheus.Registry { return registryOf(backupSamples(r)) }
+
+// RestoreRegistry returns a fresh registry holding r's restore metrics.
+func RestoreRegistry(r RestoreResult) *prometheus.Registry { return registryOf(restoreSamples(r)) }
+
+// RepositoryRegistry returns a fresh registry holding r's repository metrics.
+func RepositoryRegistry(r RepositoryResult) *prometheus.Registry {
+	return registryOf(repositorySamples(r))
+}
