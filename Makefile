@@ -47,11 +47,13 @@ test: tools build lint ## Install what is needed, then run every test against th
 
 .PHONY: up
 up: tools build ## Start the local environment in the background and print KUBECONFIG
-	@go run ./hack/env -dir $(ENV_DIR) up
+	@go build -o $(BIN)/stash-env ./hack/env
+	@$(BIN)/stash-env -dir $(ENV_DIR) up
 
 .PHONY: down
 down: ## Stop the local environment
-	@go run ./hack/env -dir $(ENV_DIR) down
+	@go build -o $(BIN)/stash-env ./hack/env
+	@$(BIN)/stash-env -dir $(ENV_DIR) down
 
 .PHONY: demo
 demo: tools build ## Run the main job on the embedded environment: backup and restore through kubectl stash

@@ -9,6 +9,7 @@ pushgw=$(python3 -c "import json;print(json.load(open('$conn'))['pushgateway']['
 step "sample data in MariaDB db0 (127.0.0.1:$db0_port)"
 mariadb --defaults-extra-file="$db0_opt" <<'SQL'
 CREATE DATABASE shop CHARACTER SET utf8mb4;
+USE shop;
 CREATE TABLE shop.customers (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(100), note TEXT);
 INSERT INTO shop.customers (name, note) VALUES ('Ada', 'first 🐬'), ('Grace', 'O''Brien');
 CREATE TABLE shop.orders (id INT PRIMARY KEY AUTO_INCREMENT, customer INT, total DECIMAL(10,2), payload BLOB);
@@ -40,7 +41,8 @@ kubectl stash create backupconfig mysql-nightly --target appbinding/mysql --repo
   --schedule "0 2 * * *" --keep-last 7 --keep-daily 30 --prune --pushgateway "$pushgw"
 
 step "starting the agent from its rendered Deployment (no kubelet here: a local process with the container's command, args and env, as its ServiceAccount)"
-go run ./hack/env -dir "$dir" agent demo stash-agent-mysql > "$dir/agent-run.log" 2>&1 &
+# Its own session, so stopping it never signals this script.
+setsid bin/stash-env -dir "$dir" agent demo stash-agent-mysql > "$dir/agent-run.log" 2>&1 &
 agent_pid=$!
 trap 'kill $agent_pid 2>/dev/null; wait $agent_pid 2>/dev/null; cleanup' EXIT
 for _ in $(seq 1 60); do grep -q "running" "$dir/agent-run.log" && break; sleep 1; done
