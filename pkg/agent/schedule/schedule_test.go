@@ -1,0 +1,49 @@
+package schedule
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	for _, ok := range []string{"0 2 * * *", "*/5 * * * *", "@hourly", "@daily", "@every 30s", "@every 5s", "CRON_TZ=Europe/Berlin 0 2 * * *", "TZ=UTC @daily"} {
+		if _, err := Parse(ok); err != nil {
+			t.Errorf("Parse(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "* * *", "61 * * * *", "@every 10ms", "@every soon", "@sometimes", "0 2 * * * * *", "CRON_TZ=Mars/Base 0 2 * * *"} {
+		if _, err := Parse(bad); !errors.Is(err, ErrBadSchedule) {
+			t.Errorf("Parse(%q): err %v, want ErrBadSchedule", bad, err)
+		}
+	}
+}
+
+func TestSlotsAreStableAcrossLatency(t *testing.T) {
+	s, _ := Parse("@every 5s")
+	base := time.Unix(1_700_000_000, 0)
+	for _, lag := range []time.Duration{0, 40 * time.Millisecond, 2 * time.Second} {
+		if got := s.Slot(base.Add(lag)); !got.Equal(base) {
+			t.Errorf("@every 5s fired %v late: slot %v, want %v", lag, got, base)
+		}
+	}
+	c, _ := Parse("0 2 * * *")
+	fire := time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
+	if got := c.Slot(fire.Add(700 * time.Millisecond)); !got.Equal(fire) {
+		t.Errorf("cron slot %v, want %v", got, fire)
+	}
+	if n := c.Next(fire); !n.Equal(fire.Add(24 * time.Hour)) {
+		t.Errorf("Next = %v", n)
+	}
+}
+
+func TestSessionNameIsDeterministicAndShort(t *testing.T) {
+	slot := time.Unix(1_700_000_000, 0)
+	if a, b := SessionName("nightly", slot), SessionName("nightly", slot); a != b || a != "nightly-1700000000" {
+		t.Errorf("SessionName = %q, %q", a, b)
+	}
+	long := SessionName("a-very-long-backup-configuration-name-that-goes-on-and-on-and-on", slot)
+	if len(long) > 63 {
+		t.Errorf("SessionName is %d chars: %q", len(long), long)
+	}
+}

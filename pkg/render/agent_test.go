@@ -1,0 +1,61 @@
+package render
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
+	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
+)
+
+func TestAgentObjectsAreLeastPrivilegeAndRestricted(t *testing.T) {
+	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"},
+		Spec: appcatalog.AppBindingSpec{Secret: &corev1.LocalObjectReference{Name: "db-auth"}}}
+	repo := &stashv1alpha1.Repository{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns"},
+		Spec: stashv1alpha1.RepositorySpec{Backend: stashv1alpha1.Backend{StorageSecretName: "repo-creds", S3: &stashv1alpha1.S3Spec{}}}}
+	objs, err := AgentObjects(AgentInput{AppBinding: ab, Repositories: []*stashv1alpha1.Repository{repo}, Image: "img:1", Pushgateway: "http://pg:9091"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := objs[1].(*rbacv1.Role)
+	for _, r := range role.Rules {
+		for _, res := range r.Resources {
+			if res == "secrets" && strings.Join(r.ResourceNames, ",") != "db-auth,repo-creds" {
+				t.Errorf("secrets are not granted by exactly their names: %v", r.ResourceNames)
+			}
+			if res == "appbindings" && strings.Join(r.ResourceNames, ",") != "db" {
+				t.Errorf("appbindings not limited to the target: %v", r.ResourceNames)
+			}
+		}
+		for _, v := range r.Verbs {
+			if v == "*" {
+				t.Errorf("wildcard verb in %+v", r)
+			}
+		}
+	}
+	dep := objs[3].(*appsv1.Deployment)
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	sc := ctr.SecurityContext
+	if !*sc.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || sc.Capabilities.Drop[0] != "ALL" || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("container securityContext is not restricted: %+v", sc)
+	}
+	if ctr.LivenessProbe == nil || ctr.ReadinessProbe == nil || len(ctr.Ports) != 1 {
+		t.Error("probes or metrics port missing")
+	}
+	if !strings.Contains(strings.Join(ctr.Args, " "), "--pushgateway=http://pg:9091") {
+		t.Errorf("args lack the pushgateway: %v", ctr.Args)
+	}
+}
+
+func TestNamesStayWithin63(t *testing.T) {
+	long := strings.Repeat("a", 80)
+	n := AgentName(long)
+	if len(n) > 63 || AgentName(long) != n || AgentName(long+"b") == n {
+		t.Errorf("AgentName(%d chars) = %q (%d)", len(long), n, len(n))
+	}
+}
