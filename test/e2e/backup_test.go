@@ -234,6 +234,10 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 		}
 	})
 
+	t.Run("passwords appear in no log, status or Event", func(t *testing.T) {
+		assertNoSecrets(t, ns, agent.LogPath, f.db.Password, f.repoPass, s.env.S3.SecretKey)
+	})
+
 	t.Run("mysqldump killed mid-stream fails with no snapshot", func(t *testing.T) {
 		// Hold a write lock on shop.big so the dump stalls mid-stream, then kill it.
 		lock := exec.Command("mariadb", "--defaults-extra-file="+f.db.OptionFile())
@@ -271,6 +275,26 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 			t.Fatalf("a killed dump left a snapshot: %d -> %d", before, after)
 		}
 	})
+}
+
+// assertNoSecrets searches the agent's log, every status and every Event in
+// the namespace for the database and repository passwords.
+func assertNoSecrets(t *testing.T, ns string, logPath string, secrets ...string) {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := kubectl(t, "", "get", "-n", ns, "backupsessions,backupconfigurations,repositories,appbindings,events", "-o", "json")
+	mustOK(t, r, "get objects")
+	for _, sec := range secrets {
+		if strings.Contains(string(b), sec) {
+			t.Errorf("a password appears in the agent's log %s", logPath)
+		}
+		if strings.Contains(r.stdout, sec) {
+			t.Errorf("a password appears in a status, spec or Event in namespace %s", ns)
+		}
+	}
 }
 
 func TestScheduleCreatesSessionsAndPauseStopsThem(t *testing.T) {
