@@ -337,6 +337,3 @@ func (a *Agent) trimHistory(ctx context.Context, bc *stashv1beta1.BackupConfigur
 }
 
 func retryConflict(fn func() error) error { return retry.RetryOnConflict(retry.DefaultBackoff, fn) }
-
-// syncRestore is filled in by the restore half.
-func (a *Agent) syncRestore(ctx context.Context, nsName string, wg *sync.WaitGroup) error { return nil }

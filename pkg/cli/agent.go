@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,9 +24,11 @@ type agentFlags struct {
 	Image       string
 	Pushgateway string
 	Replicas    int32
+	cmd         *cobra.Command
 }
 
 func (f *agentFlags) add(cmd *cobra.Command) {
+	f.cmd = cmd
 	cmd.Flags().StringVar(&f.Image, "image", version.AgentImage(), "agent image")
 	cmd.Flags().StringVar(&f.Pushgateway, "pushgateway", "", "Pushgateway URL the agent pushes metrics to")
 	cmd.Flags().Int32Var(&f.Replicas, "replicas", 1, "agent replicas (leader election on a Lease keeps one active)")
@@ -33,16 +37,27 @@ func (f *agentFlags) add(cmd *cobra.Command) {
 // render builds the agent for an AppBinding. Connected, it reads the
 // AppBinding and every Repository its BackupConfigurations and
 // RestoreSessions use, so the Role grants exactly their Secrets by name.
-func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, extra ...*stashv1beta1.BackupConfiguration) ([]runtime.Object, error) {
+func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, extraRepos []stashv1beta1.RepositoryRef, extra ...*stashv1beta1.BackupConfiguration) ([]runtime.Object, error) {
 	if f.Image == "" {
 		return nil, usageErr("--image must not be empty")
 	}
 	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: appBinding, Namespace: w.ns}}
-	repoNames := map[string]bool{}
+	type ref struct{ ns, name string }
+	refs := map[ref]bool{}
+	add := func(r stashv1beta1.RepositoryRef) {
+		ns := r.Namespace
+		if ns == "" {
+			ns = w.ns
+		}
+		refs[ref{ns, r.Name}] = true
+	}
 	var cfg *stashv1beta1.BackupConfiguration
 	for _, bc := range extra {
-		repoNames[bc.Spec.Repository.Name] = bc.Spec.Repository.Namespace == "" || bc.Spec.Repository.Namespace == w.ns
+		add(bc.Spec.Repository)
 		cfg = bc
+	}
+	for _, r := range extraRepos {
+		add(r)
 	}
 	var repos []*stashv1alpha1.Repository
 	if w.clients != nil {
@@ -61,7 +76,7 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 		for i := range bcs.Items {
 			bc := &bcs.Items[i]
 			if bc.Spec.Target != nil && bc.Spec.Target.Ref.Name == appBinding && bc.Spec.Target.Ref.Kind == appcatalog.KindAppBinding {
-				repoNames[bc.Spec.Repository.Name] = true
+				add(bc.Spec.Repository)
 				if cfg == nil {
 					cfg = bc
 				}
@@ -73,24 +88,56 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 		}
 		for _, rs := range rss.Items {
 			if rs.Spec.Target != nil && rs.Spec.Target.Ref.Name == appBinding {
-				repoNames[rs.Spec.Repository.Name] = rs.Spec.Repository.Namespace == "" || rs.Spec.Repository.Namespace == w.ns
+				add(rs.Spec.Repository)
 			}
 		}
-		for name := range repoNames {
-			r, err := w.clients.Stash.Repositories(w.ns).Get(ctx, name)
+		for r := range refs {
+			repo, err := w.clients.Stash.Repositories(r.ns).Get(ctx, r.name)
 			if apierrors.IsNotFound(err) {
-				return nil, usageErr("Repository %s not found in namespace %s: create it with `kubectl stash create repository %s ...`", name, w.ns, name)
+				return nil, usageErr("Repository %s not found in namespace %s: create it with `kubectl stash create repository %s -n %s ...`", r.name, r.ns, r.name, r.ns)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("read Repository %s/%s: %w", w.ns, name, err)
+				return nil, fmt.Errorf("read Repository %s/%s: %w", r.ns, r.name, err)
 			}
-			repos = append(repos, r)
+			if err := CheckUsage(repo, w.ns); err != nil {
+				return nil, err
+			}
+			repos = append(repos, repo)
 		}
+		sort.Slice(repos, func(i, j int) bool {
+			return repos[i].Namespace+"/"+repos[i].Name < repos[j].Namespace+"/"+repos[j].Name
+		})
+		f.keepExisting(ctx, w, appBinding)
 	}
 	return render.AgentObjects(render.AgentInput{
 		AppBinding: ab, Repositories: repos, Config: cfg, Image: f.Image, Version: version.Version,
 		Pushgateway: f.Pushgateway, Replicas: f.Replicas,
 	})
+}
+
+// keepExisting carries over the image, Pushgateway and replicas of an agent
+// already deployed, unless the flags were given: re-rendering it for a
+// restore must not drop what the backup side configured.
+func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding string) {
+	dep, err := w.clients.Kube.AppsV1().Deployments(w.ns).Get(ctx, render.AgentName(appBinding), metav1.GetOptions{})
+	if err != nil || len(dep.Spec.Template.Spec.Containers) == 0 {
+		return
+	}
+	changed := func(name string) bool { return f.cmd != nil && f.cmd.Flags().Changed(name) }
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	if !changed("image") {
+		f.Image = ctr.Image
+	}
+	if !changed("pushgateway") {
+		for _, a := range ctr.Args {
+			if v, ok := strings.CutPrefix(a, "--pushgateway="); ok {
+				f.Pushgateway = v
+			}
+		}
+	}
+	if !changed("replicas") && dep.Spec.Replicas != nil {
+		f.Replicas = *dep.Spec.Replicas
+	}
 }
 
 // AgentApplyOptions renders and applies only the agent.
@@ -118,7 +165,7 @@ func newAgentCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command 
 			if err := o.complete(); err != nil {
 				return err
 			}
-			objs, err := o.agentFlags.render(cmd.Context(), &o.writer, name)
+			objs, err := o.agentFlags.render(cmd.Context(), &o.writer, name, nil)
 			if err != nil {
 				return err
 			}
@@ -130,4 +177,19 @@ func newAgentCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command 
 	o.flags.AddFlags(apply)
 	cmd.AddCommand(apply)
 	return cmd
+}
+
+// CheckUsage applies a Repository's usagePolicy to a user in namespace ns.
+func CheckUsage(repo *stashv1alpha1.Repository, ns string) error {
+	if repo.Namespace == ns {
+		return nil
+	}
+	from := stashv1alpha1.NamespacesFromSame
+	if up := repo.Spec.UsagePolicy; up != nil && up.AllowedNamespaces.From != nil {
+		from = *up.AllowedNamespaces.From
+	}
+	if from == stashv1alpha1.NamespacesFromAll {
+		return nil
+	}
+	return usageErr("Repository %s/%s may not be used from namespace %s: its usagePolicy.allowedNamespaces.from is %s; set it to All (`kubectl stash create repository %s -n %s --allowed-namespaces All ...`)", repo.Namespace, repo.Name, ns, from, repo.Name, repo.Namespace)
 }

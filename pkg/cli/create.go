@@ -459,7 +459,7 @@ func (o *CreateBackupConfigOptions) Object() *stashv1beta1.BackupConfiguration {
 // Run applies the config and the agent.
 func (o *CreateBackupConfigOptions) Run(ctx context.Context) error {
 	bc := o.Object()
-	agentObjs, err := o.agentFlags.render(ctx, &o.writer, bc.Spec.Target.Ref.Name, bc)
+	agentObjs, err := o.agentFlags.render(ctx, &o.writer, bc.Spec.Target.Ref.Name, nil, bc)
 	if err != nil {
 		return err
 	}

@@ -83,6 +83,9 @@ small agent per database instead of a cluster-wide operator.`,
 		newTriggerCmd(f, streams),
 		newPauseCmd(f, streams, true),
 		newPauseCmd(f, streams, false),
+		newRestoreCmd(f, streams),
+		newSnapshotsCmd(f, streams),
+		newDownloadCmd(f, streams),
 	)
 	return cmd
 }

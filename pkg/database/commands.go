@@ -11,8 +11,9 @@ import (
 )
 
 // ConsistentDumpArgs make one consistent dump with routines, triggers and
-// events. --hex-blob keeps BLOBs byte-exact whatever the connection charset.
-var consistentDumpArgs = []string{"--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--default-character-set=utf8mb4"}
+// events. --hex-blob keeps BLOBs byte-exact whatever the connection charset;
+// --flush-privileges makes restored users and grants take effect at once.
+var consistentDumpArgs = []string{"--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--default-character-set=utf8mb4", "--flush-privileges"}
 
 // ConsistentDumpArgs returns the flags always passed to mysqldump.
 func ConsistentDumpArgs() []string { return append([]string(nil), consistentDumpArgs...) }

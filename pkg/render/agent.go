@@ -119,7 +119,54 @@ func AgentObjects(in AgentInput) ([]runtime.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []runtime.Object{sa, role, rb, dep}, nil
+	objs := []runtime.Object{sa, role, rb, dep}
+	return append(objs, crossNamespace(in, name, lbl)...), nil
+}
+
+// crossNamespace grants the agent read access to Repositories in other
+// namespaces, and to their Secrets by name, with a Role in each namespace.
+// Whether the Repository allows that use is its usagePolicy's call, which
+// the agent and the plugin check.
+func crossNamespace(in AgentInput, saName string, lbl map[string]string) []runtime.Object {
+	ab := in.AppBinding
+	byNS := map[string][]*stashv1alpha1.Repository{}
+	for _, r := range in.Repositories {
+		if r.Namespace != "" && r.Namespace != ab.Namespace {
+			byNS[r.Namespace] = append(byNS[r.Namespace], r)
+		}
+	}
+	namespaces := make([]string, 0, len(byNS))
+	for ns := range byNS {
+		namespaces = append(namespaces, ns)
+	}
+	sort.Strings(namespaces)
+	name := ShortName("stash-agent-"+ab.Namespace+"-"+ab.Name, 63)
+	var out []runtime.Object
+	for _, ns := range namespaces {
+		repos, secrets := map[string]bool{}, map[string]bool{}
+		for _, r := range byNS[ns] {
+			repos[r.Name] = true
+			secrets[r.Spec.Backend.StorageSecretName] = true
+		}
+		om := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: copyMap(lbl)}
+		out = append(out,
+			&rbacv1.Role{
+				TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+				ObjectMeta: om,
+				Rules: []rbacv1.PolicyRule{
+					{APIGroups: []string{stashv1alpha1.GroupVersion.Group}, Resources: []string{"repositories"}, ResourceNames: sortedKeys(repos), Verbs: []string{"get"}},
+					{APIGroups: []string{stashv1alpha1.GroupVersion.Group}, Resources: []string{"repositories/status"}, ResourceNames: sortedKeys(repos), Verbs: []string{"get", "update", "patch"}},
+					{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: sortedKeys(secrets), Verbs: []string{"get"}},
+				},
+			},
+			&rbacv1.RoleBinding{
+				TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+				ObjectMeta: *om.DeepCopy(),
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+				Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: saName, Namespace: ab.Namespace}},
+			})
+	}
+	return out
 }
 
 // AgentRules is the agent's whole access: its own namespace, its own

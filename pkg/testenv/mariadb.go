@@ -72,7 +72,7 @@ func startMariaDB(ctx context.Context, dir, name string, opts MariaDBOptions, de
 		return nil, fmt.Errorf("create user on %s: %w: %s", name, err, out)
 	}
 	m.optFile = filepath.Join(dir, name, "client.cnf")
-	if err := writeFile(m.optFile, []byte(fmt.Sprintf("[client]\nuser=%s\npassword=%s\nhost=127.0.0.1\nport=%d\ndefault-character-set=utf8mb4\n", m.User, m.Password, m.Port))); err != nil {
+	if err := m.RewriteOptionFile(); err != nil {
 		m.Stop()
 		return nil, err
 	}
@@ -129,6 +129,11 @@ func (m *MariaDB) Stop() { m.Process.Stop(30 * time.Second) }
 
 // Addr is host:port.
 func (m *MariaDB) Addr() string { return hostPort(m.Port) }
+
+// RewriteOptionFile writes the option file again after User or Password changed.
+func (m *MariaDB) RewriteOptionFile() error {
+	return writeFile(m.optFile, []byte(fmt.Sprintf("[client]\nuser=%s\npassword=%s\nhost=127.0.0.1\nport=%d\ndefault-character-set=utf8mb4\n", m.User, m.Password, m.Port)))
+}
 
 // OptionFile is a 0600 client option file with the test user's credentials.
 func (m *MariaDB) OptionFile() string { return m.optFile }

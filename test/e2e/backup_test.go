@@ -59,7 +59,7 @@ func newBackupFixture(t *testing.T, ns string, db *testenv.MariaDB) *backupFixtu
 // dumpLines is a direct mysqldump with the agent's flags, minus the timestamp line.
 func directDump(t *testing.T, db *testenv.MariaDB, args ...string) string {
 	t.Helper()
-	full := append([]string{"--defaults-extra-file=" + db.OptionFile(), "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--default-character-set=utf8mb4"}, args...)
+	full := append([]string{"--defaults-extra-file=" + db.OptionFile(), "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--default-character-set=utf8mb4", "--flush-privileges"}, args...)
 	out, err := exec.Command("mysqldump", full...).Output()
 	if err != nil {
 		t.Fatalf("direct mysqldump: %v", err)

@@ -1,0 +1,440 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
+	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
+	"github.com/kubectl-stash/kubectl-stash/pkg/session"
+)
+
+// AnnotationRestoreAt asks for the newest snapshot taken at or before a time (RFC 3339).
+const AnnotationRestoreAt = "stash.appscode.com/restore-at"
+
+func (a *Agent) syncRestore(ctx context.Context, nsName string, wg *sync.WaitGroup) error {
+	obj, ok, _ := a.restores.GetByKey(nsName)
+	if !ok {
+		return nil
+	}
+	rs := obj.(*stashv1beta1.RestoreSession)
+	if rs.Status.Phase != "" && rs.Status.Phase != stashv1beta1.RestorePending {
+		return nil
+	}
+	if rs.Spec.Target == nil || !a.ours(rs.Spec.Target.Ref) {
+		return nil
+	}
+	a.mu.Lock()
+	key := "restore/" + rs.Name
+	if a.running[key] != "" {
+		a.mu.Unlock()
+		return nil
+	}
+	a.running[key] = rs.Name
+	a.mu.Unlock()
+	c := rs.DeepCopy()
+	now := metav1.NewTime(a.clock())
+	c.Status.Phase = stashv1beta1.RestoreRunning
+	c.Status.ClaimedBy = a.identity
+	c.Status.StartTime = &now
+	c.Status.TotalHosts = ptr.To[int32](1)
+	claimed, err := a.stash.RestoreSessions(a.cfg.Namespace).UpdateStatus(ctx, c)
+	if err != nil {
+		a.mu.Lock()
+		delete(a.running, key)
+		a.mu.Unlock()
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("claim RestoreSession %s: %w", rs.Name, err)
+	}
+	a.log.Info("claimed restore", "restore", rs.Name)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer func() {
+			a.mu.Lock()
+			delete(a.running, key)
+			a.mu.Unlock()
+		}()
+		a.runRestore(ctx, claimed)
+	}()
+	return nil
+}
+
+// restoreRun is what one restore learned.
+type restoreRun struct {
+	rs       *stashv1beta1.RestoreSession
+	start    time.Time
+	snapshot string
+	written  atomic.Int64
+	// touched is set once the first byte reached the database.
+	touched atomic.Bool
+}
+
+// runRestore is the whole restore data path, top to bottom.
+func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession) {
+	run := &restoreRun{rs: rs, start: a.clock()}
+	if rs.Spec.TimeOut != "" {
+		if d, err := time.ParseDuration(rs.Spec.TimeOut); err == nil && d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+	}
+	err := a.restore(ctx, run)
+	a.finishRestore(context.WithoutCancel(ctx), run, err)
+}
+
+func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
+	rs := run.rs
+	ab, conn, err := a.connection(ctx)
+	if err != nil {
+		return err
+	}
+	taskName, step, err := resolveTask(rs.Spec.Task, ab, true)
+	if err != nil {
+		return err
+	}
+	repo, secret, err := a.repository(ctx, rs.Spec.Repository)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(a.cfg.ScratchDir, 0o700); err != nil {
+		return fmt.Errorf("scratch directory %s: %w", a.cfg.ScratchDir, err)
+	}
+	rr, cleanupRepo, err := repository.Config(repo, secret, a.cfg.ScratchDir, a.cfg.ResticBin)
+	if err != nil {
+		return fmt.Errorf("%w: Repository %s: %v", ErrInvalid, repo.Name, err)
+	}
+	defer cleanupRepo()
+	if !step.EnableCache {
+		rr.CacheDir = ""
+	}
+	// Which snapshot, and which file in it.
+	snap, err := a.pickSnapshot(ctx, rr, rs, step)
+	if err != nil {
+		return err
+	}
+	run.snapshot = snap.ID
+	file := "/" + safeFileName(a.cfg.AppBinding) + ".sql"
+	if len(snap.Paths) > 0 {
+		file = snap.Paths[0]
+	}
+	var total int64
+	if snap.Summary != nil {
+		total = int64(snap.Summary.TotalBytesProcessed)
+	}
+	_ = a.updateRestoreStatus(ctx, rs.Name, func(s *stashv1beta1.RestoreSession) { s.Status.Snapshot = snap.ID })
+
+	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dbFiles.Dir)
+	client, err := database.FindClient()
+	if err != nil {
+		return err
+	}
+	a.log.Info("waiting for the database", "restore", rs.Name, "host", conn.Host, "port", conn.Port, "task", taskName)
+	if err := client.WaitReady(ctx, dbFiles, nil, step.WaitTimeout, 2*time.Second); err != nil {
+		return dbError(ab, err)
+	}
+
+	// Stream restic dump into mysql: no temporary file, no shell.
+	argv := client.LoadArgv(dbFiles, step.Args)
+	mysql := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	mysql.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, dbFiles.Env...)
+	stdin, err := mysql.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stderr := &tailBuffer{max: 8 << 10}
+	mysql.Stderr = stderr
+	if err := mysql.Start(); err != nil {
+		return fmt.Errorf("start mysql: %w", err)
+	}
+	stop := a.restoreProgress(ctx, run, total)
+	bw := bufio.NewWriterSize(&countingWriter{w: stdin, run: run}, 1<<20)
+	dumpErr := rr.Dump(ctx, snap.ID, file, bw)
+	if dumpErr == nil {
+		dumpErr = bw.Flush()
+	}
+	_ = stdin.Close()
+	loadErr := mysql.Wait()
+	stop()
+	if loadErr != nil {
+		return sqlError(ab, stderr.String(), loadErr, run.touched.Load())
+	}
+	if dumpErr != nil {
+		state := "the database was not changed"
+		if run.touched.Load() {
+			state = "part of the dump was applied, so the database is partially restored: restore again into an empty database"
+		}
+		return fmt.Errorf("reading snapshot %s from Repository %s failed (%s): %w", shortID(snap.ID), repo.Name, state, repoErr(repo, dumpErr))
+	}
+	return nil
+}
+
+// pickSnapshot resolves the rule's snapshot (an ID, "latest", or the newest
+// at or before the restore-at annotation) among the source host's snapshots.
+func (a *Agent) pickSnapshot(ctx context.Context, rr *restic.Repo, rs *stashv1beta1.RestoreSession, step StepOptions) (restic.Snapshot, error) {
+	want, host := "latest", ""
+	rules := rs.Spec.Rules
+	if rs.Spec.Target != nil && len(rs.Spec.Target.Rules) > 0 {
+		rules = rs.Spec.Target.Rules
+	}
+	if len(rules) > 0 {
+		if len(rules[0].Snapshots) > 0 && rules[0].Snapshots[0] != "" {
+			want = rules[0].Snapshots[0]
+		}
+		host = rules[0].SourceHost
+	}
+	if step.Snapshot != "" {
+		want = step.Snapshot
+	}
+	if step.SourceHost != "" {
+		host = step.SourceHost
+	}
+	// "latest" and a time mean the newest backup of this product's host
+	// unless a sourceHost says otherwise; an explicit ID is looked up anywhere.
+	if host == "" && (want == "latest" || rs.Annotations[AnnotationRestoreAt] != "") {
+		host = BackupHost
+	}
+	snaps, err := rr.Snapshots(ctx, host, nil)
+	if err != nil {
+		return restic.Snapshot{}, fmt.Errorf("list snapshots of Repository %s (the database was not changed): %w", rs.Spec.Repository.Name, err)
+	}
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Time.Before(snaps[j].Time) })
+	if at := rs.Annotations[AnnotationRestoreAt]; at != "" {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			return restic.Snapshot{}, fmt.Errorf("%w: annotation %s=%q is not an RFC 3339 time", ErrInvalid, AnnotationRestoreAt, at)
+		}
+		for i := len(snaps) - 1; i >= 0; i-- {
+			if !snaps[i].Time.After(t) {
+				return snaps[i], nil
+			}
+		}
+		return restic.Snapshot{}, fmt.Errorf("%w: Repository %s has no snapshot taken at or before %s (the database was not changed): list them with `kubectl stash snapshots %s`", ErrInvalid, rs.Spec.Repository.Name, at, rs.Spec.Repository.Name)
+	}
+	if want == "latest" {
+		if len(snaps) == 0 {
+			return restic.Snapshot{}, fmt.Errorf("%w: Repository %s has no snapshots%s (the database was not changed)", ErrInvalid, rs.Spec.Repository.Name, hostNote(host))
+		}
+		return snaps[len(snaps)-1], nil
+	}
+	for _, s := range snaps {
+		if s.ID == want || s.ShortID == want || (len(want) >= 8 && strings.HasPrefix(s.ID, want)) {
+			return s, nil
+		}
+	}
+	return restic.Snapshot{}, fmt.Errorf("%w: snapshot %q not found in Repository %s%s (the database was not changed): list them with `kubectl stash snapshots %s`", ErrInvalid, want, rs.Spec.Repository.Name, hostNote(host), rs.Spec.Repository.Name)
+}
+
+func hostNote(host string) string {
+	if host == "" {
+		return ""
+	}
+	return " for host " + host
+}
+
+var sqlErrLine = regexp.MustCompile(`ERROR (\d+) \(([0-9A-Za-z]+)\)(?: at line (\d+))?:?\s*(.*)`)
+var quoted = regexp.MustCompile(`'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"`)
+
+// sqlError turns mysql's stderr into a message with the statement's line
+// number in the dump and no data: quoted values are elided.
+func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool) error {
+	if k := database.Classify(stderr); errors.Is(k, database.ErrAccessDenied) || errors.Is(k, database.ErrUnreachable) && !touched {
+		return dbError(ab, fmt.Errorf("%w: %s", k, firstLine(stderr)))
+	}
+	state := "the database was not changed"
+	if touched {
+		state = "statements before it were applied, so the database is partially restored: fix the cause, then restore again into an empty database"
+	}
+	if m := sqlErrLine.FindStringSubmatch(stderr); m != nil {
+		text := quoted.ReplaceAllString(m[4], "'…'")
+		if i := strings.Index(text, " near "); i >= 0 {
+			text = text[:i]
+		}
+		where := ""
+		if m[3] != "" {
+			where = " at line " + m[3] + " of the dump"
+		}
+		return fmt.Errorf("SQL error %s (%s)%s: %s; %s", m[1], m[2], where, strings.TrimSpace(text), state)
+	}
+	return fmt.Errorf("mysql failed (%v): %s; %s", err, quoted.ReplaceAllString(firstLine(stderr), "'…'"), state)
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+type countingWriter struct {
+	w   io.Writer
+	run *restoreRun
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if n > 0 {
+		c.run.touched.Store(true)
+		c.run.written.Add(int64(n))
+	}
+	return n, err
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+// restoreProgress writes bytes restored every ProgressEvery until stopped.
+func (a *Agent) restoreProgress(ctx context.Context, run *restoreRun, total int64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(a.cfg.ProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				n := run.written.Load()
+				secs := now.Sub(run.start).Seconds()
+				rate := int64(0)
+				if secs > 0 {
+					rate = int64(float64(n) / secs)
+				}
+				p := fmt.Sprintf(`{"status":{"progress":{"bytesDone":%d,"bytesTotal":%d,"bytesPerSecond":%d,"updateTime":%q}}}`, n, total, rate, now.UTC().Format(time.RFC3339))
+				if _, err := a.stash.RestoreSessions(a.cfg.Namespace).Patch(ctx, run.rs.Name, types.MergePatchType, []byte(p), "status"); err != nil {
+					a.log.Warn("could not write restore progress", "restore", run.rs.Name, "err", err)
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
+	end := a.clock()
+	dur := end.Sub(run.start).Round(time.Second)
+	phase, hostPhase := stashv1beta1.RestoreSucceeded, stashv1beta1.HostSucceeded
+	var msg string
+	if err != nil {
+		phase, hostPhase = stashv1beta1.RestoreFailed, stashv1beta1.HostFailed
+		msg = err.Error()
+		if errors.Is(err, context.DeadlineExceeded) {
+			msg = fmt.Sprintf("the restore passed its timeOut %s and was stopped; %s", run.rs.Spec.TimeOut, map[bool]string{true: "the database is partially restored", false: "the database was not changed"}[run.touched.Load()])
+		}
+	} else {
+		msg = fmt.Sprintf("snapshot %s restored (%s) in %s", shortID(run.snapshot), session.HumanBytes(run.written.Load()), dur)
+	}
+	stats := stashv1beta1.HostRestoreStats{Hostname: BackupHost, Phase: hostPhase, Duration: dur.String()}
+	if err != nil {
+		stats.Error = msg
+	}
+	uerr := a.updateRestoreStatus(ctx, run.rs.Name, func(s *stashv1beta1.RestoreSession) {
+		now := metav1.NewTime(end)
+		s.Status.Phase = phase
+		s.Status.SessionDuration = dur.String()
+		s.Status.CompletionTime = &now
+		s.Status.Message = msg
+		s.Status.Stats = []stashv1beta1.HostRestoreStats{stats}
+		s.Status.Progress = &stashv1beta1.Progress{BytesDone: run.written.Load(), UpdateTime: &now}
+		if run.snapshot != "" {
+			s.Status.Snapshot = run.snapshot
+		}
+		st := metav1.ConditionTrue
+		reason := "Succeeded"
+		if err != nil {
+			st, reason = metav1.ConditionFalse, "Failed"
+		}
+		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionRestoreCompleted, Status: st, Reason: reason, Message: msg})
+	})
+	if uerr != nil {
+		a.log.Error("could not write the restore's final status", "restore", run.rs.Name, "err", uerr.Error())
+	}
+	if err == nil {
+		a.event(ctx, run.rs, corev1.EventTypeNormal, "RestoreSessionSucceeded", msg)
+		a.log.Info("restore succeeded", "restore", run.rs.Name, "bytes", run.written.Load(), "duration", dur.String())
+	} else {
+		a.event(ctx, run.rs, corev1.EventTypeWarning, "RestoreSessionFailed", msg)
+		a.log.Error("restore failed", "restore", run.rs.Name, "err", msg)
+	}
+	common := metrics.Common{InvokerKind: stashv1beta1.KindRestoreSession, InvokerName: run.rs.Name, Namespace: run.rs.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: run.rs.Spec.Repository.Name}
+	res := metrics.RestoreResult{Common: common, Target: metrics.Target{Kind: appcatalog.KindAppBinding, Group: appcatalog.GroupVersion.Group, Name: a.cfg.AppBinding},
+		Hostname: BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start)}
+	a.metrics.SetRestore(res)
+	if a.cfg.Pushgateway != "" {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(common), Grouping: metrics.Grouping(BackupHost)}
+		if err := p.Push(pctx, metrics.RestoreRegistry(res)); err != nil {
+			a.log.Warn("could not push metrics", "err", err)
+		}
+	}
+}
+
+func (a *Agent) updateRestoreStatus(ctx context.Context, name string, mutate func(*stashv1beta1.RestoreSession)) error {
+	r := a.stash.RestoreSessions(a.cfg.Namespace)
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		rs, err := r.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		mutate(rs)
+		_, err = r.UpdateStatus(ctx, rs)
+		return err
+	})
+}

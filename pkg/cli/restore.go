@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/session"
+)
+
+// AnnotationRestoreAt matches the agent's: restore the newest snapshot at or before this time.
+const AnnotationRestoreAt = "stash.appscode.com/restore-at"
+
+// RestoreOptions creates a RestoreSession (and the target's agent).
+type RestoreOptions struct {
+	writer
+	agentFlags
+	Repository, RepositoryNamespace, Target, Snapshot, At, Name, SourceHost string
+	Params                                                                  []string
+	Wait                                                                    bool
+	Timeout                                                                 time.Duration
+	at                                                                      time.Time
+}
+
+func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &RestoreOptions{writer: writer{factory: f, streams: streams, flags: newApplyFlags()}, Snapshot: "latest", Timeout: time.Hour}
+	cmd := &cobra.Command{
+		Use:   "restore --repository REPO --target appbinding/NAME [--snapshot ID|latest | --at TIME] [--wait]",
+		Short: "Restore a snapshot into a database: create a RestoreSession (and the database's agent if it has none)",
+		Example: `  kubectl stash restore --repository s3-repo --target appbinding/mysql-new --snapshot latest --wait
+  kubectl stash restore --repository s3-repo --target appbinding/mysql --snapshot 4bf6100f
+  kubectl stash restore --repository s3-repo --target appbinding/mysql --at 2026-11-20T02:00:00Z --wait
+  kubectl stash restore -n staging --repository s3-repo --repository-namespace prod --target appbinding/mysql`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if err := o.complete(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.Repository, "repository", "", "the Repository to restore from")
+	fl.StringVar(&o.RepositoryNamespace, "repository-namespace", "", "the Repository's namespace, when not the target's (its usagePolicy must allow it)")
+	fl.StringVar(&o.Target, "target", "", "the database to restore into, as appbinding/NAME")
+	fl.StringVar(&o.Snapshot, "snapshot", o.Snapshot, "snapshot ID, or latest")
+	fl.StringVar(&o.At, "at", "", "restore the newest snapshot taken at or before this time (RFC 3339, e.g. 2026-11-20T02:00:00Z)")
+	fl.StringVar(&o.SourceHost, "source-host", "", "the host the snapshots were taken from (default: any)")
+	fl.StringVar(&o.Name, "name", "", "RestoreSession name (default: generated)")
+	fl.StringArrayVar(&o.Params, "param", nil, "task param KEY=VALUE (repeatable), e.g. args=--force")
+	fl.BoolVar(&o.Wait, "wait", false, "wait until the restore ends, showing progress")
+	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
+	o.agentFlags.add(cmd)
+	o.flags.AddFlags(cmd)
+	return cmd
+}
+
+// Validate checks flags.
+func (o *RestoreOptions) Validate() error {
+	if o.Repository == "" {
+		return usageErr("--repository is required")
+	}
+	if _, err := parseTarget(o.Target); err != nil {
+		return err
+	}
+	if o.At != "" {
+		t, err := time.Parse(time.RFC3339, o.At)
+		if err != nil {
+			return usageErr("--at %q is not an RFC 3339 time like 2026-11-20T02:00:00Z", o.At)
+		}
+		o.at = t
+		if o.Snapshot != "latest" && o.Snapshot != "" {
+			return usageErr("give --snapshot or --at, not both")
+		}
+	}
+	if o.Snapshot == "" {
+		return usageErr("--snapshot must be a snapshot ID or latest")
+	}
+	if o.Timeout <= 0 {
+		return usageErr("--timeout must be positive")
+	}
+	_, err := parseParams(o.Params)
+	return err
+}
+
+// Object builds the RestoreSession.
+func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
+	target, _ := parseTarget(o.Target)
+	params, _ := parseParams(o.Params)
+	rs := &stashv1beta1.RestoreSession{
+		TypeMeta:   metav1.TypeMeta{APIVersion: stashv1beta1.GroupVersion.String(), Kind: stashv1beta1.KindRestoreSession},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.ns},
+		Spec: stashv1beta1.RestoreSessionSpec{
+			Driver:     stashv1beta1.DriverRestic,
+			Repository: stashv1beta1.RepositoryRef{Name: o.Repository, Namespace: o.RepositoryNamespace},
+			Task:       stashv1beta1.TaskRef{Params: params},
+			Target: &stashv1beta1.RestoreTarget{
+				Ref:   stashv1beta1.TargetRef{APIVersion: appcatalog.GroupVersion.String(), Kind: appcatalog.KindAppBinding, Name: target},
+				Rules: []stashv1beta1.Rule{{Snapshots: []string{o.Snapshot}, SourceHost: o.SourceHost}},
+			},
+		},
+	}
+	if o.Name == "" {
+		rs.GenerateName = ShortNamePrefix(target+"-restore-", 50)
+	}
+	if o.At != "" {
+		rs.Annotations = map[string]string{AnnotationRestoreAt: o.at.UTC().Format(time.RFC3339)}
+		rs.Spec.Target.Rules[0].Snapshots = nil
+	}
+	return rs
+}
+
+// Run applies the agent, then creates the RestoreSession, then waits.
+func (o *RestoreOptions) Run(ctx context.Context) error {
+	rs := o.Object()
+	agentObjs, err := o.agentFlags.render(ctx, &o.writer, rs.Spec.Target.Ref.Name, []stashv1beta1.RepositoryRef{rs.Spec.Repository})
+	if err != nil {
+		return err
+	}
+	if o.flags.DryRun != DryRunNone || rs.Name != "" {
+		if rs.Name == "" {
+			rs.Name = rs.GenerateName + "dryrun"
+		}
+		return o.emit(ctx, append(agentObjs, rs))
+	}
+	// The agent first (so its Role covers the repository), then the session.
+	if err := o.emit(ctx, agentObjs); err != nil {
+		return err
+	}
+	created, err := o.clients.Stash.RestoreSessions(o.ns).Create(ctx, rs, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create RestoreSession in %s: %w", o.ns, err)
+	}
+	fmt.Fprintf(o.streams.Out, "restoresession.stash.appscode.com/%s created\n", created.Name)
+	if !o.Wait {
+		return nil
+	}
+	return WaitRestoreSession(ctx, o.clients, o.ns, created.Name, o.Timeout, time.Second, o.streams.ErrOut, o.streams.Out)
+}
+
+// WaitRestoreSession polls a restore until it ends, printing progress.
+func WaitRestoreSession(ctx context.Context, c *Clients, ns, name string, timeout, every time.Duration, progress, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		rs, err := c.Stash.RestoreSessions(ns).Get(ctx, name)
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("RestoreSession %s/%s was deleted while waiting", ns, name)
+		}
+		if err == nil {
+			switch rs.Status.Phase {
+			case stashv1beta1.RestoreSucceeded:
+				fmt.Fprintf(out, "RestoreSession %s Succeeded in %s: %s\n", name, rs.Status.SessionDuration, rs.Status.Message)
+				return nil
+			case stashv1beta1.RestoreFailed, stashv1beta1.RestoreInvalid, stashv1beta1.RestoreUnknown:
+				return fmt.Errorf("%w: RestoreSession %s %s: %s", ErrSessionFailed, name, rs.Status.Phase, rs.Status.Message)
+			}
+			line := fmt.Sprintf("%s: %s", name, phaseOr(string(rs.Status.Phase), "Pending (waiting for the agent)"))
+			if p := rs.Status.Progress; p != nil {
+				line += fmt.Sprintf("  %s restored, %s/s", session.HumanBytes(p.BytesDone), session.HumanBytes(p.BytesPerSecond))
+				if p.BytesTotal > 0 {
+					line += fmt.Sprintf(" (%.0f%%)", 100*float64(p.BytesDone)/float64(p.BytesTotal))
+				}
+			}
+			if line != last {
+				fmt.Fprintln(progress, line)
+				last = line
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: RestoreSession %s/%s did not finish within %s; it may still finish: watch it with `kubectl get restoresession %s -n %s -w`", ErrWaitTimeout, ns, name, timeout, name, ns)
+		case <-time.After(every):
+		}
+	}
+}
+
+// ShortNamePrefix trims a generateName prefix to max characters.
+func ShortNamePrefix(p string, max int) string {
+	if len(p) > max {
+		return p[:max]
+	}
+	return p
+}
