@@ -21,7 +21,7 @@ kubectl stash version
 step "kubectl stash install"
 kubectl stash install
 
-if [ -f hack/demo-backup.sh ]; then
-  source hack/demo-backup.sh
+if [ -f hack/demo-steps.sh ]; then
+  source hack/demo-steps.sh
 fi
 step "done"
