@@ -173,6 +173,7 @@ func newAgentCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command 
 		},
 	}
 	apply.Flags().StringVar(&o.Target, "target", "", "the database, as appbinding/NAME")
+	completeFlag(apply, f, "target", "appbindings", "appbinding/")
 	o.agentFlags.add(apply)
 	o.flags.AddFlags(apply)
 	cmd.AddCommand(apply)

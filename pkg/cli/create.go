@@ -126,6 +126,7 @@ func newCreateRepositoryCmd(f *Factory, streams genericiooptions.IOStreams) *cob
 	fl.Int64Var(&o.MaxConnections, "max-connections", 0, "gcs, azure, b2: parallel connections")
 	fl.BoolVar(&o.InsecureTLS, "insecure-tls", false, "s3: skip TLS verification")
 	o.flags.AddFlags(cmd)
+	completeFlag(cmd, f, "secret", "secrets", "")
 	return cmd
 }
 
@@ -256,6 +257,7 @@ func newCreateAppBindingCmd(f *Factory, streams genericiooptions.IOStreams) *cob
 	fl.StringVar(&o.Type, "type", o.Type, "mysql or mariadb")
 	fl.StringVar(&o.Version, "version", "", "server version (picks the Task when none is given)")
 	o.flags.AddFlags(cmd)
+	completeFlag(cmd, f, "secret", "secrets", "")
 	return cmd
 }
 
@@ -391,6 +393,8 @@ func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *c
 	fl.StringVar(&o.Timeout, "timeout", "", "stop a session after this long (e.g. 2h)")
 	o.agentFlags.add(cmd)
 	o.flags.AddFlags(cmd)
+	completeFlag(cmd, f, "target", "appbindings", "appbinding/")
+	completeFlag(cmd, f, "repository", "repositories", "")
 	return cmd
 }
 

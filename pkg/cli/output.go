@@ -103,11 +103,29 @@ func (a *ApplyFlags) print(out io.Writer, objs []runtime.Object, suffix string) 
 		return printers.NewTypeSetter(client.NewScheme()).ToPrinter(&printers.JSONPrinter{}).PrintObj(list, out)
 	}
 	for _, o := range objs {
-		if err := p.PrintObj(o, out); err != nil {
+		u, err := apply.ToUnstructured(o)
+		if err != nil {
+			return err
+		}
+		pruneEmpty(u.Object)
+		if err := p.PrintObj(u, out); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// pruneEmpty drops empty objects (runtimeSettings: {}) from printed output;
+// they carry nothing and make GitOps diffs noisy.
+func pruneEmpty(m map[string]any) {
+	for k, v := range m {
+		if child, ok := v.(map[string]any); ok {
+			pruneEmpty(child)
+			if len(child) == 0 {
+				delete(m, k)
+			}
+		}
+	}
 }
 
 func lower(s string) string {

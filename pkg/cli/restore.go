@@ -63,6 +63,8 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
 	o.agentFlags.add(cmd)
 	o.flags.AddFlags(cmd)
+	completeFlag(cmd, f, "target", "appbindings", "appbinding/")
+	completeFlag(cmd, f, "repository", "repositories", "")
 	return cmd
 }
 
@@ -117,6 +119,9 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 	if o.At != "" {
 		rs.Annotations = map[string]string{AnnotationRestoreAt: o.at.UTC().Format(time.RFC3339)}
 		rs.Spec.Target.Rules[0].Snapshots = nil
+		if o.SourceHost == "" {
+			rs.Spec.Target.Rules = nil
+		}
 	}
 	return rs
 }
@@ -128,22 +133,27 @@ func (o *RestoreOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if o.flags.DryRun != DryRunNone || rs.Name != "" {
-		if rs.Name == "" {
-			rs.Name = rs.GenerateName + "dryrun"
-		}
+	if o.flags.DryRun == DryRunClient {
 		return o.emit(ctx, append(agentObjs, rs))
 	}
-	// The agent first (so its Role covers the repository), then the session.
+	// The agent first (so its Role covers the repository), then the session,
+	// created rather than applied: a restore is a one-shot request.
 	if err := o.emit(ctx, agentObjs); err != nil {
 		return err
 	}
-	created, err := o.clients.Stash.RestoreSessions(o.ns).Create(ctx, rs, metav1.CreateOptions{})
+	opts := metav1.CreateOptions{FieldManager: "kubectl-stash"}
+	if o.flags.DryRun == DryRunServer {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	created, err := o.clients.Stash.RestoreSessions(o.ns).Create(ctx, rs, opts)
+	if apierrors.IsAlreadyExists(err) {
+		return usageErr("RestoreSession %s already exists in %s: pick another --name", rs.Name, o.ns)
+	}
 	if err != nil {
 		return fmt.Errorf("create RestoreSession in %s: %w", o.ns, err)
 	}
 	fmt.Fprintf(o.streams.Out, "restoresession.stash.appscode.com/%s created\n", created.Name)
-	if !o.Wait {
+	if !o.Wait || o.flags.DryRun == DryRunServer {
 		return nil
 	}
 	return WaitRestoreSession(ctx, o.clients, o.ns, created.Name, o.Timeout, time.Second, o.streams.ErrOut, o.streams.Out)

@@ -86,6 +86,11 @@ small agent per database instead of a cluster-wide operator.`,
 		newRestoreCmd(f, streams),
 		newSnapshotsCmd(f, streams),
 		newDownloadCmd(f, streams),
+		newStatusCmd(f, streams),
+		newDeleteCmd(f, streams),
+		newUnlockCmd(f, streams),
+		newCheckCmd(f, streams),
+		newCopyCmd(f, streams),
 	)
 	return cmd
 }

@@ -91,7 +91,8 @@ func newSnapshotsCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comm
 		Short: "List a Repository's snapshots (restic runs on this machine with the Repository's credentials)",
 		Example: `  kubectl stash snapshots s3-repo
   kubectl stash snapshots s3-repo -o json`,
-		Args: exactName,
+		Args:              exactName,
+		ValidArgsFunction: completeNames(f, "repositories"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Output != "" && o.Output != "json" && o.Output != "yaml" {
 				return usageErr("-o must be json or yaml")
@@ -177,7 +178,8 @@ func newDownloadCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comma
 		Short: "Write a snapshot's SQL dump to a local file (or stdout with -o -)",
 		Example: `  kubectl stash download s3-repo --snapshot latest -o mysql.sql
   kubectl stash download s3-repo --snapshot 4bf6100f -o - | head`,
-		Args: exactName,
+		Args:              exactName,
+		ValidArgsFunction: completeNames(f, "repositories"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Snapshot == "" {
 				return usageErr("--snapshot is required (an ID from `kubectl stash snapshots %s`, or latest)", args[0])

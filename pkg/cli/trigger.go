@@ -34,7 +34,8 @@ func newTriggerCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 		Short: "Start a backup now: create a BackupSession for a BackupConfiguration",
 		Example: `  kubectl stash trigger mysql-nightly
   kubectl stash trigger mysql-nightly --wait --timeout 30m   # progress, exit code 0 only on success`,
-		Args: exactName,
+		Args:              exactName,
+		ValidArgsFunction: completeNames(f, "backupconfigurations"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Config = args[0]
 			if o.Timeout <= 0 {
@@ -138,6 +139,12 @@ func newPauseCmd(f *Factory, streams genericiooptions.IOStreams, paused bool) *c
 		Use:     verb + " backupconfig NAME",
 		Short:   fmt.Sprintf("%s a BackupConfiguration's schedule", map[bool]string{true: "Pause", false: "Resume"}[paused]),
 		Example: fmt.Sprintf("  kubectl stash %s backupconfig mysql-nightly", verb),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return filter([]string{"backupconfig"}, toComplete, ""), cobra.ShellCompDirectiveNoFileComp
+			}
+			return completeNames(f, "backupconfigurations")(cmd, args[1:], toComplete)
+		},
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 2 || (args[0] != "backupconfig" && args[0] != "backupconfiguration" && args[0] != "backup") {
 				return usageErr("usage: kubectl stash %s backupconfig NAME", verb)

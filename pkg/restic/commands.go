@@ -350,3 +350,18 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	e.err = err
 	return n, err
 }
+
+// ForgetIDs removes the given snapshots, and their data with prune. Nothing
+// happens without IDs: forgetting everything must be spelled out.
+func (r *Repo) ForgetIDs(ctx context.Context, ids []string, prune bool) error {
+	if len(ids) == 0 {
+		return errors.New("restic forget: no snapshot IDs given")
+	}
+	args := []string{"forget", "--quiet"}
+	if prune {
+		args = append(args, "--prune")
+	}
+	args = append(args, "--")
+	args = append(args, ids...)
+	return r.run(ctx, "forget", args, nil, io.Discard)
+}

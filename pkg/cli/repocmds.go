@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+)
+
+// RepoCmdOptions runs a restic maintenance command locally against a Repository.
+type RepoCmdOptions struct {
+	factory        *Factory
+	streams        genericiooptions.IOStreams
+	All            bool
+	ReadDataSubset string
+}
+
+func newUnlockCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &RepoCmdOptions{factory: f, streams: streams}
+	cmd := &cobra.Command{
+		Use:   "unlock REPOSITORY [--all]",
+		Short: "Remove stale restic locks from a Repository (all locks with --all)",
+		Long: `Unlock removes locks whose process is gone (restic's own staleness check), so a crashed
+backup no longer blocks the next one. --all removes every lock, including live ones: use it
+only when no backup, restore or check runs against the repository.`,
+		Example: `  kubectl stash unlock s3-repo
+  kubectl stash unlock s3-repo --all`,
+		Args:              exactName,
+		ValidArgsFunction: completeNames(f, "repositories"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.factory.Clients()
+			if err != nil {
+				return err
+			}
+			return o.unlock(cmd.Context(), c, args[0])
+		},
+	}
+	cmd.Flags().BoolVar(&o.All, "all", false, "remove every lock, not only stale ones")
+	return cmd
+}
+
+func (o *RepoCmdOptions) unlock(ctx context.Context, c *Clients, name string) error {
+	rr, cleanup, err := localRepo(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := rr.Unlock(ctx, o.All); err != nil {
+		return fmt.Errorf("unlock Repository %s: %w", name, err)
+	}
+	what := "stale locks removed"
+	if o.All {
+		what = "all locks removed"
+	}
+	fmt.Fprintf(o.streams.Out, "repository.stash.appscode.com/%s: %s\n", name, what)
+	return nil
+}
+
+func newCheckCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &RepoCmdOptions{factory: f, streams: streams}
+	cmd := &cobra.Command{
+		Use:   "check REPOSITORY [--read-data-subset N%]",
+		Short: "Verify a Repository's structure, and optionally a subset of its data",
+		Example: `  kubectl stash check s3-repo
+  kubectl stash check s3-repo --read-data-subset 10%`,
+		Args:              exactName,
+		ValidArgsFunction: completeNames(f, "repositories"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.factory.Clients()
+			if err != nil {
+				return err
+			}
+			rr, cleanup, err := localRepo(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			if err := rr.Check(cmd.Context(), o.ReadDataSubset); err != nil {
+				return fmt.Errorf("check Repository %s: %w", args[0], err)
+			}
+			fmt.Fprintf(o.streams.Out, "repository.stash.appscode.com/%s: no errors were found\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.ReadDataSubset, "read-data-subset", "", "also read this share of the data, e.g. 10% or 1/5")
+	return cmd
+}

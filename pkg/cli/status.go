@@ -1,0 +1,297 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/yaml"
+
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+)
+
+// StatusOptions shows one view per BackupConfiguration.
+type StatusOptions struct {
+	factory       *Factory
+	streams       genericiooptions.IOStreams
+	AllNamespaces bool
+	Output        string
+	Now           func() time.Time
+}
+
+// ConfigStatus is one BackupConfiguration's health.
+type ConfigStatus struct {
+	Namespace      string     `json:"namespace"`
+	Name           string     `json:"name"`
+	Target         string     `json:"target"`
+	Schedule       string     `json:"schedule,omitempty"`
+	Paused         bool       `json:"paused"`
+	LastSession    string     `json:"lastSession,omitempty"`
+	LastPhase      string     `json:"lastPhase,omitempty"`
+	LastTime       *time.Time `json:"lastTime,omitempty"`
+	LastSuccess    *time.Time `json:"lastSuccess,omitempty"`
+	NextSchedule   *time.Time `json:"nextSchedule,omitempty"`
+	Agent          string     `json:"agent"`
+	AgentHealthy   bool       `json:"agentHealthy"`
+	Repository     string     `json:"repository"`
+	RepositorySize string     `json:"repositorySize,omitempty"`
+	SnapshotCount  int64      `json:"snapshotCount"`
+	Problems       []string   `json:"problems,omitempty"`
+}
+
+func newStatusCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &StatusOptions{factory: f, streams: streams, Now: time.Now}
+	cmd := &cobra.Command{
+		Use:     "status [BACKUPCONFIG]",
+		Aliases: []string{"describe"},
+		Short:   "Show each BackupConfiguration's last session, last success, next slot, agent and repository, and what is wrong",
+		Example: `  kubectl stash status
+  kubectl stash status mysql-nightly
+  kubectl stash status -A -o yaml`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeNames(f, "backupconfigurations"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Output != "" && o.Output != "json" && o.Output != "yaml" && o.Output != "wide" {
+				return usageErr("-o must be json, yaml or wide")
+			}
+			c, err := o.factory.Clients()
+			if err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			rows, err := o.Collect(cmd.Context(), c, name)
+			if err != nil {
+				return err
+			}
+			return o.Print(o.streams.Out, rows)
+		},
+	}
+	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "every namespace")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json, yaml or wide")
+	return cmd
+}
+
+// Collect reads configs, sessions, agents, leases and repositories.
+func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([]ConfigStatus, error) {
+	ns := c.Namespace
+	if o.AllNamespaces {
+		ns = ""
+	}
+	bcs, err := c.Stash.BackupConfigurations(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list BackupConfigurations: %w", err)
+	}
+	sessions, err := c.Stash.BackupSessions(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list BackupSessions: %w", err)
+	}
+	repos, err := c.Stash.Repositories(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Repositories: %w", err)
+	}
+	deps, err := c.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: render.AgentSelectorString()})
+	if err != nil {
+		return nil, fmt.Errorf("list agent Deployments: %w", err)
+	}
+	leases, err := c.Kube.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
+	if err != nil && !apierrors.IsForbidden(err) {
+		return nil, fmt.Errorf("list Leases: %w", err)
+	}
+	depBy := map[string]*appsv1.Deployment{}
+	for i := range deps.Items {
+		depBy[deps.Items[i].Namespace+"/"+deps.Items[i].Name] = &deps.Items[i]
+	}
+	leaseBy := map[string]*coordinationv1.Lease{}
+	if leases != nil {
+		for i := range leases.Items {
+			leaseBy[leases.Items[i].Namespace+"/"+leases.Items[i].Name] = &leases.Items[i]
+		}
+	}
+	latest := map[string]*stashv1beta1.BackupSession{}
+	for i := range sessions.Items {
+		s := &sessions.Items[i]
+		k := s.Namespace + "/" + s.Spec.Invoker.Name
+		if cur, ok := latest[k]; !ok || cur.CreationTimestamp.Before(&s.CreationTimestamp) {
+			latest[k] = s
+		}
+	}
+	now := o.Now()
+	var rows []ConfigStatus
+	for i := range bcs.Items {
+		bc := &bcs.Items[i]
+		if only != "" && bc.Name != only {
+			continue
+		}
+		r := ConfigStatus{Namespace: bc.Namespace, Name: bc.Name, Schedule: bc.Spec.Schedule, Paused: bc.Spec.Paused, Repository: bc.Spec.Repository.Name}
+		target := ""
+		if bc.Spec.Target != nil {
+			target = bc.Spec.Target.Ref.Name
+			r.Target = strings.ToLower(bc.Spec.Target.Ref.Kind) + "/" + target
+		}
+		if c := meta.FindStatusCondition(bc.Status.Conditions, stashv1beta1.ConditionValidationPassed); c != nil && c.Status == metav1.ConditionFalse {
+			r.Problems = append(r.Problems, "invalid: "+c.Message)
+		}
+		if s := latest[bc.Namespace+"/"+bc.Name]; s != nil {
+			r.LastSession, r.LastPhase = s.Name, string(s.Status.Phase)
+			t := s.CreationTimestamp.Time
+			r.LastTime = &t
+			switch s.Status.Phase {
+			case stashv1beta1.BackupSessionFailed:
+				r.Problems = append(r.Problems, fmt.Sprintf("last session %s failed: %s", s.Name, s.Status.Message))
+			case "", stashv1beta1.BackupSessionPending:
+				if now.Sub(t) > 2*time.Minute {
+					r.Problems = append(r.Problems, fmt.Sprintf("session %s has been Pending for %s: is the agent running?", s.Name, duration.HumanDuration(now.Sub(t))))
+				}
+			}
+		}
+		if bc.Status.LastSuccessTime != nil {
+			t := bc.Status.LastSuccessTime.Time
+			r.LastSuccess = &t
+		}
+		if bc.Status.NextSchedule != nil && !bc.Spec.Paused && bc.Spec.Schedule != "" {
+			t := bc.Status.NextSchedule.Time
+			r.NextSchedule = &t
+			if now.Sub(t) > 5*time.Minute {
+				r.Problems = append(r.Problems, fmt.Sprintf("the slot at %s passed %s ago with no newer schedule: the agent may be down", t.UTC().Format(time.RFC3339), duration.HumanDuration(now.Sub(t))))
+			}
+		}
+		agentName := render.AgentName(target)
+		d := depBy[bc.Namespace+"/"+agentName]
+		switch {
+		case d == nil:
+			r.Agent = "missing"
+			r.Problems = append(r.Problems, fmt.Sprintf("no agent Deployment %s: run `kubectl stash agent apply --target appbinding/%s -n %s`", agentName, target, bc.Namespace))
+		default:
+			want := int32(1)
+			if d.Spec.Replicas != nil {
+				want = *d.Spec.Replicas
+			}
+			r.Agent = fmt.Sprintf("%d/%d ready", d.Status.ReadyReplicas, want)
+			r.AgentHealthy = d.Status.ReadyReplicas > 0
+			if l := leaseBy[bc.Namespace+"/"+agentName]; l != nil && l.Spec.RenewTime != nil && l.Spec.LeaseDurationSeconds != nil {
+				age := now.Sub(l.Spec.RenewTime.Time)
+				fresh := age < 2*time.Duration(*l.Spec.LeaseDurationSeconds)*time.Second
+				holder := ""
+				if l.Spec.HolderIdentity != nil {
+					holder = *l.Spec.HolderIdentity
+				}
+				if fresh {
+					r.AgentHealthy = true
+					r.Agent += fmt.Sprintf(", leader %s", holder)
+				} else {
+					r.Agent += fmt.Sprintf(", lease stale %s", duration.HumanDuration(age))
+				}
+			}
+			if !r.AgentHealthy {
+				r.Problems = append(r.Problems, fmt.Sprintf("agent %s is not running (no ready replica, no fresh Lease): check `kubectl describe deployment %s -n %s`", agentName, agentName, bc.Namespace))
+			}
+		}
+		found := false
+		for _, repo := range repos.Items {
+			if repo.Name == bc.Spec.Repository.Name && (repo.Namespace == bc.Namespace || repo.Namespace == bc.Spec.Repository.Namespace) {
+				found = true
+				r.RepositorySize, r.SnapshotCount = repo.Status.TotalSize, repo.Status.SnapshotCount
+			}
+		}
+		if !found && (bc.Spec.Repository.Namespace == "" || bc.Spec.Repository.Namespace == bc.Namespace) {
+			r.Problems = append(r.Problems, fmt.Sprintf("Repository %s not found", bc.Spec.Repository.Name))
+		}
+		rows = append(rows, r)
+	}
+	if only != "" && len(rows) == 0 {
+		return nil, usageErr("BackupConfiguration %s not found in namespace %s", only, c.Namespace)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Namespace+"/"+rows[i].Name < rows[j].Namespace+"/"+rows[j].Name })
+	return rows, nil
+}
+
+// Print writes a table (with problems under it), or JSON/YAML.
+func (o *StatusOptions) Print(out io.Writer, rows []ConfigStatus) error {
+	switch o.Output {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	case "yaml":
+		b, err := yaml.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		_, err = out.Write(b)
+		return err
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(out, "No BackupConfigurations found.")
+		return nil
+	}
+	now := o.Now()
+	ago := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		if t.After(now) {
+			return "in " + duration.HumanDuration(t.Sub(now))
+		}
+		return duration.HumanDuration(now.Sub(*t)) + " ago"
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	head := "HEALTH\tNAME\tLAST SESSION\tLAST SUCCESS\tNEXT\tAGENT\tREPOSITORY\tSIZE\tSNAPSHOTS"
+	if o.AllNamespaces {
+		head = "HEALTH\tNAMESPACE\tNAME\tLAST SESSION\tLAST SUCCESS\tNEXT\tAGENT\tREPOSITORY\tSIZE\tSNAPSHOTS"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rows {
+		health := "ok"
+		if len(r.Problems) > 0 {
+			health = "PROBLEM"
+		}
+		last := "-"
+		if r.LastSession != "" {
+			last = fmt.Sprintf("%s %s", phaseOr(r.LastPhase, "Pending"), ago(r.LastTime))
+		}
+		next := ago(r.NextSchedule)
+		if r.Paused {
+			next = "paused"
+		} else if r.Schedule == "" {
+			next = "trigger-only"
+		}
+		ns := ""
+		if o.AllNamespaces {
+			ns = r.Namespace + "\t"
+		}
+		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", health, ns, r.Name, last, ago(r.LastSuccess), next, r.Agent, r.Repository, orDash(r.RepositorySize), r.SnapshotCount)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		for _, p := range r.Problems {
+			fmt.Fprintf(out, "%s/%s: %s\n", r.Namespace, r.Name, p)
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
