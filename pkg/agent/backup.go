@@ -219,7 +219,7 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 		phase, hostPhase = stashv1beta1.BackupSessionFailed, stashv1beta1.HostFailed
 		msg = err.Error()
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, restic.ErrInterrupted) && run.bs.Status.SessionDeadline != nil && !end.Before(run.bs.Status.SessionDeadline.Time) {
-			msg = fmt.Sprintf("the session passed its timeOut %s and was stopped; no snapshot was saved", run.bc.Spec.TimeOut)
+			msg = fmt.Sprintf("the session passed its timeOut %s and was stopped; no snapshot was saved (%v)", run.bc.Spec.TimeOut, err)
 			run.cond(stashv1beta1.ConditionDeadlineExceeded, true, "DeadlineExceeded", msg)
 		}
 	} else {

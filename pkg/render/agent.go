@@ -236,8 +236,14 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 	}
 	volumes := []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	mounts := []corev1.VolumeMount{{Name: "scratch", MountPath: ScratchDir}}
+	mounted := map[string]bool{}
 	for i, r := range in.Repositories {
 		if l := r.Spec.Backend.Local; l != nil && r.Namespace == ab.Namespace {
+			// Repositories on one volume share its mount.
+			if mounted[l.MountPath] {
+				continue
+			}
+			mounted[l.MountPath] = true
 			vn := fmt.Sprintf("repo-%d", i)
 			volumes = append(volumes, corev1.Volume{Name: vn, VolumeSource: l.VolumeSource})
 			mounts = append(mounts, corev1.VolumeMount{Name: vn, MountPath: l.MountPath})

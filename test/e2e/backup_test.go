@@ -281,9 +281,12 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 // the namespace for the database and repository passwords.
 func assertNoSecrets(t *testing.T, ns string, logPath string, secrets ...string) {
 	t.Helper()
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		t.Fatal(err)
+	var b []byte
+	if logPath != "" {
+		var err error
+		if b, err = os.ReadFile(logPath); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r := kubectl(t, "", "get", "-n", ns, "backupsessions,backupconfigurations,repositories,appbindings,events", "-o", "json")
 	mustOK(t, r, "get objects")
@@ -333,6 +336,18 @@ func TestScheduleCreatesSessionsAndPauseStopsThem(t *testing.T) {
 	if n := resticSnapshots(t, dir, f.repoPass, nil); n < 2 {
 		t.Fatalf("scheduled backups made %d snapshots", n)
 	}
+}
+
+// pushgatewayText is everything the Pushgateway holds.
+func pushgatewayText(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(s.env.Pushgateway.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // pushgatewayValue reads one metric's value from the Pushgateway's API.
