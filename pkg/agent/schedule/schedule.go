@@ -42,11 +42,23 @@ func Parse(expr string) (Spec, error) {
 		}
 		return Spec{Expr: e, Every: d}, nil
 	}
-	s, err := parser.Parse(e)
+	s, err := safeParse(e)
 	if err != nil {
 		return Spec{}, fmt.Errorf("%w %q: %v (use 5 fields, like \"0 2 * * *\", or @hourly, @every 30s)", ErrBadSchedule, expr, err)
 	}
 	return Spec{Expr: e, cron: s}, nil
+}
+
+// safeParse guards against panics in the cron parser on malformed input
+// (found by FuzzParse: "TZ=" with nothing after it), so a user's schedule
+// string can never crash the agent.
+func safeParse(e string) (s cron.Schedule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("malformed expression")
+		}
+	}()
+	return parser.Parse(e)
 }
 
 // Next is the first slot after t.

@@ -47,3 +47,23 @@ func TestSessionNameIsDeterministicAndShort(t *testing.T) {
 		t.Errorf("SessionName is %d chars: %q", len(long), long)
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"0 2 * * *", "@every 5s", "@hourly", "CRON_TZ=Europe/Berlin 0 2 * * *", "*/0 * * * *", "@every -1s", "@every 9999999h", "TZ= * * * * *"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, expr string) {
+		spec, err := Parse(expr)
+		if err != nil {
+			if !errors.Is(err, ErrBadSchedule) {
+				t.Fatalf("Parse(%q) error does not wrap ErrBadSchedule: %v", expr, err)
+			}
+			return
+		}
+		now := time.Unix(1_700_000_000, 0)
+		if next := spec.Next(now); !next.IsZero() && !next.After(now) {
+			t.Fatalf("Parse(%q).Next(%v) = %v, not after now", expr, now, next)
+		}
+		_ = SessionName("cfg", spec.Slot(now))
+	})
+}
