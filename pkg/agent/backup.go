@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -21,6 +23,7 @@ import (
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
 	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
+	"github.com/kubectl-stash/kubectl-stash/pkg/render"
 	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
@@ -275,6 +278,7 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 		}
 		a.event(ctx, run.bs, corev1.EventTypeWarning, "BackupSessionFailed", msg)
 		log.Error("backup failed", "err", msg)
+		a.scheduleRetry(ctx, run.bc, run.bs, err)
 	}
 	res := metrics.BackupResult{
 		Common: a.common(run.bc), Target: metrics.Target{Kind: ref.Kind, Group: appcatalog.GroupVersion.Group, Name: ref.Name},
@@ -363,6 +367,8 @@ func repoErr(repo *stashv1alpha1.Repository, err error) error {
 		return fmt.Errorf("repository %s: RESTIC_PASSWORD in Secret %s does not open the repository: %w", repo.Name, repo.Spec.Backend.StorageSecretName, err)
 	case errors.Is(err, restic.ErrLocked):
 		return fmt.Errorf("repository %s is locked by another restic process; if none runs, use `kubectl stash unlock %s`: %w", repo.Name, repo.Name, err)
+	case errors.Is(err, restic.ErrCertificate):
+		return fmt.Errorf("repository %s: the backend's TLS certificate is not trusted: set CA_CERT_DATA in Secret %s to the CA that signed it: %w", repo.Name, repo.Spec.Backend.StorageSecretName, err)
 	case errors.Is(err, restic.ErrBackend):
 		return fmt.Errorf("repository %s: the backend is unreachable: %w", repo.Name, err)
 	}
@@ -392,4 +398,44 @@ func shortID(id string) string {
 		return id[:8]
 	}
 	return id
+}
+
+// Annotations of retry sessions.
+const (
+	// AnnotationNotBefore delays a retry session until a time (RFC 3339).
+	AnnotationNotBefore = "stash.appscode.com/not-before"
+	// AnnotationRetryOf names the failed session a retry repeats.
+	AnnotationRetryOf = "stash.appscode.com/retry-of"
+)
+
+var retrySuffix = regexp.MustCompile(`-retry-[0-9]+$`)
+
+// scheduleRetry creates the next attempt of a failed session per the
+// config's retryConfig. The retry is a BackupSession with a not-before
+// annotation, so it survives an agent restart. Invalid sessions (a missing
+// Secret, an unknown Task) are not retried: waiting will not fix them.
+func (a *Agent) scheduleRetry(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession, cause error) {
+	rc := bc.Spec.RetryConfig
+	if rc == nil || bs.Spec.RetryLeft <= 0 || errors.Is(cause, ErrInvalid) {
+		return
+	}
+	attempt := rc.MaxRetry - bs.Spec.RetryLeft + 1
+	base := retrySuffix.ReplaceAllString(bs.Name, "")
+	name := fmt.Sprintf("%s-retry-%d", base, attempt)
+	if len(name) > 63 {
+		name = render.ShortName(name, 63)
+	}
+	at := a.clock().Add(rc.Delay.Duration)
+	next := session.NewBackup(bc, name)
+	next.Spec.RetryLeft = bs.Spec.RetryLeft - 1
+	next.Annotations = map[string]string{AnnotationNotBefore: at.UTC().Format(time.RFC3339), AnnotationRetryOf: bs.Name}
+	if _, err := a.stash.BackupSessions(a.cfg.Namespace).Create(ctx, next, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		a.log.Error("could not create the retry session", "session", bs.Name, "err", err)
+		return
+	}
+	_ = a.updateSessionStatus(ctx, bs.Name, func(s *stashv1beta1.BackupSession) {
+		s.Status.Retried = ptr.To(true)
+		s.Status.NextRetry = &metav1.Time{Time: at}
+	})
+	a.log.Info("retry scheduled", "session", bs.Name, "retry", name, "at", at.UTC().Format(time.RFC3339))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
 
@@ -143,6 +144,12 @@ func (a *Agent) syncSession(ctx context.Context, nsName string, wg *sync.WaitGro
 	if !ok {
 		return nil // another database's session, or its config is gone
 	}
+	if nb := bs.Annotations[AnnotationNotBefore]; nb != "" {
+		if t, err := time.Parse(time.RFC3339, nb); err == nil && t.After(a.clock()) {
+			a.queue.AddAfter("bs/"+nsName, t.Sub(a.clock()))
+			return nil
+		}
+	}
 	a.mu.Lock()
 	other := a.running[bc.Name]
 	if other == "" {
@@ -152,6 +159,12 @@ func (a *Agent) syncSession(ctx context.Context, nsName string, wg *sync.WaitGro
 				other = s.Name
 			}
 		}
+	}
+	if other != "" && other != bs.Name && other == bs.Annotations[AnnotationRetryOf] {
+		// The session this one retries is still finishing: wait for it.
+		a.mu.Unlock()
+		a.queue.AddAfter("bs/"+nsName, time.Second)
+		return nil
 	}
 	if other != "" && other != bs.Name {
 		a.mu.Unlock()
@@ -237,8 +250,31 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 		})
 		if err == nil {
 			a.event(ctx, bs, corev1.EventTypeWarning, "BackupDisrupted", msg)
+			bc, _ := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name)
+			a.removeStaleLocks(ctx, bc)
+			a.scheduleRetry(ctx, bc, bs, fmt.Errorf("disrupted"))
 		}
 	}
+}
+
+// removeStaleLocks runs `restic unlock` without --remove-all: restic removes
+// only locks it can prove stale (this host, process gone; or too old).
+func (a *Agent) removeStaleLocks(ctx context.Context, bc *stashv1beta1.BackupConfiguration) {
+	repo, secret, err := a.repository(ctx, bc.Spec.Repository)
+	if err != nil {
+		return
+	}
+	rr, cleanup, err := repository.Config(repo, secret, a.cfg.ScratchDir, a.cfg.ResticBin)
+	if err != nil {
+		return
+	}
+	defer cleanup()
+	rr.CacheDir = ""
+	if err := rr.Unlock(ctx, false); err != nil {
+		a.log.Warn("could not remove stale locks", "repository", repo.Name, "err", err)
+		return
+	}
+	a.log.Info("removed stale locks", "repository", repo.Name)
 }
 
 func (a *Agent) updateSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {

@@ -352,7 +352,8 @@ type CreateBackupConfigOptions struct {
 	Params                                            []string
 	Keep                                              [6]int64
 	Prune, Paused                                     bool
-	HistoryLimit                                      int32
+	HistoryLimit, MaxRetry                            int32
+	RetryDelay                                        time.Duration
 }
 
 func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -391,6 +392,8 @@ func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *c
 	fl.BoolVar(&o.Paused, "paused", false, "create it paused")
 	fl.Int32Var(&o.HistoryLimit, "backup-history-limit", o.HistoryLimit, "finished BackupSessions to keep")
 	fl.StringVar(&o.Timeout, "timeout", "", "stop a session after this long (e.g. 2h)")
+	fl.Int32Var(&o.MaxRetry, "max-retry", 0, "retry a failed session up to N times")
+	fl.DurationVar(&o.RetryDelay, "retry-delay", time.Minute, "wait this long before a retry")
 	o.agentFlags.add(cmd)
 	o.flags.AddFlags(cmd)
 	completeFlag(cmd, f, "target", "appbindings", "appbinding/")
@@ -415,6 +418,9 @@ func (o *CreateBackupConfigOptions) Validate() error {
 		if k < 0 {
 			return usageErr("--keep-* counts must not be negative")
 		}
+	}
+	if o.MaxRetry < 0 || o.RetryDelay < 0 {
+		return usageErr("--max-retry and --retry-delay must not be negative")
 	}
 	if o.HistoryLimit < 0 {
 		return usageErr("--backup-history-limit must not be negative")
@@ -452,6 +458,9 @@ func (o *CreateBackupConfigOptions) Object() *stashv1beta1.BackupConfiguration {
 			BackupHistoryLimit: ptr.To(o.HistoryLimit),
 			TimeOut:            o.Timeout,
 		},
+	}
+	if o.MaxRetry > 0 {
+		bc.Spec.RetryConfig = &stashv1beta1.RetryConfig{MaxRetry: o.MaxRetry, Delay: metav1.Duration{Duration: o.RetryDelay}}
 	}
 	k := o.Keep
 	if k[0]+k[1]+k[2]+k[3]+k[4]+k[5] > 0 {

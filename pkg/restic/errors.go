@@ -22,6 +22,7 @@ var (
 	ErrCommandFailed    = errors.New("backup command failed")                  // --stdin-from-command child failed
 	ErrBackend          = errors.New("backend unreachable")                    // best effort, from stderr
 	ErrIncomplete       = errors.New("snapshot created but source incomplete") // exit 3
+	ErrCertificate      = errors.New("backend certificate not trusted")        // x509 verify failure; restic would retry for 15 min
 )
 
 // Bounds on what is kept of restic's stderr.
@@ -136,6 +137,10 @@ type stderrSink struct {
 	exitMsg  string // last exit_error message
 	lastLine string // last plain line from restic itself
 	seen     map[error]bool
+	// fatal is a line that no retry can fix (an untrusted certificate);
+	// onFatal stops restic instead of letting it retry for minutes.
+	fatal   string
+	onFatal func()
 }
 
 func newStderrSink(red redactor) *stderrSink {
@@ -169,6 +174,12 @@ func (s *stderrSink) line(raw []byte, tooLong bool) {
 	if !strings.HasPrefix(text, "subprocess ") {
 		s.classify(msg)
 		s.lastLine = msg
+		if low := strings.ToLower(msg); s.fatal == "" && (strings.Contains(low, "x509:") || strings.Contains(low, "tls: failed to verify")) {
+			s.fatal = msg
+			if s.onFatal != nil {
+				s.onFatal()
+			}
+		}
 	}
 	s.keep(text)
 }
@@ -213,6 +224,9 @@ func (s *stderrSink) classify(msg string) {
 func (s *stderrSink) newError(ctx context.Context, op string, code int) *Error {
 	var errs []error
 	switch {
+	case s.fatal != "":
+		errs = append(errs, ErrCertificate)
+		s.exitMsg = s.fatal
 	case ctx.Err() != nil:
 		errs = append(errs, ErrInterrupted, context.Cause(ctx))
 	case code == 10:

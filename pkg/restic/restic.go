@@ -155,8 +155,11 @@ func (r *Repo) run(ctx context.Context, op string, args []string, extraEnv map[s
 		return err
 	}
 	stderr := newStderrSink(newRedactor(r, extraEnv))
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	stderr.onFatal = stop
 
-	cmd := exec.CommandContext(ctx, r.binary(), append(r.globalArgs(), args...)...)
+	cmd := exec.CommandContext(runCtx, r.binary(), append(r.globalArgs(), args...)...)
 	cmd.Env = env
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr

@@ -24,13 +24,13 @@ const sampleSQL = `
 CREATE DATABASE IF NOT EXISTS shop CHARACTER SET utf8mb4;
 USE shop;
 CREATE TABLE IF NOT EXISTS customers (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(100), note TEXT, created DATETIME(6)) ENGINE=InnoDB;
-INSERT INTO customers (name, note, created) VALUES ('Ada', 'first 🐬', '2024-01-02 03:04:05.123456'), ('Grace', 'O''Brien; DROP TABLE x', NOW(6));
+INSERT IGNORE INTO customers (id, name, note, created) VALUES (1, 'Ada', 'first 🐬', '2024-01-02 03:04:05.123456'), (2, 'Grace', 'O''Brien; DROP TABLE x', '2024-05-06 07:08:09.000001');
 CREATE TABLE IF NOT EXISTS big (id INT PRIMARY KEY AUTO_INCREMENT, payload BLOB) ENGINE=InnoDB;
-INSERT INTO big (payload) SELECT RANDOM_BYTES(1024) FROM seq_1_to_2000;
+INSERT INTO big (payload) SELECT RANDOM_BYTES(1024) FROM seq_1_to_2000 WHERE (SELECT COUNT(*) FROM big) = 0;
 CREATE VIEW IF NOT EXISTS v_customers AS SELECT id, name FROM customers;
 CREATE DATABASE IF NOT EXISTS inventory;
 CREATE TABLE IF NOT EXISTS inventory.items (sku VARCHAR(20) PRIMARY KEY, qty INT);
-INSERT INTO inventory.items VALUES ('a-1', 3), ('b-2', 7);
+INSERT IGNORE INTO inventory.items VALUES ('a-1', 3), ('b-2', 7);
 `
 
 // backupFixture is a namespace with a database, its AppBinding and a running agent.

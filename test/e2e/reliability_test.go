@@ -3,8 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
+	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
 )
 
 // TestTriggerStorm: 20 sessions within a second; one runs, the others are
@@ -73,5 +77,76 @@ func TestTriggerStorm(t *testing.T) {
 	})
 	if succeeded != 1 || skipped != 19 {
 		t.Fatalf("storm: %d succeeded, %d skipped; want 1 and 19", succeeded, skipped)
+	}
+}
+
+// TestAgentKilledMidBackup: SIGKILL the agent (and its children, as a
+// container kill would) during a dump, restart it, and expect the orphaned
+// session Failed within the lease bound, a retry that succeeds, no partial
+// snapshot, and a repository that checks clean.
+func TestAgentKilledMidBackup(t *testing.T) {
+	f := newBackupFixture(t, "kill-e2e", s.env.MariaDBs[0])
+	ns := f.ns
+	ctx := context.Background()
+	dir := t.TempDir()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "killme", "--target", "appbinding/db", "--repository", "repo",
+		"--param", "args=--databases shop", "--max-retry", "1", "--retry-delay", "1s", "--backup-history-limit", "5"), "bc")
+	first := startAgent(t, ns, "db")
+
+	// Hold a write lock so the dump stalls mid-stream.
+	lock := exec.Command("mariadb", "--defaults-extra-file="+f.db.OptionFile())
+	stdin, _ := lock.StdinPipe()
+	if err := lock.Start(); err != nil {
+		t.Fatal(err)
+	}
+	release := func() { stdin.Close(); _ = lock.Process.Kill(); _ = lock.Wait() }
+	defer release()
+	fmt.Fprintln(stdin, "LOCK TABLES shop.big WRITE; SELECT SLEEP(300);")
+	time.Sleep(500 * time.Millisecond)
+
+	r := kubectl(t, "", "stash", "-n", ns, "trigger", "killme")
+	mustOK(t, r, "trigger")
+	name := createdName(r.stdout)
+	var resticPid int
+	eventually(t, 60*time.Second, "the dump to be running", func() bool {
+		resticPid = findProcess("restic", first.Scratch)
+		return resticPid > 0 && (findProcess("mysqldump", first.Scratch) > 0 || findProcess("mariadb-dump", first.Scratch) > 0)
+	})
+	first.Kill()
+	_ = syscall.Kill(-resticPid, syscall.SIGKILL)
+	killedAt := time.Now()
+	release()
+
+	startAgent(t, ns, "db")
+	var failedAfter time.Duration
+	eventually(t, 60*time.Second, "the orphaned session to be marked Failed", func() bool {
+		bs, err := f.st.BackupSessions(ns).Get(ctx, name)
+		if err == nil && bs.Status.Phase == stashv1beta1.BackupSessionFailed {
+			failedAfter = time.Since(killedAt)
+			return true
+		}
+		return false
+	})
+	t.Logf("orphaned session marked Failed %s after the kill", failedAfter.Round(time.Second))
+	if failedAfter > 35*time.Second { // lease duration 15s, plus list/watch and a status write
+		t.Errorf("orphan detection took %s, more than the stated bound of 35s", failedAfter)
+	}
+	bs, _ := f.st.BackupSessions(ns).Get(ctx, name)
+	if !strings.Contains(bs.Status.Message, "stopped before it finished") {
+		t.Errorf("orphan message: %q", bs.Status.Message)
+	}
+	eventually(t, 2*time.Minute, "the retry to succeed", func() bool {
+		rb, err := f.st.BackupSessions(ns).Get(ctx, name+"-retry-1")
+		return err == nil && rb.Status.Phase == stashv1beta1.BackupSessionSucceeded
+	})
+	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 1 {
+		t.Fatalf("%d snapshots after a killed and a retried backup; want exactly the retry's", n)
+	}
+	check := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", dir, "--no-cache", "check")
+	check.Env = append(check.Environ(), "RESTIC_PASSWORD="+f.repoPass)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("restic check after the kill: %v\n%s", err, out)
 	}
 }
