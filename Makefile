@@ -6,6 +6,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 IMAGE_REPO ?= ghcr.io/kubectl-stash/stash-agent
 IMAGE ?= $(IMAGE_REPO):$(VERSION)
+IMAGE_BUILD = docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+DIST_DIR ?= $(CURDIR)/dist
 LDFLAGS := -s -w -X github.com/kubectl-stash/kubectl-stash/pkg/version.Version=$(VERSION) \
            -X github.com/kubectl-stash/kubectl-stash/pkg/version.Commit=$(COMMIT)
 BIN := $(CURDIR)/bin
@@ -27,6 +29,20 @@ build: ## Build bin/kubectl-stash and bin/stash-agent
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-stash ./cmd/kubectl-stash
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/stash-agent ./cmd/agent
+
+.PHONY: dist
+dist: ## Cross-compile kubectl-stash into reproducible dist/ archives with sha256sums.txt; fill krew/stash.yaml
+	go run ./hack/dist -version '$(VERSION)' -ldflags '$(LDFLAGS)' -out $(DIST_DIR) \
+		-krew-template krew/stash.yaml.tmpl -krew-out krew/stash.yaml
+
+.PHONY: image
+image: ## Build the agent image (IMAGE_REPO:VERSION) from the Dockerfile; needs a docker engine
+	@if ! docker info >/dev/null 2>&1; then \
+		echo "make image: no docker engine answers 'docker info'. Where one runs, build with:" >&2; \
+		echo "  $(IMAGE_BUILD)" >&2; \
+		exit 1; \
+	fi
+	$(IMAGE_BUILD)
 
 .PHONY: generate
 generate: ## Regenerate deepcopy code and CRDs from pkg/apis
