@@ -66,6 +66,13 @@ func TestPluginCommands(t *testing.T) {
 		}
 	}
 
+	// uninstall refuses while Stash objects exist, and deletes nothing.
+	r = kubectl(t, "", "stash", "uninstall")
+	if r.code != 2 || !strings.Contains(r.stderr, "refusing to uninstall") {
+		t.Errorf("uninstall with objects present: exit %d: %s", r.code, r.stderr)
+	}
+	mustOK(t, kubectl(t, "", "get", "crd", "backupconfigurations.stash.appscode.com"), "CRD still there")
+
 	// version lists the agents.
 	r = kubectl(t, "", "stash", "-n", ns, "version")
 	mustOK(t, r, "version")
