@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -114,7 +115,7 @@ func TestAgentKilledMidBackup(t *testing.T) {
 		resticPid = findProcess("restic", first.Scratch)
 		return resticPid > 0 && (findProcess("mysqldump", first.Scratch) > 0 || findProcess("mariadb-dump", first.Scratch) > 0)
 	})
-	first.Kill()
+	killContainer(first)
 	_ = syscall.Kill(-resticPid, syscall.SIGKILL)
 	killedAt := time.Now()
 	release()
@@ -148,5 +149,109 @@ func TestAgentKilledMidBackup(t *testing.T) {
 	check.Env = append(check.Environ(), "RESTIC_PASSWORD="+f.repoPass)
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("restic check after the kill: %v\n%s", err, out)
+	}
+}
+
+// TestTwoReplicas: two agents for one database share a Lease. Over 20 slots
+// there is exactly one session per slot, no session runs twice, and when the
+// leader is killed the other takes over within the Lease duration.
+func TestTwoReplicas(t *testing.T) {
+	f := newBackupFixture(t, "replicas-e2e", s.env.MariaDBs[1])
+	ns := f.ns
+	ctx := context.Background()
+	dir := t.TempDir()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "often", "--target", "appbinding/db", "--repository", "repo",
+		"--schedule", "@every 3s", "--param", "args=--databases inventory", "--backup-history-limit", "100", "--replicas", "2"), "bc")
+	a := startAgent(t, ns, "db")
+	b := startAgent(t, ns, "db")
+
+	leaderOf := func() *testenv.AgentProcess {
+		for _, p := range []*testenv.AgentProcess{a, b} {
+			if !p.Exited() && logHas(p.LogPath, `"msg":"leading"`) {
+				return p
+			}
+		}
+		return nil
+	}
+	var leader *testenv.AgentProcess
+	eventually(t, 30*time.Second, "a leader", func() bool { leader = leaderOf(); return leader != nil })
+
+	sessions := func() map[string]stashv1beta1.BackupSessionPhase {
+		l, err := f.st.BackupSessions(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]stashv1beta1.BackupSessionPhase{}
+		for _, bs := range l.Items {
+			out[bs.Name] = bs.Status.Phase
+		}
+		return out
+	}
+	// Let about ten slots pass, then kill the leader and let ten more pass.
+	eventually(t, 90*time.Second, "ten slots", func() bool { return len(sessions()) >= 10 })
+	other := a
+	if leader == a {
+		other = b
+	}
+	killContainer(leader)
+	killedAt := time.Now()
+	eventually(t, 40*time.Second, "the other replica to lead", func() bool { return logHas(other.LogPath, `"msg":"leading"`) })
+	takeover := time.Since(killedAt)
+	t.Logf("takeover %s after the leader was killed", takeover.Round(100*time.Millisecond))
+	if takeover > 20*time.Second { // Lease duration 15s plus one retry period
+		t.Errorf("takeover took %s, more than the Lease duration bound", takeover)
+	}
+	eventually(t, 90*time.Second, "twenty slots", func() bool { return len(sessions()) >= 20 })
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "pause", "backupconfig", "often"), "pause")
+	var all map[string]stashv1beta1.BackupSessionPhase
+	eventually(t, 2*time.Minute, "every session to end", func() bool {
+		all = sessions()
+		for _, p := range all {
+			if p == "" || p == stashv1beta1.BackupSessionPending || p == stashv1beta1.BackupSessionRunning {
+				return false
+			}
+		}
+		return true
+	})
+	slots := map[string]int{}
+	succeeded := 0
+	for name, p := range all {
+		base := strings.TrimSuffix(name, "-retry-1")
+		slots[base]++
+		if p == stashv1beta1.BackupSessionSucceeded {
+			succeeded++
+		}
+	}
+	for slot, n := range slots {
+		if n > 1 {
+			t.Errorf("slot %s has %d sessions", slot, n)
+		}
+	}
+	// Each Succeeded session made exactly one snapshot: none ran twice.
+	if n := resticSnapshots(t, dir, f.repoPass, nil); n != succeeded {
+		t.Errorf("%d snapshots for %d succeeded sessions", n, succeeded)
+	}
+}
+
+func logHas(path, needle string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && strings.Contains(string(b), needle)
+}
+
+// killContainer SIGKILLs an agent and everything it started, as killing its
+// container would: restic runs in its own process group, so it is found by
+// the agent's scratch directory in its argv.
+func killContainer(p *testenv.AgentProcess) {
+	p.Kill()
+	for i := 0; i < 10; i++ {
+		pid := findProcess("restic", p.Scratch)
+		if pid == 0 {
+			return
+		}
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
