@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,22 +86,12 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		return err
 	}
 	// 2. The repository and its credentials.
-	repo, secret, err := a.repository(ctx, bc.Spec.Repository)
+	repo, rr, cleanupRepo, err := a.openRepo(ctx, bc.Spec.Repository, step.EnableCache)
 	if err != nil {
 		return err
 	}
-	run.repo = repo
-	if err := os.MkdirAll(a.cfg.ScratchDir, 0o700); err != nil {
-		return fmt.Errorf("scratch directory %s: %w", a.cfg.ScratchDir, err)
-	}
-	rr, cleanupRepo, err := repository.Config(repo, secret, a.cfg.ScratchDir, a.cfg.ResticBin)
-	if err != nil {
-		return fmt.Errorf("%w: Repository %s: %v", ErrInvalid, repo.Name, err)
-	}
 	defer cleanupRepo()
-	if !step.EnableCache {
-		rr.CacheDir = ""
-	}
+	run.repo = repo
 	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
 	if err != nil {
 		return err
@@ -178,13 +169,7 @@ func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.
 		return err
 	}
 	now := metav1.NewTime(a.clock())
-	r := a.stash.Repositories(repo.Namespace)
-	var out *stashv1alpha1.Repository
-	err = retryConflict(func() error {
-		cur, err := r.Get(ctx, repo.Name)
-		if err != nil {
-			return err
-		}
+	err = updateStatus(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
 		if cur.Status.FirstBackupTime == nil {
 			cur.Status.FirstBackupTime = &now
 		}
@@ -194,14 +179,12 @@ func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.
 		cur.Status.SnapshotsRemovedOnLastCleanup = int64(run.removed)
 		cur.Status.Integrity = ptr.To(true)
 		cur.Status.ObservedGeneration = cur.Generation
-		out, err = r.UpdateStatus(ctx, cur)
-		return err
 	})
 	if err != nil {
 		return err
 	}
-	backend, bucket, prefix := repository.Describe(out.Spec.Backend)
-	res := metrics.RepositoryResult{Common: a.common(run.bc), Name: out.Name, Namespace: out.Namespace, Backend: backend, Bucket: bucket, Prefix: prefix,
+	backend, bucket, prefix := repository.Describe(repo.Spec.Backend)
+	res := metrics.RepositoryResult{Common: a.common(run.bc), Name: repo.Name, Namespace: repo.Namespace, Backend: backend, Bucket: bucket, Prefix: prefix,
 		Integrity: true, SizeBytes: int64(size), SnapshotCount: int64(count), SnapshotsCleaned: int64(run.removed)}
 	a.metrics.SetRepository(res)
 	a.push(ctx, run.bc, metrics.RepositoryRegistry(res))
@@ -316,9 +299,8 @@ func (a *Agent) progressWriter(ctx context.Context, session string) func(restic.
 		if st.SecondsElapsed > 0 {
 			rate = int64(float64(st.BytesDone) / st.SecondsElapsed)
 		}
-		p := fmt.Sprintf(`{"status":{"progress":{"bytesDone":%d,"bytesTotal":%d,"bytesPerSecond":%d,"updateTime":%q}}}`,
-			st.BytesDone, st.TotalBytes, rate, now.UTC().Format(time.RFC3339))
-		if _, err := a.stash.BackupSessions(a.cfg.Namespace).Patch(ctx, session, "application/merge-patch+json", []byte(p), "status"); err != nil {
+		p := progressPatch(int64(st.BytesDone), int64(st.TotalBytes), rate, now)
+		if _, err := a.stash.BackupSessions(a.cfg.Namespace).Patch(ctx, session, types.MergePatchType, p, "status"); err != nil {
 			a.log.Warn("could not write progress", "session", session, "err", err)
 		}
 	}
@@ -336,6 +318,12 @@ func (a *Agent) push(ctx context.Context, bc *stashv1beta1.BackupConfiguration, 
 	if err := p.Push(ctx, g); err != nil {
 		a.log.Warn("could not push metrics", "err", err)
 	}
+}
+
+// progressPatch is the merge patch that writes a session's progress.
+func progressPatch(done, total, rate int64, now time.Time) []byte {
+	return fmt.Appendf(nil, `{"status":{"progress":{"bytesDone":%d,"bytesTotal":%d,"bytesPerSecond":%d,"updateTime":%q}}}`,
+		done, total, rate, now.UTC().Format(time.RFC3339))
 }
 
 func policy(p stashv1alpha1.RetentionPolicy) *restic.Policy {

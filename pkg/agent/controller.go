@@ -18,7 +18,7 @@ import (
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
-	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
+	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
 
@@ -260,16 +260,11 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 // removeStaleLocks runs `restic unlock` without --remove-all: restic removes
 // only locks it can prove stale (this host, process gone; or too old).
 func (a *Agent) removeStaleLocks(ctx context.Context, bc *stashv1beta1.BackupConfiguration) {
-	repo, secret, err := a.repository(ctx, bc.Spec.Repository)
-	if err != nil {
-		return
-	}
-	rr, cleanup, err := repository.Config(repo, secret, a.cfg.ScratchDir, a.cfg.ResticBin)
+	repo, rr, cleanup, err := a.openRepo(ctx, bc.Spec.Repository, false)
 	if err != nil {
 		return
 	}
 	defer cleanup()
-	rr.CacheDir = ""
 	if err := rr.Unlock(ctx, false); err != nil {
 		a.log.Warn("could not remove stale locks", "repository", repo.Name, "err", err)
 		return
@@ -277,30 +272,26 @@ func (a *Agent) removeStaleLocks(ctx context.Context, bc *stashv1beta1.BackupCon
 	a.log.Info("removed stale locks", "repository", repo.Name)
 }
 
-func (a *Agent) updateSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {
-	r := a.stash.BackupSessions(a.cfg.Namespace)
+// updateStatus re-reads an object and writes its status, retrying on
+// Conflict: the one way every status here is written.
+func updateStatus[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T)) error {
 	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		bs, err := r.Get(ctx, name)
+		obj, err := r.Get(ctx, name)
 		if err != nil {
 			return err
 		}
-		mutate(bs)
-		_, err = r.UpdateStatus(ctx, bs)
+		mutate(obj)
+		_, err = r.UpdateStatus(ctx, obj)
 		return err
 	})
 }
 
+func (a *Agent) updateSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {
+	return updateStatus(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, mutate)
+}
+
 func (a *Agent) updateConfigStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupConfiguration)) error {
-	r := a.stash.BackupConfigurations(a.cfg.Namespace)
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		bc, err := r.Get(ctx, name)
-		if err != nil {
-			return err
-		}
-		mutate(bc)
-		_, err = r.UpdateStatus(ctx, bc)
-		return err
-	})
+	return updateStatus(ctx, a.stash.BackupConfigurations(a.cfg.Namespace), name, mutate)
 }
 
 // event records a core/v1 Event on an object. Messages never hold secrets.
@@ -371,5 +362,3 @@ func (a *Agent) trimHistory(ctx context.Context, bc *stashv1beta1.BackupConfigur
 	}
 	return n, nil
 }
-
-func retryConflict(fn func() error) error { return retry.RetryOnConflict(retry.DefaultBackoff, fn) }

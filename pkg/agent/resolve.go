@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/catalog"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 )
 
 // ErrInvalid marks a session that cannot run as written; retrying will not help.
@@ -246,4 +249,24 @@ func (a *Agent) repository(ctx context.Context, ref stashv1beta1.RepositoryRef) 
 		return nil, nil, fmt.Errorf("read Secret %s/%s of Repository %s: %w", ns, name, ref.Name, err)
 	}
 	return repo, sec.Data, nil
+}
+
+// openRepo reads a Repository and its Secret and builds the restic repo in
+// the scratch directory; call cleanup when done.
+func (a *Agent) openRepo(ctx context.Context, ref stashv1beta1.RepositoryRef, cache bool) (*stashv1alpha1.Repository, *restic.Repo, func(), error) {
+	repo, secret, err := a.repository(ctx, ref)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := os.MkdirAll(a.cfg.ScratchDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("scratch directory %s: %w", a.cfg.ScratchDir, err)
+	}
+	rr, cleanup, err := repository.Config(repo, secret, a.cfg.ScratchDir, a.cfg.ResticBin)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: Repository %s: %v", ErrInvalid, repo.Name, err)
+	}
+	if !cache {
+		rr.CacheDir = ""
+	}
+	return repo, rr, cleanup, nil
 }

@@ -20,14 +20,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
 	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
-	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
@@ -119,21 +117,11 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	if err != nil {
 		return err
 	}
-	repo, secret, err := a.repository(ctx, rs.Spec.Repository)
+	repo, rr, cleanupRepo, err := a.openRepo(ctx, rs.Spec.Repository, step.EnableCache)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(a.cfg.ScratchDir, 0o700); err != nil {
-		return fmt.Errorf("scratch directory %s: %w", a.cfg.ScratchDir, err)
-	}
-	rr, cleanupRepo, err := repository.Config(repo, secret, a.cfg.ScratchDir, a.cfg.ResticBin)
-	if err != nil {
-		return fmt.Errorf("%w: Repository %s: %v", ErrInvalid, repo.Name, err)
-	}
 	defer cleanupRepo()
-	if !step.EnableCache {
-		rr.CacheDir = ""
-	}
 	// Which snapshot, and which file in it.
 	snap, err := a.pickSnapshot(ctx, rr, rs, step)
 	if err != nil {
@@ -356,8 +344,8 @@ func (a *Agent) restoreProgress(ctx context.Context, run *restoreRun, total int6
 				if secs > 0 {
 					rate = int64(float64(n) / secs)
 				}
-				p := fmt.Sprintf(`{"status":{"progress":{"bytesDone":%d,"bytesTotal":%d,"bytesPerSecond":%d,"updateTime":%q}}}`, n, total, rate, now.UTC().Format(time.RFC3339))
-				if _, err := a.stash.RestoreSessions(a.cfg.Namespace).Patch(ctx, run.rs.Name, types.MergePatchType, []byte(p), "status"); err != nil {
+				p := progressPatch(n, total, rate, now)
+				if _, err := a.stash.RestoreSessions(a.cfg.Namespace).Patch(ctx, run.rs.Name, types.MergePatchType, p, "status"); err != nil {
 					a.log.Warn("could not write restore progress", "restore", run.rs.Name, "err", err)
 				}
 			}
@@ -427,14 +415,5 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 }
 
 func (a *Agent) updateRestoreStatus(ctx context.Context, name string, mutate func(*stashv1beta1.RestoreSession)) error {
-	r := a.stash.RestoreSessions(a.cfg.Namespace)
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		rs, err := r.Get(ctx, name)
-		if err != nil {
-			return err
-		}
-		mutate(rs)
-		_, err = r.UpdateStatus(ctx, rs)
-		return err
-	})
+	return updateStatus(ctx, a.stash.RestoreSessions(a.cfg.Namespace), name, mutate)
 }
