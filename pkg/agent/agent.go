@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -44,6 +45,12 @@ type Config struct {
 	ProgressEvery time.Duration
 	// LeaseDuration of the leader Lease.
 	LeaseDuration time.Duration
+	// BackendTimeout stops restic when the backend keeps failing this long.
+	BackendTimeout time.Duration
+	// ShutdownGrace is how long running sessions may go on after SIGTERM
+	// before they are stopped and marked Failed; keep it under the pod's
+	// terminationGracePeriodSeconds.
+	ShutdownGrace time.Duration
 }
 
 // Agent runs one database's backups.
@@ -56,16 +63,93 @@ type Agent struct {
 	identity string
 	metrics  *metrics.Store
 
+	// workCtx is what sessions run under: it outlives a lost Lease (a
+	// running backup finishes and writes its status) and ends only when
+	// the agent stops, after the shutdown grace period.
+	workCtx context.Context
+	work    sync.WaitGroup
+
+	mu       sync.Mutex
+	t        *term
+	running  map[string]string // config (or "restore/"+name) -> running session
+	ready    bool
+	draining bool
+	// repos this agent has seen exist, and when their stats were last read,
+	// by restic repository URL.
+	repos map[string]time.Time
+	// locked marks repositories where a restic run was cut short and may
+	// have left its lock (it could not remove it with the backend down).
+	locked map[string]bool
+}
+
+// markLocked notes that a run against url may have left a stale lock.
+func (a *Agent) markLocked(url string, v bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if v {
+		a.locked[url] = true
+	} else {
+		delete(a.locked, url)
+	}
+}
+
+func (a *Agent) mayBeLocked(url string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.locked[url]
+}
+
+// repoKnown reports whether this agent has seen the repository exist.
+func (a *Agent) repoKnown(url string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.repos[url]
+	return ok
+}
+
+func (a *Agent) setRepoKnown(url string, known bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !known {
+		delete(a.repos, url)
+	} else if _, ok := a.repos[url]; !ok {
+		a.repos[url] = time.Time{}
+	}
+}
+
+// statsDue reports whether the repository's stats should be read now.
+func (a *Agent) statsDue(url string, changed bool) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return changed || a.clock().Sub(a.repos[url]) >= statsEvery
+}
+
+func (a *Agent) statsDone(url string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.repos[url] = a.clock()
+}
+
+// term is the state of one leadership term: caches, queue and scheduler
+// are built when the Lease is won and dropped when it is lost.
+type term struct {
 	configs  cache.Indexer
 	sessions cache.Indexer
 	restores cache.Indexer
 	queue    workqueue.TypedRateLimitingInterface[string]
 	sched    *schedule.Scheduler
-
-	mu      sync.Mutex
-	running map[string]string // config -> running session
-	ready   bool
 }
+
+// cur is the current (or last) term.
+func (a *Agent) cur() *term {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.t
+}
+
+// ErrShutdown is the cause of sessions stopped because the agent was
+// asked to stop (SIGTERM) and its grace period ended.
+var ErrShutdown = errors.New("the agent was stopped (SIGTERM) and its shutdown grace period ended")
 
 // New builds an agent from a rest config.
 func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
@@ -77,6 +161,9 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	}
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = 15 * time.Second
+	}
+	if cfg.ShutdownGrace < 0 {
+		cfg.ShutdownGrace = 0
 	}
 	if cfg.LeaseName == "" {
 		cfg.LeaseName = "stash-agent-" + cfg.AppBinding
@@ -99,14 +186,36 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		cfg: cfg, kube: kube, stash: st, log: log, clock: time.Now,
 		identity: pod + "_" + hex.EncodeToString(b),
 		metrics:  metrics.NewStore(),
-		queue:    workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 		running:  map[string]string{},
+		repos:    map[string]time.Time{},
+		locked:   map[string]bool{},
+		workCtx:  context.Background(),
 	}, nil
 }
 
 // Run serves health and metrics, then campaigns for the Lease and, while
-// leading, schedules and runs sessions. It returns when ctx ends.
+// leading, schedules and runs sessions. When ctx ends (SIGTERM) it claims
+// nothing new, lets running sessions go on for the shutdown grace period,
+// then stops them (each writes its Failed status; restic removes its lock)
+// and releases the Lease.
 func (a *Agent) Run(ctx context.Context) error {
+	workCtx, stopWork := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopWork(nil)
+	a.workCtx = workCtx
+	leCtx, stopLeading := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLeading()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-leCtx.Done():
+			return
+		}
+		a.drain(a.cfg.ShutdownGrace)
+		stopWork(ErrShutdown)
+		a.work.Wait()
+		stopLeading()
+	}()
+
 	ln, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
@@ -146,10 +255,36 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.setReady(true) // serving; leadership is not needed to be ready
-	for ctx.Err() == nil {
-		le.Run(ctx) // returns when leadership is lost; campaign again
+	for leCtx.Err() == nil {
+		le.Run(leCtx) // returns when leadership is lost; campaign again
 	}
+	a.work.Wait()
+	a.log.Info("agent stopped")
 	return nil
+}
+
+// drain stops claiming sessions and waits, at most grace, for the running
+// ones to end.
+func (a *Agent) drain(grace time.Duration) {
+	a.mu.Lock()
+	a.draining = true
+	n := len(a.running)
+	a.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	a.log.Info("stopping: running sessions may finish within the grace period", "running", n, "grace", grace.String())
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		n = len(a.running)
+		a.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	a.log.Info("stopping: the grace period ended; stopping running sessions", "running", n)
 }
 
 func (a *Agent) setReady(v bool) {
@@ -181,11 +316,12 @@ func (a *Agent) lead(ctx context.Context) error {
 	bcInf := newInformer(a.stash.BackupConfigurations(ns), &stashv1beta1.BackupConfiguration{})
 	bsInf := newInformer(a.stash.BackupSessions(ns), &stashv1beta1.BackupSession{})
 	rsInf := newInformer(a.stash.RestoreSessions(ns), &stashv1beta1.RestoreSession{})
-	a.configs, a.sessions, a.restores = bcInf.GetIndexer(), bsInf.GetIndexer(), rsInf.GetIndexer()
+	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(),
+		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	enq := func(prefix string) cache.ResourceEventHandlerFuncs {
 		add := func(obj any) {
 			if k, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
-				a.queue.Add(prefix + k)
+				t.queue.Add(prefix + k)
 			}
 		}
 		return cache.ResourceEventHandlerFuncs{
@@ -193,7 +329,7 @@ func (a *Agent) lead(ctx context.Context) error {
 			UpdateFunc: func(_, n any) { add(n) },
 			DeleteFunc: func(obj any) {
 				if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-					a.queue.Add(prefix + k)
+					t.queue.Add(prefix + k)
 				}
 			},
 		}
@@ -211,28 +347,30 @@ func (a *Agent) lead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.sched = sched
+	t.sched = sched
 	defer func() { _ = sched.Stop() }()
+	a.mu.Lock()
+	a.t = t
+	a.mu.Unlock()
 	a.recoverOrphans(ctx)
+	a.catchUp(ctx)
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	go func() {
 		<-ctx.Done()
-		a.queue.ShutDown()
+		t.queue.ShutDown()
 	}()
 	for {
-		key, quit := a.queue.Get()
+		key, quit := t.queue.Get()
 		if quit {
 			return nil
 		}
-		if err := a.sync(ctx, key, &wg); err != nil {
+		if err := a.sync(ctx, key); err != nil {
 			a.log.Error("sync failed; retrying", "key", key, "err", err)
-			a.queue.AddRateLimited(key)
+			t.queue.AddRateLimited(key)
 		} else {
-			a.queue.Forget(key)
+			t.queue.Forget(key)
 		}
-		a.queue.Done(key)
+		t.queue.Done(key)
 	}
 }
 

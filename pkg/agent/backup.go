@@ -70,6 +70,9 @@ func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfigurat
 		}
 	}
 	err := a.backup(ctx, run, log)
+	if err != nil && errors.Is(context.Cause(ctx), ErrShutdown) {
+		err = fmt.Errorf("%w (%s) before the backup finished: restic was stopped and removed its lock, and no snapshot was saved: %w", ErrShutdown, a.cfg.ShutdownGrace, err)
+	}
 	// Status, metrics and events are written even when ctx ended.
 	a.finishBackup(context.WithoutCancel(ctx), run, err, log)
 }
@@ -106,18 +109,31 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	if err := client.WaitReady(ctx, dbFiles, nil, step.WaitTimeout, 2*time.Second); err != nil {
 		return dbError(ab, err)
 	}
-	// 4. Initialise the repository if it is new.
-	created, err := rr.Init(ctx)
-	if err != nil {
-		run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, false, "InitFailed", repoErr(repo, err).Error())
-		return repoErr(repo, err)
+	// 4. Initialise the repository if it is new. A repository this agent
+	// already opened is not checked again: that saves a restic run (about
+	// a second of key derivation) between the slot and the dump.
+	msg := "the repository exists"
+	if !a.repoKnown(rr.URL) {
+		created, err := rr.Init(ctx)
+		if err != nil {
+			run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, false, "InitFailed", repoErr(repo, err).Error())
+			return repoErr(repo, err)
+		}
+		if created {
+			msg = "the repository was initialised"
+		}
+		a.setRepoKnown(rr.URL, true)
 	}
 	run.pre = append(run.pre, stashv1beta1.ActionInitializeBackendRepository)
-	msg := "the repository exists"
-	if created {
-		msg = "the repository was initialised"
-	}
 	run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, true, "Initialized", msg)
+	if a.mayBeLocked(rr.URL) {
+		// An earlier run was cut short while the backend was down: its lock
+		// may still be there. restic removes it only if provably stale.
+		if err := rr.Unlock(ctx, false); err == nil {
+			a.markLocked(rr.URL, false)
+			log.Info("removed stale locks left by an interrupted run", "repository", repo.Name)
+		}
+	}
 
 	// 5. Stream mysqldump into restic: a failed dump leaves no snapshot.
 	args := step.Args
@@ -135,6 +151,12 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		ExtraEnv:      envMap(dbFiles.Env),
 	})
 	if err != nil {
+		if errors.Is(err, restic.ErrRepoNotExist) {
+			a.setRepoKnown(rr.URL, false) // deleted behind our back: the next session initialises it
+		}
+		if errors.Is(err, restic.ErrBackend) || errors.Is(err, restic.ErrInterrupted) {
+			a.markLocked(rr.URL, true)
+		}
 		if errors.Is(err, restic.ErrCommandFailed) {
 			return fmt.Errorf("mysqldump failed, so no snapshot was saved: %w", err)
 		}
@@ -163,24 +185,37 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	return nil
 }
 
+// statsEvery bounds how often a repository's size and snapshot count are
+// recomputed (a restic run each): a schedule of every few seconds would
+// otherwise spend most of its time on statistics.
+const statsEvery = time.Minute
+
 func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.Repository, rr *restic.Repo, run *backupRun) error {
-	size, count, err := rr.Stats(ctx)
-	if err != nil {
-		return err
+	fresh := a.statsDue(rr.URL, run.removed > 0)
+	var size uint64
+	var count int
+	if fresh {
+		var err error
+		if size, count, err = rr.Stats(ctx); err != nil {
+			return err
+		}
+		a.statsDone(rr.URL)
 	}
 	now := metav1.NewTime(a.clock())
-	err = updateStatus(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
+	err := updateStatusDurable(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
 		if cur.Status.FirstBackupTime == nil {
 			cur.Status.FirstBackupTime = &now
 		}
 		cur.Status.LastBackupTime = &now
-		cur.Status.TotalSize = session.HumanBytes(int64(size))
-		cur.Status.SnapshotCount = int64(count)
+		if fresh {
+			cur.Status.TotalSize = session.HumanBytes(int64(size))
+			cur.Status.SnapshotCount = int64(count)
+		}
 		cur.Status.SnapshotsRemovedOnLastCleanup = int64(run.removed)
 		cur.Status.Integrity = ptr.To(true)
 		cur.Status.ObservedGeneration = cur.Generation
 	})
-	if err != nil {
+	if err != nil || !fresh {
 		return err
 	}
 	backend, bucket, prefix := repository.Describe(repo.Spec.Backend)
@@ -226,7 +261,7 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 		}}
 	}
 	ref := run.bc.Spec.Target.Ref
-	uerr := a.updateSessionStatus(ctx, run.bs.Name, func(s *stashv1beta1.BackupSession) {
+	uerr := a.finalSessionStatus(ctx, run.bs.Name, func(s *stashv1beta1.BackupSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = phase
 		s.Status.SessionDuration = dur.String()

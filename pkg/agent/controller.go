@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,15 +21,15 @@ import (
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
 
-func (a *Agent) sync(ctx context.Context, key string, wg *sync.WaitGroup) error {
+func (a *Agent) sync(ctx context.Context, key string) error {
 	kind, nsName, _ := strings.Cut(key, "/")
 	switch kind {
 	case "bc":
 		return a.syncConfig(ctx, nsName)
 	case "bs":
-		return a.syncSession(ctx, nsName, wg)
+		return a.syncSession(ctx, nsName)
 	case "rs":
-		return a.syncRestore(ctx, nsName, wg)
+		return a.syncRestore(ctx, nsName)
 	}
 	return nil
 }
@@ -42,7 +41,7 @@ func (a *Agent) ours(ref stashv1beta1.TargetRef) bool {
 }
 
 func (a *Agent) config(nsName string) (*stashv1beta1.BackupConfiguration, bool) {
-	obj, ok, _ := a.configs.GetByKey(nsName)
+	obj, ok, _ := a.cur().configs.GetByKey(nsName)
 	if !ok {
 		return nil, false
 	}
@@ -58,20 +57,20 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 	_, name, _ := strings.Cut(nsName, "/")
 	bc, ok := a.config(nsName)
 	if !ok {
-		a.sched.Remove(name)
+		a.cur().sched.Remove(name)
 		return nil
 	}
 	phase, cond := stashv1beta1.BackupInvokerReady, metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionTrue, Reason: "Valid", Message: "the spec is valid"}
 	var next *metav1.Time
 	switch {
 	case bc.Spec.Driver == stashv1beta1.DriverVolumeSnapshotter:
-		a.sched.Remove(name)
+		a.cur().sched.Remove(name)
 		phase = stashv1beta1.BackupInvokerInvalid
 		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "UnsupportedDriver", Message: "driver VolumeSnapshotter is not supported for databases; use Restic"}
 	case bc.Spec.Paused || bc.Spec.Schedule == "":
-		a.sched.Remove(name)
+		a.cur().sched.Remove(name)
 	default:
-		spec, err := a.sched.Set(name, bc.Spec.Schedule)
+		spec, err := a.cur().sched.Set(name, bc.Spec.Schedule)
 		if err != nil {
 			phase = stashv1beta1.BackupInvokerInvalid
 			cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidSchedule", Message: err.Error()}
@@ -128,8 +127,9 @@ func (a *Agent) fireSlot(ctx context.Context, config string, slot time.Time) {
 	}
 }
 
-func (a *Agent) syncSession(ctx context.Context, nsName string, wg *sync.WaitGroup) error {
-	obj, ok, _ := a.sessions.GetByKey(nsName)
+func (a *Agent) syncSession(ctx context.Context, nsName string) error {
+	t := a.cur()
+	obj, ok, _ := t.sessions.GetByKey(nsName)
 	if !ok {
 		return nil
 	}
@@ -146,14 +146,18 @@ func (a *Agent) syncSession(ctx context.Context, nsName string, wg *sync.WaitGro
 	}
 	if nb := bs.Annotations[AnnotationNotBefore]; nb != "" {
 		if t, err := time.Parse(time.RFC3339, nb); err == nil && t.After(a.clock()) {
-			a.queue.AddAfter("bs/"+nsName, t.Sub(a.clock()))
+			a.cur().queue.AddAfter("bs/"+nsName, t.Sub(a.clock()))
 			return nil
 		}
 	}
 	a.mu.Lock()
+	if a.draining {
+		a.mu.Unlock()
+		return nil // left Pending for the next agent
+	}
 	other := a.running[bc.Name]
 	if other == "" {
-		for _, o := range a.sessions.List() {
+		for _, o := range t.sessions.List() {
 			s := o.(*stashv1beta1.BackupSession)
 			if s.Name != bs.Name && s.Spec.Invoker.Name == bc.Name && s.Status.Phase == stashv1beta1.BackupSessionRunning {
 				other = s.Name
@@ -163,7 +167,7 @@ func (a *Agent) syncSession(ctx context.Context, nsName string, wg *sync.WaitGro
 	if other != "" && other != bs.Name && other == bs.Annotations[AnnotationRetryOf] {
 		// The session this one retries is still finishing: wait for it.
 		a.mu.Unlock()
-		a.queue.AddAfter("bs/"+nsName, time.Second)
+		t.queue.AddAfter("bs/"+nsName, time.Second)
 		return nil
 	}
 	if other != "" && other != bs.Name {
@@ -179,15 +183,15 @@ func (a *Agent) syncSession(ctx context.Context, nsName string, wg *sync.WaitGro
 		a.mu.Unlock()
 		return err
 	}
-	wg.Add(1)
+	a.work.Add(1)
 	go func() {
-		defer wg.Done()
+		defer a.work.Done()
 		defer func() {
 			a.mu.Lock()
 			delete(a.running, bc.Name)
 			a.mu.Unlock()
 		}()
-		a.runBackup(ctx, bc, claimed)
+		a.runBackup(a.workCtx, bc, claimed)
 	}()
 	return nil
 }
@@ -232,7 +236,7 @@ func (a *Agent) skip(ctx context.Context, bs *stashv1beta1.BackupSession, reason
 // runs: the leader is the only runner, so a Running session it did not start
 // was left by a previous leader that died.
 func (a *Agent) recoverOrphans(ctx context.Context) {
-	for _, o := range a.sessions.List() {
+	for _, o := range a.cur().sessions.List() {
 		bs := o.(*stashv1beta1.BackupSession)
 		if bs.Status.Phase != stashv1beta1.BackupSessionRunning || bs.Status.ClaimedBy == a.identity {
 			continue
@@ -241,7 +245,7 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 			continue
 		}
 		msg := fmt.Sprintf("the agent %s running this session stopped before it finished; the backup did not complete and left no snapshot", bs.Status.ClaimedBy)
-		err := a.updateSessionStatus(ctx, bs.Name, func(s *stashv1beta1.BackupSession) {
+		err := a.finalSessionStatus(ctx, bs.Name, func(s *stashv1beta1.BackupSession) {
 			now := metav1.NewTime(a.clock())
 			s.Status.Phase = stashv1beta1.BackupSessionFailed
 			s.Status.Message = msg
@@ -284,6 +288,35 @@ func updateStatus[T runtime.Object, L runtime.Object](ctx context.Context, r *cl
 		_, err = r.UpdateStatus(ctx, obj)
 		return err
 	})
+}
+
+// finalWriteTimeout bounds how long a final status write is retried while
+// the API server does not answer (restarting, overloaded): the outcome of
+// a backup must not be lost to a short outage.
+const finalWriteTimeout = 5 * time.Minute
+
+// updateStatusDurable is updateStatus retried through transient API errors
+// (connection refused, timeouts, 5xx) for up to finalWriteTimeout.
+func updateStatusDurable[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T)) error {
+	ctx, cancel := context.WithTimeout(ctx, finalWriteTimeout)
+	defer cancel()
+	delay := 250 * time.Millisecond
+	for {
+		err := updateStatus(ctx, r, name, mutate)
+		if err == nil || apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up after %s: %w", finalWriteTimeout, err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func (a *Agent) finalSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {
+	return updateStatusDurable(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, mutate)
 }
 
 func (a *Agent) updateSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {

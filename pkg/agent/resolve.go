@@ -268,5 +268,6 @@ func (a *Agent) openRepo(ctx context.Context, ref stashv1beta1.RepositoryRef, ca
 	if !cache {
 		rr.CacheDir = ""
 	}
+	rr.BackendTimeout = a.cfg.BackendTimeout
 	return repo, rr, cleanup, nil
 }

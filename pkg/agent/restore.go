@@ -33,8 +33,8 @@ import (
 // AnnotationRestoreAt asks for the newest snapshot taken at or before a time (RFC 3339).
 const AnnotationRestoreAt = "stash.appscode.com/restore-at"
 
-func (a *Agent) syncRestore(ctx context.Context, nsName string, wg *sync.WaitGroup) error {
-	obj, ok, _ := a.restores.GetByKey(nsName)
+func (a *Agent) syncRestore(ctx context.Context, nsName string) error {
+	obj, ok, _ := a.cur().restores.GetByKey(nsName)
 	if !ok {
 		return nil
 	}
@@ -47,7 +47,7 @@ func (a *Agent) syncRestore(ctx context.Context, nsName string, wg *sync.WaitGro
 	}
 	a.mu.Lock()
 	key := "restore/" + rs.Name
-	if a.running[key] != "" {
+	if a.draining || a.running[key] != "" {
 		a.mu.Unlock()
 		return nil
 	}
@@ -70,15 +70,15 @@ func (a *Agent) syncRestore(ctx context.Context, nsName string, wg *sync.WaitGro
 		return fmt.Errorf("claim RestoreSession %s: %w", rs.Name, err)
 	}
 	a.log.Info("claimed restore", "restore", rs.Name)
-	wg.Add(1)
+	a.work.Add(1)
 	go func() {
-		defer wg.Done()
+		defer a.work.Done()
 		defer func() {
 			a.mu.Lock()
 			delete(a.running, key)
 			a.mu.Unlock()
 		}()
-		a.runRestore(ctx, claimed)
+		a.runRestore(a.workCtx, claimed)
 	}()
 	return nil
 }
@@ -104,6 +104,13 @@ func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession)
 		}
 	}
 	err := a.restore(ctx, run)
+	if err != nil && errors.Is(context.Cause(ctx), ErrShutdown) {
+		state := "the database was not changed"
+		if run.touched.Load() {
+			state = "the database is partially restored: restore again into an empty database"
+		}
+		err = fmt.Errorf("%w (%s) before the restore finished; %s: %w", ErrShutdown, a.cfg.ShutdownGrace, state, err)
+	}
 	a.finishRestore(context.WithoutCancel(ctx), run, err)
 }
 
@@ -372,7 +379,7 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 	if err != nil {
 		stats.Error = msg
 	}
-	uerr := a.updateRestoreStatus(ctx, run.rs.Name, func(s *stashv1beta1.RestoreSession) {
+	uerr := updateStatusDurable(ctx, a.stash.RestoreSessions(a.cfg.Namespace), run.rs.Name, func(s *stashv1beta1.RestoreSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = phase
 		s.Status.SessionDuration = dur.String()

@@ -354,6 +354,7 @@ type CreateBackupConfigOptions struct {
 	Prune, Paused                                     bool
 	HistoryLimit, MaxRetry                            int32
 	RetryDelay                                        time.Duration
+	CatchUp                                           string
 }
 
 func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -394,6 +395,7 @@ func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *c
 	fl.StringVar(&o.Timeout, "timeout", "", "stop a session after this long (e.g. 2h)")
 	fl.Int32Var(&o.MaxRetry, "max-retry", 0, "retry a failed session up to N times")
 	fl.DurationVar(&o.RetryDelay, "retry-delay", time.Minute, "wait this long before a retry")
+	fl.StringVar(&o.CatchUp, "catch-up", stashv1beta1.CatchUpOne, "slots missed while no agent ran: one (run one backup when the agent starts) or none")
 	o.agentFlags.add(cmd)
 	o.flags.AddFlags(cmd)
 	completeFlag(cmd, f, "target", "appbindings", "appbinding/")
@@ -424,6 +426,9 @@ func (o *CreateBackupConfigOptions) Validate() error {
 	}
 	if o.HistoryLimit < 0 {
 		return usageErr("--backup-history-limit must not be negative")
+	}
+	if o.CatchUp != "" && o.CatchUp != stashv1beta1.CatchUpOne && o.CatchUp != stashv1beta1.CatchUpNone {
+		return usageErr("--catch-up %q: use one or none", o.CatchUp)
 	}
 	if o.Timeout != "" {
 		if d, err := time.ParseDuration(o.Timeout); err != nil || d <= 0 {
@@ -458,6 +463,9 @@ func (o *CreateBackupConfigOptions) Object() *stashv1beta1.BackupConfiguration {
 			BackupHistoryLimit: ptr.To(o.HistoryLimit),
 			TimeOut:            o.Timeout,
 		},
+	}
+	if o.CatchUp == stashv1beta1.CatchUpNone {
+		bc.Annotations = map[string]string{stashv1beta1.AnnotationCatchUp: stashv1beta1.CatchUpNone}
 	}
 	if o.MaxRetry > 0 {
 		bc.Spec.RetryConfig = &stashv1beta1.RetryConfig{MaxRetry: o.MaxRetry, Delay: metav1.Duration{Duration: o.RetryDelay}}

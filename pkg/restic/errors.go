@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -23,6 +24,7 @@ var (
 	ErrBackend          = errors.New("backend unreachable")                    // best effort, from stderr
 	ErrIncomplete       = errors.New("snapshot created but source incomplete") // exit 3
 	ErrCertificate      = errors.New("backend certificate not trusted")        // x509 verify failure; restic would retry for 15 min
+	ErrBackendTimeout   = errors.New("backend failed for longer than allowed") // Repo.BackendTimeout passed while restic retried
 )
 
 // Bounds on what is kept of restic's stderr.
@@ -137,14 +139,21 @@ type stderrSink struct {
 	exitMsg  string // last exit_error message
 	lastLine string // last plain line from restic itself
 	seen     map[error]bool
-	// fatal is a line that no retry can fix (an untrusted certificate);
-	// onFatal stops restic instead of letting it retry for minutes.
-	fatal   string
-	onFatal func()
+	// fatal is a line that no retry can fix (an untrusted certificate, a
+	// backend down past the budget); onFatal stops restic instead of
+	// letting it retry for minutes, and fatalErr classifies the stop.
+	fatal    string
+	fatalErr error
+	onFatal  func()
+	// backendBudget bounds a streak of backend retries; 0 means restic's own.
+	backendBudget time.Duration
+	now           func() time.Time
+	streakStart   time.Time
+	lastRetry     time.Time
 }
 
 func newStderrSink(red redactor) *stderrSink {
-	s := &stderrSink{red: red, seen: map[error]bool{}}
+	s := &stderrSink{red: red, seen: map[error]bool{}, now: time.Now}
 	s.lineSplitter = lineSplitter{max: maxStderrLine, emit: s.line}
 	return s
 }
@@ -174,14 +183,43 @@ func (s *stderrSink) line(raw []byte, tooLong bool) {
 	if !strings.HasPrefix(text, "subprocess ") {
 		s.classify(msg)
 		s.lastLine = msg
-		if low := strings.ToLower(msg); s.fatal == "" && (strings.Contains(low, "x509:") || strings.Contains(low, "tls: failed to verify")) {
-			s.fatal = msg
-			if s.onFatal != nil {
-				s.onFatal()
-			}
+		low := strings.ToLower(msg)
+		if strings.Contains(low, "x509:") || strings.Contains(low, "tls: failed to verify") {
+			s.stop(ErrCertificate, msg)
+		}
+		if strings.Contains(low, "returned error, retrying after") {
+			s.backendRetry(msg)
 		}
 	}
 	s.keep(text)
+}
+
+// stop ends the run at a line that waiting will not fix.
+func (s *stderrSink) stop(err error, msg string) {
+	if s.fatal != "" {
+		return
+	}
+	s.fatal, s.fatalErr = msg, err
+	if s.onFatal != nil {
+		s.onFatal()
+	}
+}
+
+// backendRetry tracks a streak of backend retries: retry lines no further
+// apart than the budget belong to one outage, and an outage longer than
+// the budget stops restic, which would otherwise retry for 15 minutes.
+func (s *stderrSink) backendRetry(msg string) {
+	if s.backendBudget <= 0 {
+		return
+	}
+	now := s.now()
+	if s.streakStart.IsZero() || now.Sub(s.lastRetry) > s.backendBudget {
+		s.streakStart = now
+	}
+	s.lastRetry = now
+	if d := now.Sub(s.streakStart); d >= s.backendBudget {
+		s.stop(ErrBackendTimeout, fmt.Sprintf("the backend has failed for %s, more than the %s allowed: %s", d.Round(time.Second), s.backendBudget, msg))
+	}
 }
 
 func (s *stderrSink) keep(text string) {
@@ -225,7 +263,10 @@ func (s *stderrSink) newError(ctx context.Context, op string, code int) *Error {
 	var errs []error
 	switch {
 	case s.fatal != "":
-		errs = append(errs, ErrCertificate)
+		errs = append(errs, s.fatalErr)
+		if errors.Is(s.fatalErr, ErrBackendTimeout) {
+			errs = append(errs, ErrBackend)
+		}
 		s.exitMsg = s.fatal
 	case ctx.Err() != nil:
 		errs = append(errs, ErrInterrupted, context.Cause(ctx))

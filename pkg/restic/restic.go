@@ -64,6 +64,9 @@ type Repo struct {
 	CacheDir    string            // --cache-dir DIR when set, otherwise --no-cache
 	Limits      Limits            // bandwidth limits; zero means unlimited
 	RetryLock   time.Duration     // --retry-lock when > 0: wait this long for a locked repository
+	// BackendTimeout stops restic when the backend keeps failing for this
+	// long (restic alone retries for 15 minutes); 0 leaves it to restic.
+	BackendTimeout time.Duration
 }
 
 // Limits caps restic's bandwidth in KiB/s; 0 means unlimited.
@@ -155,6 +158,7 @@ func (r *Repo) run(ctx context.Context, op string, args []string, extraEnv map[s
 		return err
 	}
 	stderr := newStderrSink(newRedactor(r, extraEnv))
+	stderr.backendBudget = r.BackendTimeout
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	stderr.onFatal = stop

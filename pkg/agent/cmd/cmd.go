@@ -72,6 +72,8 @@ func newRunCmd() *cobra.Command {
 	f.StringVar(&cfg.ResticBin, "restic", "", "restic binary (default: next to the agent, else on PATH)")
 	f.DurationVar(&cfg.ProgressEvery, "progress-interval", 3*time.Second, "how often progress is written to a session's status")
 	f.DurationVar(&cfg.LeaseDuration, "lease-duration", 15*time.Second, "leader Lease duration")
+	f.DurationVar(&cfg.BackendTimeout, "backend-timeout", 3*time.Minute, "stop a backup or restore when the backend keeps failing this long (0: leave it to restic, which retries for 15 minutes)")
+	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 30*time.Second, "after SIGTERM, how long running sessions may go on before they are stopped and marked Failed (the pod allows 60s)")
 	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig; in-cluster config when empty")
 	return cmd
 }

@@ -69,6 +69,40 @@ func (s Spec) Next(t time.Time) time.Time {
 	return s.cron.Next(t)
 }
 
+// Prev is the newest slot at or before now and after since, if any. Cron
+// schedules are searched forward from widening windows, so a minutely
+// schedule costs at most a day of steps and a yearly one a few.
+func (s Spec) Prev(now, since time.Time) (time.Time, bool) {
+	if !now.After(since) {
+		return time.Time{}, false
+	}
+	if s.Every > 0 {
+		p := now.Truncate(s.Every)
+		return p, p.After(since)
+	}
+	for _, w := range []time.Duration{time.Hour, 25 * time.Hour, 32 * 24 * time.Hour, 367 * 24 * time.Hour} {
+		from := now.Add(-w)
+		if from.Before(since) {
+			from = since
+		}
+		var last time.Time
+		for t, i := from, 0; i < 50000; i++ {
+			n := s.cron.Next(t)
+			if n.IsZero() || n.After(now) {
+				break
+			}
+			last, t = n, n
+		}
+		if !last.IsZero() {
+			return last, true
+		}
+		if !from.After(since) {
+			break
+		}
+	}
+	return time.Time{}, false
+}
+
 // Slot maps a firing time to its slot: fires are aligned, so rounding to
 // the schedule's granularity absorbs scheduling latency.
 func (s Spec) Slot(fired time.Time) time.Time {

@@ -67,3 +67,39 @@ func FuzzParse(f *testing.F) {
 		_ = SessionName("cfg", spec.Slot(now))
 	})
 }
+
+func TestPrev(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	cases := []struct {
+		expr, now, since, want string // want "" means none
+	}{
+		{"0 2 * * *", "2026-11-24T10:00:00Z", "2026-11-20T00:00:00Z", "2026-11-24T02:00:00Z"},
+		{"0 2 * * *", "2026-11-24T01:00:00Z", "2026-11-23T02:00:00Z", ""},
+		{"0 2 * * *", "2026-11-24T02:00:00Z", "2026-11-23T02:00:00Z", "2026-11-24T02:00:00Z"},
+		{"* * * * *", "2026-11-24T10:00:30Z", "2025-01-01T00:00:00Z", "2026-11-24T10:00:00Z"},
+		{"0 0 1 1 *", "2026-11-24T10:00:00Z", "2020-01-01T00:00:00Z", "2026-01-01T00:00:00Z"},
+		{"0 0 1 1 *", "2026-11-24T10:00:00Z", "2026-02-01T00:00:00Z", ""},
+		{"@every 10s", "2026-11-24T10:00:25Z", "2026-11-24T10:00:00Z", "2026-11-24T10:00:20Z"},
+		{"@every 10s", "2026-11-24T10:00:25Z", "2026-11-24T10:00:20Z", ""},
+		{"@hourly", "2026-11-24T10:30:00Z", "2026-11-24T08:00:00Z", "2026-11-24T10:00:00Z"},
+	}
+	for _, c := range cases {
+		spec, err := Parse(c.expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := spec.Prev(at(c.now), at(c.since))
+		switch {
+		case c.want == "" && ok:
+			t.Errorf("Prev(%q, now %s, since %s) = %s, want none", c.expr, c.now, c.since, got)
+		case c.want != "" && (!ok || !got.Equal(at(c.want))):
+			t.Errorf("Prev(%q, now %s, since %s) = %s %v, want %s", c.expr, c.now, c.since, got, ok, c.want)
+		}
+	}
+}

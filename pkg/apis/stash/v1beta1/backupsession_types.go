@@ -10,6 +10,16 @@ const (
 	LabelInvokerName = "stash.appscode.com/invoker-name"
 )
 
+// AnnotationCatchUp on a BackupConfiguration (a kubectl-stash extension)
+// says what an agent does, when it starts leading, about slots missed while
+// no agent ran: CatchUpOne (the default) runs one backup for the newest
+// missed slot, CatchUpNone runs none. Never more than one.
+const (
+	AnnotationCatchUp = "stash.appscode.com/catch-up"
+	CatchUpOne        = "one"
+	CatchUpNone       = "none"
+)
+
 // BackupSession is one run of a BackupConfiguration.
 //
 // +kubebuilder:object:root=true

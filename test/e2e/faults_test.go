@@ -1,0 +1,348 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+)
+
+// stallDump holds a write lock on shop.big, so a dump of shop stops there
+// mid-stream until release is called. release is safe to call twice.
+func stallDump(t *testing.T, db *testenv.MariaDB) (release func()) {
+	t.Helper()
+	lock := exec.Command("mariadb", "--defaults-extra-file="+db.OptionFile())
+	stdin, err := lock.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	release = func() {
+		if done {
+			return
+		}
+		done = true
+		stdin.Close()
+		_ = lock.Process.Kill()
+		_ = lock.Wait()
+	}
+	t.Cleanup(release)
+	fmt.Fprintln(stdin, "LOCK TABLES shop.big WRITE; SELECT SLEEP(300);")
+	time.Sleep(500 * time.Millisecond)
+	return release
+}
+
+// waitDumping waits until the agent's restic and its dump run.
+func waitDumping(t *testing.T, agent *testenv.AgentProcess) {
+	t.Helper()
+	eventually(t, 60*time.Second, "the dump to be running", func() bool {
+		return findProcess("restic", agent.Scratch) > 0 && (findProcess("mysqldump", agent.Scratch) > 0 || findProcess("mariadb-dump", agent.Scratch) > 0)
+	})
+}
+
+func waitPhase(t *testing.T, f *backupFixture, name string, timeout time.Duration, want ...stashv1beta1.BackupSessionPhase) *stashv1beta1.BackupSession {
+	t.Helper()
+	var bs *stashv1beta1.BackupSession
+	eventually(t, timeout, fmt.Sprintf("session %s to reach %v", name, want), func() bool {
+		got, err := f.st.BackupSessions(f.ns).Get(context.Background(), name)
+		if err != nil {
+			return false
+		}
+		bs = got
+		for _, w := range want {
+			if got.Status.Phase == w {
+				return true
+			}
+		}
+		return false
+	})
+	return bs
+}
+
+func resticCheck(t *testing.T, repo, password string) {
+	t.Helper()
+	check := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", repo, "--no-cache", "check")
+	check.Env = append(os.Environ(), "RESTIC_PASSWORD="+password)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("restic check: %v\n%s", err, out)
+	}
+}
+
+// TestAPIServerRestartDuringBackup: kube-apiserver goes down while a dump
+// runs and the backup finishes during the outage. The agent keeps the
+// result and writes the status once the API server is back.
+func TestAPIServerRestartDuringBackup(t *testing.T) {
+	f := newBackupFixture(t, "apirestart-e2e", s.env.MariaDBs[0])
+	ns := f.ns
+	dir := t.TempDir()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "outage", "--target", "appbinding/db", "--repository", "repo",
+		"--param", "args=--databases shop"), "bc")
+	agent := startAgent(t, ns, "db")
+	release := stallDump(t, f.db)
+	r := kubectl(t, "", "stash", "-n", ns, "trigger", "outage")
+	mustOK(t, r, "trigger")
+	name := createdName(r.stdout)
+	waitDumping(t, agent)
+
+	restarted := make(chan error, 1)
+	down := time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		restarted <- s.env.Control.RestartAPIServer(ctx, 4*time.Second)
+	}()
+	// Let the dump finish while the API server is down.
+	time.Sleep(time.Second)
+	release()
+	eventually(t, 30*time.Second, "the backup to finish during the outage", func() bool {
+		return findProcess("restic", agent.Scratch) == 0
+	})
+	if err := <-restarted; err != nil {
+		t.Fatalf("restart kube-apiserver: %v", err)
+	}
+	t.Logf("kube-apiserver was unavailable for %s", time.Since(down).Round(100*time.Millisecond))
+	bs := waitPhase(t, f, name, 2*time.Minute, stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionFailed)
+	if bs.Status.Phase != stashv1beta1.BackupSessionSucceeded {
+		t.Fatalf("session %s is %s after the outage: %s", name, bs.Status.Phase, bs.Status.Message)
+	}
+	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 1 {
+		t.Fatalf("%d snapshots; want 1", n)
+	}
+	if agent.Exited() {
+		t.Fatal("the agent exited during the outage")
+	}
+	// The agent still works after the outage.
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "outage", "--wait", "--timeout", "2m"), "trigger after the outage")
+}
+
+// TestBackendStoppedMidUpload: the rest-server stops while restic uploads.
+// The session fails at its timeOut naming the backend, no snapshot is
+// left, the repository checks clean, and the next backup succeeds.
+func TestBackendStoppedMidUpload(t *testing.T) {
+	f := newBackupFixture(t, "backend-e2e", s.env.MariaDBs[0])
+	ns := f.ns
+	ctx := context.Background()
+	rest, err := s.env.StartRestServer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rest.Process.Stop(5 * time.Second) })
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "rest", "--url", rest.URL+"/mid", "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "midway", "--target", "appbinding/db", "--repository", "repo",
+		"--param", "args=--databases shop", "--timeout", "25s"), "bc")
+	agent := startAgent(t, ns, "db")
+	// A first backup initialises the repository.
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "midway", "--wait", "--timeout", "2m"), "first backup")
+
+	release := stallDump(t, f.db)
+	r := kubectl(t, "", "stash", "-n", ns, "trigger", "midway")
+	mustOK(t, r, "trigger")
+	name := createdName(r.stdout)
+	waitDumping(t, agent)
+	rest.Process.Stop(5 * time.Second)
+	release()
+	bs := waitPhase(t, f, name, 90*time.Second, stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionFailed)
+	if bs.Status.Phase != stashv1beta1.BackupSessionFailed {
+		t.Fatalf("session %s is %s with the backend down", name, bs.Status.Phase)
+	}
+	t.Logf("message: %s", bs.Status.Message)
+	for _, want := range []string{"timeOut", "repository repo", "backend is unreachable", "connection refused"} {
+		if !strings.Contains(bs.Status.Message, want) {
+			t.Errorf("message lacks %q: %s", want, bs.Status.Message)
+		}
+	}
+	if !meta(bs.Status.Conditions, stashv1beta1.ConditionDeadlineExceeded) {
+		t.Errorf("no %s condition: %+v", stashv1beta1.ConditionDeadlineExceeded, bs.Status.Conditions)
+	}
+	if err := rest.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	url := "rest:" + rest.URL + "/mid"
+	if n := resticSnapshots(t, url, f.repoPass, nil); n != 1 {
+		t.Errorf("%d snapshots after one good and one failed backup; want 1", n)
+	}
+	// restic could not remove its lock with the backend down; the next
+	// backup removes it (it is provably stale) and succeeds.
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "midway", "--wait", "--timeout", "2m"), "backup once the backend is back")
+	resticCheck(t, url, f.repoPass)
+	if n := resticSnapshots(t, url, f.repoPass, nil); n != 2 {
+		t.Errorf("%d snapshots; want 2", n)
+	}
+}
+
+func meta(conds []metav1.Condition, typ string) bool {
+	for _, c := range conds {
+		if c.Type == typ && c.Status == metav1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDatabaseRestartMidDump: MariaDB restarts while mysqldump streams.
+// The session is Failed, no snapshot is left, and the next backup works.
+func TestDatabaseRestartMidDump(t *testing.T) {
+	f := newBackupFixture(t, "dbrestart-e2e", s.env.MariaDBs[1])
+	ns := f.ns
+	dir := t.TempDir()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "dbr", "--target", "appbinding/db", "--repository", "repo",
+		"--param", "args=--databases shop"), "bc")
+	agent := startAgent(t, ns, "db")
+	stallDump(t, f.db)
+	r := kubectl(t, "", "stash", "-n", ns, "trigger", "dbr")
+	mustOK(t, r, "trigger")
+	name := createdName(r.stdout)
+	waitDumping(t, agent)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := f.db.Restart(ctx); err != nil {
+		t.Fatalf("restart MariaDB: %v", err)
+	}
+	bs := waitPhase(t, f, name, 90*time.Second, stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionFailed)
+	if bs.Status.Phase != stashv1beta1.BackupSessionFailed {
+		t.Fatalf("session %s is %s although the database restarted mid-dump", name, bs.Status.Phase)
+	}
+	if !strings.Contains(bs.Status.Message, "mysqldump failed, so no snapshot was saved") {
+		t.Errorf("message: %s", bs.Status.Message)
+	}
+	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 0 {
+		t.Fatalf("%d snapshots after a dump cut short; want 0", n)
+	}
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "dbr", "--wait", "--timeout", "2m"), "backup after the restart")
+	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 1 {
+		t.Fatalf("%d snapshots; want 1", n)
+	}
+}
+
+// TestMissedSlotsCatchUp: slots pass while no agent runs. On start the
+// agent runs one backup for the newest missed slot (never a burst), and
+// none for a config that says --catch-up none.
+func TestMissedSlotsCatchUp(t *testing.T) {
+	f := newBackupFixture(t, "catchup-e2e", s.env.MariaDBs[1])
+	ns := f.ns
+	ctx := context.Background()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	for _, c := range []struct{ name, mode string }{{"eager", "one"}, {"lazy", "none"}} {
+		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", c.name, "--target", "appbinding/db", "--repository", "repo",
+			"--schedule", "@every 5s", "--param", "args=--databases inventory", "--backup-history-limit", "50", "--catch-up", c.mode), "bc "+c.name)
+	}
+	// No agent runs for three slots or more.
+	time.Sleep(16 * time.Second)
+	start := time.Now()
+	startAgent(t, ns, "db")
+	missed := func(config string) (n int, names []string) {
+		l, err := f.st.BackupSessions(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bs := range l.Items {
+			slot, err := time.Parse(time.RFC3339, bs.Annotations["stash.appscode.com/slot"])
+			if bs.Spec.Invoker.Name == config && err == nil && slot.Before(start.Add(-time.Second)) {
+				n++
+				names = append(names, bs.Name)
+			}
+		}
+		return n, names
+	}
+	eventually(t, 30*time.Second, "a catch-up session", func() bool { n, _ := missed("eager"); return n > 0 })
+	// Let two scheduled slots pass: the missed ones stay at one.
+	time.Sleep(11 * time.Second)
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "pause", "backupconfig", "eager"), "pause")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "pause", "backupconfig", "lazy"), "pause")
+	if n, names := missed("eager"); n != 1 {
+		t.Errorf("eager: %d sessions for missed slots, want exactly 1: %v", n, names)
+	}
+	if n, names := missed("lazy"); n != 0 {
+		t.Errorf("lazy (--catch-up none): %d sessions for missed slots, want 0: %v", n, names)
+	}
+	_, names := missed("eager")
+	if len(names) == 1 {
+		waitPhase(t, f, names[0], 2*time.Minute, stashv1beta1.BackupSessionSucceeded)
+	}
+}
+
+// TestSIGTERMDuringBackup: a pod being deleted gets SIGTERM. A backup that
+// ends within the grace period succeeds; one that does not is stopped,
+// marked Failed with the cause, its lock released, and retried by the next
+// agent.
+func TestSIGTERMDuringBackup(t *testing.T) {
+	f := newBackupFixture(t, "sigterm-e2e", s.env.MariaDBs[0])
+	ns := f.ns
+	dir := t.TempDir()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "term", "--target", "appbinding/db", "--repository", "repo",
+		"--param", "args=--databases shop", "--max-retry", "1", "--retry-delay", "1s", "--backup-history-limit", "10"), "bc")
+
+	sigterm := func(agent *testenv.AgentProcess) time.Time {
+		if err := syscall.Kill(agent.Pid(), syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		return time.Now()
+	}
+	waitExit := func(agent *testenv.AgentProcess, within time.Duration) time.Duration {
+		start := time.Now()
+		eventually(t, within, "the agent to exit", agent.Exited)
+		return time.Since(start)
+	}
+
+	t.Run("finishes within the grace period", func(t *testing.T) {
+		agent := startAgent(t, ns, "db")
+		release := stallDump(t, f.db)
+		r := kubectl(t, "", "stash", "-n", ns, "trigger", "term")
+		mustOK(t, r, "trigger")
+		name := createdName(r.stdout)
+		waitDumping(t, agent)
+		sigterm(agent)
+		time.Sleep(2 * time.Second)
+		release()
+		took := waitExit(agent, 45*time.Second)
+		t.Logf("agent exited %s after the dump resumed", took.Round(100*time.Millisecond))
+		bs := waitPhase(t, f, name, 10*time.Second, stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionFailed)
+		if bs.Status.Phase != stashv1beta1.BackupSessionSucceeded {
+			t.Fatalf("session %s is %s: %s", name, bs.Status.Phase, bs.Status.Message)
+		}
+	})
+
+	t.Run("stopped after the grace period", func(t *testing.T) {
+		agent := startAgent(t, ns, "db")
+		release := stallDump(t, f.db)
+		r := kubectl(t, "", "stash", "-n", ns, "trigger", "term")
+		mustOK(t, r, "trigger")
+		name := createdName(r.stdout)
+		waitDumping(t, agent)
+		at := sigterm(agent)
+		waitExit(agent, 60*time.Second) // the Deployment allows 60s
+		t.Logf("agent exited %s after SIGTERM", time.Since(at).Round(100*time.Millisecond))
+		bs := waitPhase(t, f, name, 5*time.Second, stashv1beta1.BackupSessionFailed, stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionRunning)
+		if bs.Status.Phase != stashv1beta1.BackupSessionFailed || !strings.Contains(bs.Status.Message, "SIGTERM") || !strings.Contains(bs.Status.Message, "no snapshot was saved") {
+			t.Fatalf("session %s is %s: %q", name, bs.Status.Phase, bs.Status.Message)
+		}
+		if locks, _ := os.ReadDir(filepath.Join(dir, "locks")); len(locks) != 0 {
+			t.Errorf("%d restic locks left after SIGTERM", len(locks))
+		}
+		release()
+		startAgent(t, ns, "db")
+		waitPhase(t, f, name+"-retry-1", 2*time.Minute, stashv1beta1.BackupSessionSucceeded)
+		resticCheck(t, dir, f.repoPass)
+	})
+}
