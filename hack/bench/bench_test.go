@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+	"time"
+)
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1GiB": 1 << 30, "200MiB": 200 << 20, "50M": 50 << 20, "1.5GiB": 3 << 29, "4096": 4096, "64KiB": 64 << 10} {
+		got, err := parseBytes(in)
+		if err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "-1MiB", "ten"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q): no error", in)
+		}
+	}
+}
+
+func TestParseConfigModes(t *testing.T) {
+	c, err := parseConfig([]string{"-mode", "small"})
+	if err != nil || c.Size != 50<<20 || c.Runs != 1 || c.TuneRuns != 1 || c.Mode != "small" {
+		t.Fatalf("small: %+v, %v", c, err)
+	}
+	c, err = parseConfig([]string{"-mode=full", "-size", "200MiB", "-read-ahead", "bufio:64KiB,ring:8MiB"})
+	if err != nil || c.Size != 200<<20 || c.Runs != 3 || len(c.ReadAhead) != 2 || c.ReadAhead[1] != (readAheadSetting{"ring", 8 << 20}) {
+		t.Fatalf("full with flags: %+v, %v", c, err)
+	}
+	for _, args := range [][]string{{"-mode", "huge"}, {"-size", "1KiB"}, {"-read-ahead", "pipe:1MiB"}, {"extra"}} {
+		if _, err := parseConfig(args); err == nil {
+			t.Errorf("parseConfig(%q): no error", args)
+		}
+	}
+}
+
+func TestPlanDataMatchesSize(t *testing.T) {
+	for _, size := range []int64{50 << 20, 1 << 30} {
+		cfg, _ := modeDefaults("full")
+		cfg.Size = size
+		d := planData(cfg)
+		est := int64(d.Tables)*d.RowsPerTable*sbRowDumpBytes + d.Blobs*blobRowDumpBytes
+		if est < size*95/100 || est > size*105/100 {
+			t.Errorf("size %d: plan %+v estimates %d bytes", size, d, est)
+		}
+		if share := float64(d.Blobs*blobRowDumpBytes) / float64(est); share < 0.2 || share > 0.3 {
+			t.Errorf("size %d: BLOB share %.2f, want about 0.25", size, share)
+		}
+	}
+}
+
+func TestCountMod(t *testing.T) {
+	for _, n := range []int64{0, 1, 99, 100, 101, 12345} {
+		for _, r := range []int{0, 1, 45, 99} {
+			var want int64
+			for id := int64(1); id <= n; id++ {
+				if id%100 == int64(r) {
+					want++
+				}
+			}
+			if got := countMod(n, r); got != want {
+				t.Errorf("countMod(%d, %d) = %d, want %d", n, r, got, want)
+			}
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	s := series{Samples: []time.Duration{3, 1, 2}}
+	if s.median() != 2 || s.min() != 1 || s.max() != 3 {
+		t.Fatalf("median/min/max of %v: %v %v %v", s.Samples, s.median(), s.min(), s.max())
+	}
+	s.add(10)
+	if s.median() != 2 { // (2+3)/2 in integer nanoseconds
+		t.Fatalf("even median: %v", s.median())
+	}
+	if medianInt([]int64{5, 1, 9, 7}) != 6 {
+		t.Fatal("medianInt")
+	}
+}
+
+// slowWriter takes its time, as mysql does.
+type slowWriter struct {
+	buf   bytes.Buffer
+	calls int
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	w.calls++
+	if w.calls%50 == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	return w.buf.Write(p)
+}
+
+func TestStreamWritersDeliverEveryByteInOrder(t *testing.T) {
+	data := make([]byte, 3<<20+12345)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []readAheadSetting{{"bufio", 64 << 10}, {"bufio", 1 << 20}, {"ring", 4 << 10}, {"ring", 64 << 10}, {"ring", 8 << 20}} {
+		var dst slowWriter
+		w := s.streamWriter(&dst)
+		// Writes of odd sizes, as a pipe delivers them.
+		for off, step := 0, 1; off < len(data); step = step*7%40000 + 1 {
+			end := min(off+step, len(data))
+			if n, err := w.Write(data[off:end]); err != nil || n != end-off {
+				t.Fatalf("%s: Write = %d, %v", s, n, err)
+			}
+			off = end
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("%s: Close: %v", s, err)
+		}
+		if !bytes.Equal(dst.buf.Bytes(), data) {
+			t.Fatalf("%s: %d bytes arrived, want the %d written, in order", s, dst.buf.Len(), len(data))
+		}
+	}
+}
+
+type failingWriter struct{ n int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if w.n += len(p); w.n > 100<<10 {
+		return 0, io.ErrClosedPipe
+	}
+	return len(p), nil
+}
+
+func TestRingReportsTheConsumersError(t *testing.T) {
+	w := newRing(&failingWriter{}, 64<<10)
+	chunk := make([]byte, 32<<10)
+	var werr error
+	for i := 0; i < 1000 && werr == nil; i++ {
+		_, werr = w.Write(chunk)
+	}
+	if !errors.Is(werr, errRingFailed) {
+		t.Fatalf("Write after the consumer failed: %v, want errRingFailed", werr)
+	}
+	if err := w.Close(); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("Close: %v, want the consumer's error", err)
+	}
+}
