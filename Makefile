@@ -61,6 +61,13 @@ lint: ## gofmt, go vet and staticcheck (pinned)
 test: tools build lint ## Install what is needed, then run every test against the real parts
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+BENCH_MODE ?= full
+
+.PHONY: bench
+bench: tools build ## Benchmark against mysqldump, mariadb and Stash's pipeline: docs/benchmarks.md (BENCH_MODE=small: bin/bench-small.md)
+	@go build -o $(BIN)/stash-bench ./hack/bench
+	$(BIN)/stash-bench -mode $(BENCH_MODE) $(BENCH_ARGS)
+
 .PHONY: up
 up: tools build ## Start the local environment in the background and print KUBECONFIG
 	@go build -o $(BIN)/stash-env ./hack/env
