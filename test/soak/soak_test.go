@@ -288,4 +288,3 @@ func countSnapshots(t *testing.T, tools, repo, password string) int {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
