@@ -346,3 +346,40 @@ func TestSIGTERMDuringBackup(t *testing.T) {
 		resticCheck(t, dir, f.repoPass)
 	})
 }
+
+// TestTimeoutStopsHangingDump: a dump blocked on a locked table hangs; at
+// spec.timeOut the dump and restic are stopped, no process is left, and
+// the session is Failed with DeadlineExceeded.
+func TestTimeoutStopsHangingDump(t *testing.T) {
+	f := newBackupFixture(t, "hang-e2e", s.env.MariaDBs[1])
+	ns := f.ns
+	dir := t.TempDir()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "hang", "--target", "appbinding/db", "--repository", "repo",
+		"--param", "args=--databases shop", "--timeout", "8s"), "bc")
+	agent := startAgent(t, ns, "db")
+	stallDump(t, f.db)
+	r := kubectl(t, "", "stash", "-n", ns, "trigger", "hang")
+	mustOK(t, r, "trigger")
+	name := createdName(r.stdout)
+	waitDumping(t, agent)
+	bs := waitPhase(t, f, name, 60*time.Second, stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionFailed)
+	if bs.Status.Phase != stashv1beta1.BackupSessionFailed || !meta(bs.Status.Conditions, stashv1beta1.ConditionDeadlineExceeded) {
+		t.Fatalf("session %s is %s without DeadlineExceeded: %s", name, bs.Status.Phase, bs.Status.Message)
+	}
+	if !strings.Contains(bs.Status.Message, "timeOut 8s") {
+		t.Errorf("message: %s", bs.Status.Message)
+	}
+	for _, prog := range []string{"restic", "mysqldump", "mariadb-dump"} {
+		if pid := findProcess(prog, agent.Scratch); pid != 0 {
+			t.Errorf("%s (pid %d) still runs after the timeOut", prog, pid)
+		}
+	}
+	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 0 {
+		t.Errorf("%d snapshots after a timed-out backup", n)
+	}
+	if locks, _ := os.ReadDir(filepath.Join(dir, "locks")); len(locks) != 0 {
+		t.Errorf("%d restic locks left after the timeOut", len(locks))
+	}
+}
