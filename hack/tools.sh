@@ -12,6 +12,7 @@ mkdir -p "$root/bin" "$cache"
 # name|package|ldflags
 recipes='
 kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|-s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 -X k8s.io/component-base/version.gitTreeState=clean
+kubectl|k8s.io/kubernetes/cmd/kubectl|-s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 -X k8s.io/component-base/version.gitTreeState=clean
 etcd|go.etcd.io/etcd/server/v3|-s -w
 restic|github.com/restic/restic/cmd/restic|-s -w -X main.version=0.18.1
 pushgateway|github.com/prometheus/pushgateway|-s -w -X github.com/prometheus/common/version.Version=1.11.1
