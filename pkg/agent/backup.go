@@ -45,6 +45,16 @@ type backupRun struct {
 	pre      []string
 	post     []string
 	snapshot string
+	// after runs once the session's status is written; it owns the
+	// repository's cleanup when set.
+	after func(context.Context)
+}
+
+// runAfter runs the post-status work, bounded even when ctx has ended.
+func (a *Agent) runAfter(ctx context.Context, run *backupRun) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	run.after(ctx)
 }
 
 func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
@@ -75,6 +85,9 @@ func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfigurat
 	}
 	// Status, metrics and events are written even when ctx ended.
 	a.finishBackup(context.WithoutCancel(ctx), run, err, log)
+	if run.after != nil {
+		a.runAfter(ctx, run)
+	}
 }
 
 func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(string, ...any) }) error {
@@ -93,7 +106,11 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	if err != nil {
 		return err
 	}
-	defer cleanupRepo()
+	defer func() {
+		if run.after == nil {
+			cleanupRepo()
+		}
+	}()
 	run.repo = repo
 	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
 	if err != nil {
@@ -176,11 +193,14 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		run.post = append(run.post, stashv1beta1.ActionApplyRetentionPolicy)
 		run.cond(stashv1beta1.ConditionRetentionPolicyApplied, true, "Applied", fmt.Sprintf("retention policy %s removed %d snapshots", bc.Spec.RetentionPolicy.Name, len(removed)))
 	}
-	// 7. Repository status.
-	if err := a.updateRepositoryStatus(ctx, repo, rr, run); err != nil {
-		log.Info("could not update the repository status", "err", err.Error())
-	} else {
-		run.post = append(run.post, stashv1beta1.ActionSendRepositoryMetrics)
+	// 7. Repository status, after the session's own status is written: it
+	// is bookkeeping (a restic run at most once a minute), not the outcome.
+	run.post = append(run.post, stashv1beta1.ActionSendRepositoryMetrics)
+	run.after = func(ctx context.Context) {
+		defer cleanupRepo()
+		if err := a.updateRepositoryStatus(ctx, repo, rr, run); err != nil {
+			log.Info("could not update the repository status", "err", err.Error())
+		}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
@@ -159,14 +160,14 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 	}
 
 	// Statuses: the session's stats and the Repository's.
+	// The Repository's is written just after the session's.
 	ctx := context.Background()
-	repo, err := f.st.Repositories(ns).Get(ctx, "s3-repo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if repo.Status.SnapshotCount != 1 || repo.Status.LastBackupTime == nil || repo.Status.TotalSize == "" {
-		t.Errorf("Repository status not updated: %+v", repo.Status)
-	}
+	var repo *stashv1alpha1.Repository
+	eventually(t, 20*time.Second, "the Repository status", func() bool {
+		var err error
+		repo, err = f.st.Repositories(ns).Get(ctx, "s3-repo")
+		return err == nil && repo.Status.SnapshotCount == 1 && repo.Status.LastBackupTime != nil && repo.Status.TotalSize != ""
+	})
 	list, err := f.st.BackupSessions(ns).List(ctx, metav1.ListOptions{LabelSelector: stashv1beta1.LabelInvokerName + "=to-s3-repo"})
 	if err != nil || len(list.Items) != 1 {
 		t.Fatalf("sessions of to-s3-repo: %v, %d", err, len(list.Items))
