@@ -34,7 +34,7 @@ import (
 // leaves room for a session to end before the next slot.
 const (
 	sessions     = 200
-	every        = 3 * time.Second
+	every        = 4 * time.Second
 	historyLimit = 5
 )
 
