@@ -163,6 +163,7 @@ func (o *RestoreOptions) Run(ctx context.Context) error {
 func WaitRestoreSession(ctx context.Context, c *Clients, ns, name string, timeout, every time.Duration, progress, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	changed := wakeOnChange(ctx, c.Stash.RestoreSessions(ns).Watch, name)
 	var last string
 	for {
 		rs, err := c.Stash.RestoreSessions(ns).Get(ctx, name)
@@ -192,6 +193,7 @@ func WaitRestoreSession(ctx context.Context, c *Clients, ns, name string, timeou
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: RestoreSession %s/%s did not finish within %s; it may still finish: watch it with `kubectl get restoresession %s -n %s -w`", ErrWaitTimeout, ns, name, timeout, name, ns)
+		case <-changed:
 		case <-time.After(every):
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
@@ -84,6 +85,7 @@ func (o *TriggerOptions) Run(ctx context.Context) error {
 func WaitBackupSession(ctx context.Context, c *Clients, ns, name string, timeout, every time.Duration, progress, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	changed := wakeOnChange(ctx, c.Stash.BackupSessions(ns).Watch, name)
 	var lastLine string
 	for {
 		bs, err := c.Stash.BackupSessions(ns).Get(ctx, name)
@@ -110,9 +112,37 @@ func WaitBackupSession(ctx context.Context, c *Clients, ns, name string, timeout
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: BackupSession %s/%s did not finish within %s; it may still finish: watch it with `kubectl get backupsession %s -n %s -w`", ErrWaitTimeout, ns, name, timeout, name, ns)
+		case <-changed:
 		case <-time.After(every):
 		}
 	}
+}
+
+// wakeOnChange watches one object and signals each change, so a wait
+// ends as soon as the status does; the caller's poll stays as the fallback
+// when watching is not allowed or the watch breaks.
+func wakeOnChange(ctx context.Context, watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error), name string) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		for ctx.Err() == nil {
+			w, err := watchFn(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+			if err != nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+				continue
+			}
+			for range w.ResultChan() {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+			w.Stop()
+		}
+	}()
+	return ch
 }
 
 func phaseOr(p, def string) string {
