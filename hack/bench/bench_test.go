@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"os"
 	"testing"
 	"time"
 )
@@ -144,5 +145,39 @@ func TestRingReportsTheConsumersError(t *testing.T) {
 	}
 	if err := w.Close(); !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("Close: %v, want the consumer's error", err)
+	}
+}
+
+func TestKeptNotesCarriesTheHandWrittenBlock(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/r.md"
+	if keptNotes(path) != "" {
+		t.Fatal("notes from a missing file")
+	}
+	block := notesBegin + "\n## Decisions\n\nkeep auto\n" + notesEnd
+	if err := os.WriteFile(path, []byte("# old\n\n| a | 1 |\n\n"+block+"\n\n## Charts\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := keptNotes(path); got != block {
+		t.Fatalf("keptNotes = %q, want %q", got, block)
+	}
+}
+
+func TestRotationPutsEachSettingInEachPlace(t *testing.T) {
+	n := 4
+	firsts := map[int]bool{}
+	for round := 0; round < n; round++ {
+		r := rotation(n, round)
+		seen := map[int]bool{}
+		for _, j := range r {
+			seen[j] = true
+		}
+		if len(seen) != n {
+			t.Fatalf("round %d: %v is not a permutation", round, r)
+		}
+		firsts[r[0]] = true
+	}
+	if len(firsts) != n {
+		t.Fatalf("over %d rounds the first places were %v", n, firsts)
 	}
 }

@@ -43,7 +43,7 @@ func modeDefaults(mode string) (config, error) {
 			Mode: mode, Size: 1 << 30, Runs: 3, Tables: 8, BlobShare: 25,
 			Out: filepath.Join(root, "docs", "benchmarks.md"), ChartDir: filepath.Join(root, "docs", "bench"),
 			SlotEvery: 10 * time.Second, Slots: 6, IdleSettle: 30 * time.Second, IdleWindow: 30 * time.Second,
-			StatusConfigs: 100, StatusRuns: 5, Timeout: 90 * time.Minute,
+			StatusConfigs: 100, StatusRuns: 5, Timeout: 90 * time.Minute, ReadAhead: defaultReadAhead(),
 		}, nil
 	case "small":
 		return config{
@@ -51,6 +51,8 @@ func modeDefaults(mode string) (config, error) {
 			Out: filepath.Join(root, "bin", "bench-small.md"), ChartDir: filepath.Join(root, "bin", "bench-small"),
 			SlotEvery: 5 * time.Second, Slots: 3, IdleSettle: 5 * time.Second, IdleWindow: 10 * time.Second,
 			StatusConfigs: 100, StatusRuns: 3, Timeout: 15 * time.Minute,
+			// The agent's setting and one read-ahead: enough to prove both paths work.
+			ReadAhead: []readAheadSetting{{"bufio", 1 << 20}, {"ring", 8 << 20}},
 		}, nil
 	}
 	return config{}, fmt.Errorf("-mode %q: want full or small", mode)
@@ -74,7 +76,7 @@ func parseConfig(args []string) (config, error) {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	size := byteSize(c.Size)
-	ra := readAheadFlag(defaultReadAhead())
+	ra := readAheadFlag(c.ReadAhead)
 	fs.StringVar(&c.Mode, "mode", c.Mode, "full (writes docs/benchmarks.md and docs/bench/*.png) or small (CI; writes bin/bench-small.md)")
 	fs.Var(&size, "size", "approximate size of the dump, e.g. 1GiB, 200MiB")
 	fs.IntVar(&c.Runs, "runs", c.Runs, "runs per figure; the median is reported")

@@ -3,16 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
 )
 
 const (
-	benchDB = "bench"     // the measured data
-	tinyDB  = "benchtiny" // a few rows, for warm-ups and the slot-to-dump latency
+	benchDB = "bench" // the measured data
+	// tinyDB is for warm-ups and the slot-to-dump latency: 20000 rows (a 2 MB
+	// dump), so that its mysqldump lives long enough to be seen in /proc.
+	tinyDB = "benchtiny"
 
 	blobSize = 64 << 10 // bytes of one BLOB, random
 	// sbRowDumpBytes is what one sysbench row takes in the dump (measured:
@@ -31,6 +35,7 @@ type dataInfo struct {
 	Blobs        int64
 	GenTime      time.Duration
 	DumpBytes    int64 // the agent's dump, from restic's summary
+	StoredFull   int64 // what ours stored for it in a new repository
 	Changed      int64 // rows changed by one "1%" step
 }
 
@@ -87,7 +92,7 @@ func blobSQL(blobs int64) []string {
 }
 
 const tinySQL = "CREATE DATABASE `" + tinyDB + "`; CREATE TABLE `" + tinyDB + "`.t (id INT PRIMARY KEY, v CHAR(64)); " +
-	"USE `" + tinyDB + "`; INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_100;"
+	"USE `" + tinyDB + "`; INSERT INTO t SELECT seq, SHA2(seq, 256) FROM seq_1_to_20000;"
 
 // generate creates the data on db with two connections in parallel.
 func generate(ctx context.Context, db *testenv.MariaDB, d *dataInfo) error {
@@ -198,5 +203,47 @@ func emptyTarget(ctx context.Context, db *testenv.MariaDB) error {
 	if err != nil {
 		return fmt.Errorf("empty the restore target %s: %w", db.Name, err)
 	}
+	return nil
+}
+
+// quiesce flushes the server's dirty pages and the page cache, so that a
+// timed run does not pay for the writes of the previous one. The server's
+// settings are changed for the flush only (innodb_io_capacity would pace it
+// at 200 pages a second). It waits at most two minutes.
+func quiesce(ctx context.Context, db *testenv.MariaDB) error {
+	out, err := db.Exec(ctx, "SELECT @@GLOBAL.innodb_max_dirty_pages_pct, @@GLOBAL.innodb_io_capacity, @@GLOBAL.innodb_io_capacity_max")
+	if err != nil {
+		return fmt.Errorf("quiesce %s: %w", db.Name, err)
+	}
+	old := strings.Fields(out)
+	if len(old) != 3 {
+		return fmt.Errorf("quiesce %s: unexpected settings %q", db.Name, out)
+	}
+	for _, v := range old {
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			return fmt.Errorf("quiesce %s: unexpected setting %q", db.Name, v)
+		}
+	}
+	if _, err := db.Exec(ctx, "SET GLOBAL innodb_io_capacity_max = 100000; SET GLOBAL innodb_io_capacity = 50000; SET GLOBAL innodb_max_dirty_pages_pct = 0;"); err != nil {
+		return fmt.Errorf("quiesce %s: %w", db.Name, err)
+	}
+	defer func() {
+		restore := fmt.Sprintf("SET GLOBAL innodb_max_dirty_pages_pct = %s; SET GLOBAL innodb_io_capacity = %s; SET GLOBAL innodb_io_capacity_max = %s;", old[0], old[1], old[2])
+		_, _ = db.Exec(context.WithoutCancel(ctx), restore)
+	}()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		out, err := db.Exec(ctx, "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_DIRTY'")
+		if err != nil {
+			return fmt.Errorf("quiesce %s: %w", db.Name, err)
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(out)); err == nil && n <= 16 {
+			break
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	syscall.Sync()
 	return nil
 }

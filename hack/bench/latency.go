@@ -74,6 +74,16 @@ func (b *bench) measureSlot(ctx context.Context) error {
 		}
 		b.res.SlotToDump = append(b.res.SlotToDump, t.Sub(best))
 	}
+	if len(b.res.SlotToDump) < len(slots) {
+		var ds, ss []string
+		for _, t := range w.DumpStarts {
+			ds = append(ds, t.Format("15:04:05.000"))
+		}
+		for _, t := range slots {
+			ss = append(ss, t.Format("15:04:05"))
+		}
+		b.logf("   %d slots (%s) but %d dumps seen (%s), %d samples", len(slots), strings.Join(ss, " "), len(w.DumpStarts), strings.Join(ds, " "), w.Samples)
+	}
 	if len(b.res.SlotToDump) == 0 {
 		return fmt.Errorf("saw %d dumps but none matched the %d slots of %s", len(w.DumpStarts), len(slots), cfgSlot)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -42,15 +43,23 @@ func (b *bench) trigger(ctx context.Context, config string) (oursRun, error) {
 	return r, nil
 }
 
-// measureBackups measures figures a to e on the same data.
+// measureBackups measures figures a to e on the same data. a, b and c
+// take turns in each round, so that a slower stretch of the (shared)
+// machine does not fall on one of them only.
 func (b *bench) measureBackups(ctx context.Context) error {
 	runs := b.cfg.Runs
 	res := b.res
-
-	done := b.step("a. raw mysqldump > /dev/null")
 	plain := &series{Key: "dump", Label: "`mysqldump --single-transaction --all-databases > /dev/null`"}
 	agentFlags := &series{Key: "dump-agent", Label: "`mysqldump` with the agent's flags `> /dev/null`"}
+	stash := &series{Key: "stash", Label: "Stash's pipeline `mysqldump | restic backup --stdin` (new repository)"}
+	local := &series{Key: "ours-local", Label: "ours: `kubectl stash trigger --wait`, local repository (new)"}
+	s3 := &series{Key: "ours-s3", Label: "ours: `kubectl stash trigger --wait`, S3 repository (new)"}
 	plainArgv := []string{b.db.Dump, "--defaults-extra-file=" + b.src.OptionFile(), "--single-transaction", "--all-databases"}
+
+	done := b.step("a, b, c: raw mysqldump, Stash's pipeline, ours to local and S3 (new repositories), in turns")
+	if err := quiesce(ctx, b.src); err != nil {
+		return err
+	}
 	// One dump first, not timed, so that every figure starts from the same page cache.
 	if _, err := b.timeDump(ctx, b.dumpArgv()); err != nil {
 		return err
@@ -65,13 +74,8 @@ func (b *bench) measureBackups(ctx context.Context) error {
 			return err
 		}
 		agentFlags.add(d)
-	}
-	res.Backup = append(res.Backup, plain, agentFlags)
-	done()
+		b.logf("   a: %s plain, %s with the agent's flags", plain.Samples[i].Round(time.Millisecond), d.Round(time.Millisecond))
 
-	done = b.step("b. Stash's pipeline: mysqldump | restic backup --stdin, new repository")
-	stash := &series{Key: "stash", Label: "Stash's pipeline `mysqldump | restic backup --stdin` (new repository)"}
-	for i := 0; i < runs; i++ {
 		d, sum, peak, err := b.stashPipeline(ctx, b.localRepo("stash-pipeline"))
 		if err != nil {
 			return err
@@ -79,44 +83,33 @@ func (b *bench) measureBackups(ctx context.Context) error {
 		stash.add(d)
 		res.Data.DumpBytes = int64(sum.TotalBytesProcessed)
 		res.ResticStashPeak = max(res.ResticStashPeak, peak)
-		b.logf("   %s, %s dump, %s stored", d.Round(time.Millisecond), humanBytes(int64(sum.TotalBytesProcessed)), humanBytes(int64(sum.DataAddedPacked)))
+		b.logf("   b: %s, %s dump, %s stored", d.Round(time.Millisecond), humanBytes(int64(sum.TotalBytesProcessed)), humanBytes(int64(sum.DataAddedPacked)))
+
+		for _, c := range []struct {
+			s      *series
+			config string
+			repo   repoLoc
+		}{{local, cfgLocal, b.localRepo(repoLocal)}, {s3, cfgS3, b.s3Repo(s3Prefix)}} {
+			if err := b.freshRepo(ctx, c.repo); err != nil {
+				return err
+			}
+			r, err := b.trigger(ctx, c.config)
+			if err != nil {
+				return err
+			}
+			c.s.add(r.d)
+			b.noteWatch("c", r)
+		}
 	}
-	for _, s := range []*series{plain, agentFlags, stash} {
+	for _, s := range []*series{plain, agentFlags, stash, local, s3} {
 		s.Bytes = res.Data.DumpBytes
 	}
-	res.Backup = append(res.Backup, stash)
-	done()
-
-	done = b.step("c. ours end to end: kubectl stash trigger --wait, new local repository")
-	local := &series{Key: "ours-local", Label: "ours: `kubectl stash trigger --wait`, local repository (new)", Bytes: res.Data.DumpBytes}
-	for i := 0; i < runs; i++ {
-		if err := b.freshRepo(ctx, b.localRepo(repoLocal)); err != nil {
-			return err
-		}
-		r, err := b.trigger(ctx, cfgLocal)
-		if err != nil {
-			return err
-		}
-		local.add(r.d)
-		b.noteWatch(r)
+	snap, err := b.snapshot(ctx, b.localRepo(repoLocal), "latest")
+	if err != nil {
+		return err
 	}
-	res.Backup = append(res.Backup, local)
-	done()
-
-	done = b.step("c. ours end to end: kubectl stash trigger --wait, new S3 repository")
-	s3 := &series{Key: "ours-s3", Label: "ours: `kubectl stash trigger --wait`, S3 repository (new)", Bytes: res.Data.DumpBytes}
-	for i := 0; i < runs; i++ {
-		if err := b.freshRepo(ctx, b.s3Repo(s3Prefix)); err != nil {
-			return err
-		}
-		r, err := b.trigger(ctx, cfgS3)
-		if err != nil {
-			return err
-		}
-		s3.add(r.d)
-		b.noteWatch(r)
-	}
-	res.Backup = append(res.Backup, s3)
+	res.Data.StoredFull = int64(snap.Summary.DataAddedPacked)
+	res.Backup = append(res.Backup, plain, agentFlags, stash, local, s3)
 	done()
 
 	done = b.step("d. ours: a second backup, nothing changed")
@@ -127,7 +120,7 @@ func (b *bench) measureBackups(ctx context.Context) error {
 			return err
 		}
 		same.add(r.d)
-		b.noteWatch(r)
+		b.noteWatch("d", r)
 		snap, err := b.snapshot(ctx, b.localRepo(repoLocal), r.snapshot)
 		if err != nil {
 			return err
@@ -144,19 +137,22 @@ func (b *bench) measureBackups(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if err := quiesce(ctx, b.src); err != nil {
+			return err
+		}
 		res.Data.Changed = n
 		r, err := b.trigger(ctx, cfgLocal)
 		if err != nil {
 			return err
 		}
 		changed.add(r.d)
-		b.noteWatch(r)
+		b.noteWatch("e", r)
 		snap, err := b.snapshot(ctx, b.localRepo(repoLocal), r.snapshot)
 		if err != nil {
 			return err
 		}
 		res.AddedChanged = append(res.AddedChanged, int64(snap.Summary.DataAddedPacked))
-		b.logf("   %s, %d rows changed, %s added", r.d.Round(time.Millisecond), n, humanBytes(int64(snap.Summary.DataAddedPacked)))
+		b.logf("   e: %d rows changed, %s stored", n, humanBytes(int64(snap.Summary.DataAddedPacked)))
 	}
 	res.Backup = append(res.Backup, changed)
 	done()
@@ -164,7 +160,7 @@ func (b *bench) measureBackups(ctx context.Context) error {
 }
 
 // noteWatch keeps the peaks and the start/finish breakdown of one backup.
-func (b *bench) noteWatch(r oursRun) {
+func (b *bench) noteWatch(fig string, r oursRun) {
 	res := b.res
 	w := r.watch
 	res.AgentBackupRSS = max(res.AgentBackupRSS, w.AgentPeakRSS)
@@ -174,11 +170,12 @@ func (b *bench) noteWatch(r oursRun) {
 		res.StartLatency = append(res.StartLatency, w.DumpStarts[0].Sub(r.started))
 		res.FinishLatency = append(res.FinishLatency, r.started.Add(r.d).Sub(w.DumpEnd))
 	}
-	b.logf("   %s (session %s; agent RSS peak %s, restic peak %s)", r.d.Round(time.Millisecond), r.session,
+	b.logf("   %s: %s (session %s; agent RSS peak %s, restic peak %s)", fig, r.d.Round(time.Millisecond), r.session,
 		humanBytes(w.AgentPeakRSS<<10), humanBytes(w.ResticPeak<<10))
 }
 
-// measureRestores measures f and g on the latest snapshot of the local repository.
+// measureRestores measures f and g on the latest snapshot of the local
+// repository, in turns, each into the emptied and quiesced target.
 func (b *bench) measureRestores(ctx context.Context) error {
 	runs := b.cfg.Runs
 	res := b.res
@@ -187,30 +184,28 @@ func (b *bench) measureRestores(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-
-	done := b.step("f. raw restore: mariadb < dump.sql into an empty target")
+	done := b.step("f, g: raw restore (mariadb < dump.sql) and ours (kubectl stash restore --wait), in turns")
+	defer done()
 	path := filepath.Join(b.work, "dump.sql")
 	size, err := b.writeDumpFile(ctx, loc, snap, path)
 	if err != nil {
 		return err
 	}
+	defer os.Remove(path)
 	raw := &series{Key: "raw-restore", Label: "`mariadb < dump.sql` (the agent's client flags), empty target", Bytes: size}
-	for i := 0; i < runs; i++ {
+	ours := &series{Key: "ours-restore", Label: "ours: `kubectl stash restore --wait`, local repository, empty target", Bytes: size}
+	agent := b.agents[abDst]
+	rawRun := func() error {
 		d, err := b.rawRestore(ctx, path)
 		if err != nil {
 			return err
 		}
 		raw.add(d)
-		b.logf("   %s", d.Round(time.Millisecond))
+		b.logf("   f: %s", d.Round(time.Millisecond))
+		return nil
 	}
-	res.Restore = append(res.Restore, raw)
-	done()
-
-	done = b.step("g. ours end to end: kubectl stash restore --wait into an empty target")
-	ours := &series{Key: "ours-restore", Label: "ours: `kubectl stash restore --wait`, local repository, empty target", Bytes: size}
-	agent := b.agents[abDst]
-	for i := 0; i < runs; i++ {
-		if err := emptyTarget(ctx, b.dst); err != nil {
+	oursRun := func() error {
+		if err := b.prepareTarget(ctx); err != nil {
 			return err
 		}
 		stop := procWatch{agentPid: agent.Pid(), every: 100 * time.Millisecond}.start()
@@ -222,13 +217,24 @@ func (b *bench) measureRestores(ctx context.Context) error {
 		}
 		ours.add(d)
 		res.AgentRestoreRSS = max(res.AgentRestoreRSS, w.AgentPeakRSS)
-		b.logf("   %s (agent RSS peak %s)", d.Round(time.Millisecond), humanBytes(w.AgentPeakRSS<<10))
+		b.logf("   g: %s (agent RSS peak %s)", d.Round(time.Millisecond), humanBytes(w.AgentPeakRSS<<10))
+		// The restore really happened: the target holds the source's rows.
+		if err := verifyRows(ctx, b.dst, res.Data); err != nil {
+			return fmt.Errorf("after kubectl stash restore: %w", err)
+		}
+		return nil
 	}
-	res.Restore = append(res.Restore, ours)
-	// The restore really happened: the target holds the source's rows.
-	if err := verifyRows(ctx, b.dst, res.Data); err != nil {
-		return fmt.Errorf("after kubectl stash restore: %w", err)
+	for i := 0; i < runs; i++ {
+		order := []func() error{rawRun, oursRun}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, f := range order {
+			if err := f(); err != nil {
+				return err
+			}
+		}
 	}
-	done()
+	res.Restore = append(res.Restore, raw, ours)
 	return nil
 }

@@ -22,6 +22,12 @@ func procArgv(pid int) []string {
 	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 }
 
+// procExists says whether /proc/PID is there (a zombie counts).
+func procExists(pid int) bool {
+	_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid)))
+	return err == nil
+}
+
 // procStatusKiB reads a "VmRSS:   1234 kB" style field of /proc/PID/status.
 func procStatusKiB(pid int, field string) (int64, error) {
 	return kibField(filepath.Join("/proc", strconv.Itoa(pid), "status"), field)

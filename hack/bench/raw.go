@@ -175,7 +175,7 @@ func (b *bench) writeDumpFile(ctx context.Context, l repoLoc, snap restic.Snapsh
 // rawRestore times `mariadb < dump.sql` (with the agent's flags) into the
 // emptied target.
 func (b *bench) rawRestore(ctx context.Context, path string) (time.Duration, error) {
-	if err := emptyTarget(ctx, b.dst); err != nil {
+	if err := b.prepareTarget(ctx); err != nil {
 		return 0, err
 	}
 	f, err := os.Open(path)
@@ -191,7 +191,7 @@ func (b *bench) rawRestore(ctx context.Context, path string) (time.Duration, err
 // streamRestore times `restic dump` piped into mysql through the setting's
 // buffer, into the emptied target: the agent's restore data path.
 func (b *bench) streamRestore(ctx context.Context, l repoLoc, snap restic.Snapshot, s readAheadSetting) (time.Duration, error) {
-	if err := emptyTarget(ctx, b.dst); err != nil {
+	if err := b.prepareTarget(ctx); err != nil {
 		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, sessionTO)
@@ -224,4 +224,12 @@ func (b *bench) streamRestore(ctx context.Context, l repoLoc, snap restic.Snapsh
 		return 0, fmt.Errorf("restore through %s: restic dump: %w", s, dumpErr)
 	}
 	return d, nil
+}
+
+// prepareTarget empties the restore target and lets it and the disk settle.
+func (b *bench) prepareTarget(ctx context.Context) error {
+	if err := emptyTarget(ctx, b.dst); err != nil {
+		return err
+	}
+	return quiesce(ctx, b.dst)
 }

@@ -38,11 +38,32 @@ func ratio(a, b time.Duration) float64 {
 
 func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
 
+// The report's hand-written part: kept from the previous report, between these markers.
+const (
+	notesBegin = "<!-- notes:begin: written by hand, kept by make bench -->"
+	notesEnd   = "<!-- notes:end -->"
+)
+
+// keptNotes returns the hand-written block of an existing report, markers included.
+func keptNotes(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i, j := strings.Index(s, notesBegin), strings.Index(s, notesEnd)
+	if i < 0 || j < i {
+		return ""
+	}
+	return s[i : j+len(notesEnd)]
+}
+
 // writeReport renders the markdown report and its charts.
 func writeReport(cfg config, r *results) error {
 	if err := os.MkdirAll(filepath.Dir(cfg.Out), 0o755); err != nil {
 		return err
 	}
+	kept := keptNotes(cfg.Out)
 	charts, err := writeCharts(r, cfg.ChartDir, filepath.Dir(cfg.Out))
 	if err != nil {
 		return err
@@ -117,7 +138,8 @@ func writeReport(cfg config, r *results) error {
 	notes := map[string]string{
 		"dump-agent":     "`" + strings.Join(database.ConsistentDumpArgs(), " ") + "`",
 		"ours-unchanged": "stored " + bytesList(r.AddedUnchanged),
-		"ours-changed":   "stored " + bytesList(r.AddedChanged) + fmt.Sprintf(" (%.1f%% of the dump)", pct(medianInt(r.AddedChanged), d.DumpBytes)),
+		"ours-changed": "stored " + bytesList(r.AddedChanged) + fmt.Sprintf(" (%.0f%% of the %s the first backup stored)",
+			pct(medianInt(r.AddedChanged), d.StoredFull), humanBytes(d.StoredFull)),
 	}
 	for _, s := range slices.Concat(r.Backup, r.Restore) {
 		md("| %s | %s | %s | %s | %s | %.0f | %s |", letter[s.Key], s.Label, secs(s.median()), secs(s.min()), secs(s.max()), mibPerSec(s.Bytes, s.median()), notes[s.Key])
@@ -196,6 +218,11 @@ func writeReport(cfg config, r *results) error {
 	}
 	md("")
 
+	if kept != "" {
+		md("%s", kept)
+		md("")
+	}
+
 	md("## Charts")
 	md("")
 	for _, name := range []string{"backup.png", "restore.png", "tuning.png"} {
@@ -251,8 +278,8 @@ func recommend(cfg config, r *results) []string {
 			secs(off.Time.median()), humanBytes(off.Size), secs(auto.Time.median()), humanBytes(auto.Size), secs(mx.Time.median()), humanBytes(mx.Size), fast.Setting))
 		slower := ratio(auto.Time.median(), fast.Time.median()) - 1
 		switch {
-		case fast.Setting == auto.Setting || slower <= noise:
-			out = append(out, "Keep restic's default `--compression auto`: it is as fast as the fastest setting here and keeps the repository smallest for the time.")
+		case fast.Setting == auto.Setting || !clearlyFaster(fast.Time, auto.Time, noise):
+			out = append(out, "Keep restic's default `--compression auto`: no setting is faster beyond the spread of the runs, and it keeps the repository small.")
 		default:
 			out = append(out, fmt.Sprintf("`%s` is %.0f%% faster than `auto` but the repository is %.0f%% of auto's size: keep `auto` (repository size is paid for every day; the backup time once), "+
 				"and offer `--compression off` as the task param for CPU-starved databases with incompressible data.", fast.Setting, 100*slower, pct(fast.Size, auto.Size)))
@@ -261,32 +288,49 @@ func recommend(cfg config, r *results) []string {
 	if len(r.PackSize) > 1 {
 		def := r.PackSize[0]
 		fast := slices.MinFunc(r.PackSize, func(a, b tuneResult) int { return cmpDur(a.Time.median(), b.Time.median()) })
-		if gain := 1 - ratio(fast.Time.median(), def.Time.median()); fast.Setting != def.Setting && gain > noise {
-			out = append(out, fmt.Sprintf("Pack size: `%s` is %.0f%% faster than the default 16 MiB; larger packs mean fewer files but more to re-upload when prune repacks. Worth setting for large databases.", fast.Setting, 100*gain))
+		if fast.Setting != def.Setting && clearlyFaster(fast.Time, def.Time, noise) {
+			out = append(out, fmt.Sprintf("Pack size: `%s` is %.0f%% faster than the default 16 MiB, beyond the spread of the runs; larger packs mean fewer files but more to rewrite when prune repacks. Worth setting for large databases.",
+				fast.Setting, 100*(1-ratio(fast.Time.median(), def.Time.median()))))
 		} else {
-			out = append(out, "Pack size: no setting is measurably faster than restic's default 16 MiB here: keep the default.")
+			out = append(out, "Pack size: no setting is faster than restic's default 16 MiB beyond the spread of the runs: keep the default.")
 		}
 	}
-	if len(r.ReadAhead) > 0 {
-		var cur *series
-		for _, s := range r.ReadAhead {
-			if s.Note != "" {
-				cur = s
-			}
+	var cur *series
+	var streams []*series
+	for _, s := range r.ReadAhead {
+		if s.Key == "stream-discard" {
+			continue
 		}
-		fast := slices.MinFunc(r.ReadAhead, func(a, b *series) int { return cmpDur(a.median(), b.median()) })
+		streams = append(streams, s)
+		if s.Note != "" {
+			cur = s
+		}
+	}
+	if d := r.find("stream-discard"); d != nil && cur != nil && d.median() < cur.median()/2 {
+		out = append(out, fmt.Sprintf("`restic dump` alone delivers the dump in %s (%.0f MiB/s): the database, not the stream, sets the pace of a restore. "+
+			"What remains between ours and a raw restore is restic's fixed cost (opening the repository, one key derivation per restic run) and the session's own steps.",
+			secs(d.median()), mibPerSec(d.Bytes, d.median())))
+	}
+	if len(streams) > 0 {
+		fast := slices.MinFunc(streams, func(a, b *series) int { return cmpDur(a.median(), b.median()) })
 		switch {
 		case cur == nil:
 			out = append(out, fmt.Sprintf("Restore stream: fastest `%s` (%s).", fast.Label, secs(fast.median())))
-		case fast == cur || 1-ratio(fast.median(), cur.median()) <= noise:
-			out = append(out, fmt.Sprintf("Restore stream: the agent's 1 MiB `bufio.Writer` (%s) is within %.0f%% of the fastest setting (%s, %s): mysql is the bottleneck, keep it.",
-				secs(cur.median()), 100*noise, fast.Label, secs(fast.median())))
-		default:
-			out = append(out, fmt.Sprintf("Restore stream: `%s` takes %s against %s for the agent's 1 MiB `bufio.Writer` (%.0f%% faster): change pkg/agent/restore.go to it.",
+		case fast != cur && clearlyFaster(fast, cur, noise):
+			out = append(out, fmt.Sprintf("Restore stream: `%s` takes %s against %s for the agent's 1 MiB `bufio.Writer` (%.0f%% faster, beyond the spread of the runs): change pkg/agent/restore.go to it.",
 				fast.Label, secs(fast.median()), secs(cur.median()), 100*(1-ratio(fast.median(), cur.median()))))
+		default:
+			out = append(out, fmt.Sprintf("Restore stream: no buffer beats the agent's 1 MiB `bufio.Writer` (%s) beyond the spread of the runs (fastest: %s, %s): mysql sets the pace, keep it.",
+				secs(cur.median()), fast.Label, secs(fast.median())))
 		}
 	}
 	return out
+}
+
+// clearlyFaster says whether a beats b by more than margin and every run of
+// a was faster than every run of b.
+func clearlyFaster(a, b *series, margin float64) bool {
+	return 1-ratio(a.median(), b.median()) > margin && a.max() < b.min()
 }
 
 func cmpDur(a, b time.Duration) int {

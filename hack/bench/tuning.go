@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"time"
 )
 
@@ -28,7 +30,7 @@ func (b *bench) measureTuning(ctx context.Context) error {
 		backups[i].t.Time = &series{Key: backups[i].t.Setting, Bytes: res.Data.DumpBytes}
 	}
 	for i := 0; i < runs; i++ {
-		for j := range backups {
+		for _, j := range rotation(len(backups), i) {
 			t := &backups[j].t
 			d, size, err := b.resticFromCommand(ctx, loc, backups[j].flags...)
 			if err != nil {
@@ -61,8 +63,17 @@ func (b *bench) measureTuning(ctx context.Context) error {
 		}
 		res.ReadAhead = append(res.ReadAhead, sr)
 	}
+	// The ceiling of the stream: restic dump alone, its output discarded.
+	alone := &series{Key: "stream-discard", Label: "`restic dump > /dev/null` (no database)", Bytes: int64(snap.Summary.TotalBytesProcessed), Note: "the stream's ceiling"}
 	for i := 0; i < runs; i++ {
-		for j, s := range b.cfg.ReadAhead {
+		start := time.Now()
+		if err := b.resticRepo(src).Dump(ctx, snap.ID, snap.Paths[0], io.Discard); err != nil {
+			return fmt.Errorf("restic dump > /dev/null: %w", err)
+		}
+		alone.add(time.Since(start))
+		b.logf("   restic dump > /dev/null: %s", alone.Samples[i].Round(time.Millisecond))
+		for _, j := range rotation(len(b.cfg.ReadAhead), i) {
+			s := b.cfg.ReadAhead[j]
 			d, err := b.streamRestore(ctx, src, snap, s)
 			if err != nil {
 				return err
@@ -71,6 +82,17 @@ func (b *bench) measureTuning(ctx context.Context) error {
 			b.logf("   %s: %s", s, d.Round(time.Millisecond))
 		}
 	}
+	res.ReadAhead = append(res.ReadAhead, alone)
 	done()
 	return emptyTarget(ctx, b.dst)
+}
+
+// rotation is 0..n-1 starting at round % n: each setting takes each place
+// in the order once every n rounds.
+func rotation(n, round int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = (round + i) % n
+	}
+	return out
 }

@@ -78,7 +78,10 @@ func (w procWatch) loop(stop <-chan struct{}, res *watchResult) {
 		for pid := range tracked {
 			argv := procArgv(pid)
 			if argv == nil {
-				delete(tracked, pid)
+				// Gone, or an empty cmdline for an instant while it execs.
+				if !procExists(pid) {
+					delete(tracked, pid)
+				}
 				continue
 			}
 			switch {
