@@ -181,3 +181,19 @@ func TestRotationPutsEachSettingInEachPlace(t *testing.T) {
 		t.Fatalf("over %d rounds the first places were %v", n, firsts)
 	}
 }
+
+func TestClearlyFasterNeedsThreeSeparatedRuns(t *testing.T) {
+	s := func(ds ...time.Duration) *series { return &series{Samples: ds} }
+	if clearlyFaster(s(5), s(10), 0.03) {
+		t.Error("one run each counted as clearly faster")
+	}
+	if !clearlyFaster(s(5, 6, 7), s(10, 11, 12), 0.03) {
+		t.Error("separated runs not counted as faster")
+	}
+	if clearlyFaster(s(5, 6, 11), s(10, 11, 12), 0.03) {
+		t.Error("overlapping runs counted as faster")
+	}
+	if clearlyFaster(s(99, 99, 99), s(100, 100, 100), 0.03) {
+		t.Error("a 1% gain counted as faster")
+	}
+}

@@ -279,7 +279,7 @@ func recommend(cfg config, r *results) []string {
 		slower := ratio(auto.Time.median(), fast.Time.median()) - 1
 		switch {
 		case fast.Setting == auto.Setting || !clearlyFaster(fast.Time, auto.Time, noise):
-			out = append(out, "Keep restic's default `--compression auto`: no setting is faster beyond the spread of the runs, and it keeps the repository small.")
+			out = append(out, "Keep restic's default `--compression auto`: no setting is faster beyond the spread of three or more runs, and it keeps the repository small.")
 		default:
 			out = append(out, fmt.Sprintf("`%s` is %.0f%% faster than `auto` but the repository is %.0f%% of auto's size: keep `auto` (repository size is paid for every day; the backup time once), "+
 				"and offer `--compression off` as the task param for CPU-starved databases with incompressible data.", fast.Setting, 100*slower, pct(fast.Size, auto.Size)))
@@ -289,10 +289,10 @@ func recommend(cfg config, r *results) []string {
 		def := r.PackSize[0]
 		fast := slices.MinFunc(r.PackSize, func(a, b tuneResult) int { return cmpDur(a.Time.median(), b.Time.median()) })
 		if fast.Setting != def.Setting && clearlyFaster(fast.Time, def.Time, noise) {
-			out = append(out, fmt.Sprintf("Pack size: `%s` is %.0f%% faster than the default 16 MiB, beyond the spread of the runs; larger packs mean fewer files but more to rewrite when prune repacks. Worth setting for large databases.",
+			out = append(out, fmt.Sprintf("Pack size: `%s` is %.0f%% faster than the default 16 MiB, beyond the spread of three or more runs; larger packs mean fewer files but more to rewrite when prune repacks. Worth setting for large databases.",
 				fast.Setting, 100*(1-ratio(fast.Time.median(), def.Time.median()))))
 		} else {
-			out = append(out, "Pack size: no setting is faster than restic's default 16 MiB beyond the spread of the runs: keep the default.")
+			out = append(out, "Pack size: no setting is faster than restic's default 16 MiB beyond the spread of three or more runs: keep the default.")
 		}
 	}
 	var cur *series
@@ -317,19 +317,22 @@ func recommend(cfg config, r *results) []string {
 		case cur == nil:
 			out = append(out, fmt.Sprintf("Restore stream: fastest `%s` (%s).", fast.Label, secs(fast.median())))
 		case fast != cur && clearlyFaster(fast, cur, noise):
-			out = append(out, fmt.Sprintf("Restore stream: `%s` takes %s against %s for the agent's 1 MiB `bufio.Writer` (%.0f%% faster, beyond the spread of the runs): change pkg/agent/restore.go to it.",
+			out = append(out, fmt.Sprintf("Restore stream: `%s` takes %s against %s for the agent's 1 MiB `bufio.Writer` (%.0f%% faster, beyond the spread of three or more runs): change pkg/agent/restore.go to it.",
 				fast.Label, secs(fast.median()), secs(cur.median()), 100*(1-ratio(fast.median(), cur.median()))))
 		default:
-			out = append(out, fmt.Sprintf("Restore stream: no buffer beats the agent's 1 MiB `bufio.Writer` (%s) beyond the spread of the runs (fastest: %s, %s): mysql sets the pace, keep it.",
+			out = append(out, fmt.Sprintf("Restore stream: no buffer beats the agent's 1 MiB `bufio.Writer` (%s) beyond the spread of three or more runs (fastest: %s, %s): mysql sets the pace, keep it.",
 				secs(cur.median()), fast.Label, secs(fast.median())))
 		}
 	}
 	return out
 }
 
-// clearlyFaster says whether a beats b by more than margin and every run of
-// a was faster than every run of b.
+// clearlyFaster says whether a beats b by more than margin and, over at
+// least three runs each, every run of a was faster than every run of b.
 func clearlyFaster(a, b *series, margin float64) bool {
+	if len(a.Samples) < 3 || len(b.Samples) < 3 {
+		return false
+	}
 	return 1-ratio(a.median(), b.median()) > margin && a.max() < b.min()
 }
 
