@@ -18,7 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
@@ -56,7 +57,7 @@ type Config struct {
 // Agent runs one database's backups.
 type Agent struct {
 	cfg      Config
-	kube     kubernetes.Interface
+	kube     kubeClients
 	stash    *client.Stash
 	log      *slog.Logger
 	clock    func() time.Time
@@ -130,6 +131,32 @@ func (a *Agent) statsDone(url string) {
 	a.repos[url] = a.clock()
 }
 
+// kubeClients are the two typed API groups the agent uses (Secrets,
+// Events, the Lease). Not the whole clientset: its code for every other
+// group would be mapped into the agent's memory for nothing.
+type kubeClients struct {
+	core         corev1client.CoreV1Interface
+	coordination coordinationv1client.CoordinationV1Interface
+}
+
+func newKubeClients(rc *rest.Config) (kubeClients, error) {
+	core, err := corev1client.NewForConfig(rc)
+	if err != nil {
+		return kubeClients{}, err
+	}
+	coord, err := coordinationv1client.NewForConfig(rc)
+	if err != nil {
+		return kubeClients{}, err
+	}
+	return kubeClients{core: core, coordination: coord}, nil
+}
+
+func (k kubeClients) CoreV1() corev1client.CoreV1Interface { return k.core }
+
+func (k kubeClients) CoordinationV1() coordinationv1client.CoordinationV1Interface {
+	return k.coordination
+}
+
 // term is the state of one leadership term: caches, queue and scheduler
 // are built when the Lease is won and dropped when it is lost.
 type term struct {
@@ -168,7 +195,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	if cfg.LeaseName == "" {
 		cfg.LeaseName = "stash-agent-" + cfg.AppBinding
 	}
-	kube, err := kubernetes.NewForConfig(rc)
+	kube, err := newKubeClients(rc)
 	if err != nil {
 		return nil, err
 	}
