@@ -27,6 +27,9 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	if err := run(ctx, cfg); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("stopped (%w), every process it started is stopped: %v", context.Cause(ctx), err)
+		}
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		cancel()
 		stop()
