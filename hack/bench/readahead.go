@@ -34,7 +34,6 @@ func defaultReadAhead() []readAheadSetting {
 	return []readAheadSetting{
 		{"bufio", 1 << 20}, // the agent today (pkg/agent/restore.go)
 		{"ring", 64 << 10},
-		{"ring", 1 << 20},
 		{"ring", 8 << 20},
 		{"ring", 32 << 20},
 	}

@@ -183,7 +183,7 @@ func writeReport(cfg config, r *results) error {
 	md("")
 	if len(r.StartLatency) > 0 {
 		md("Where the time of ours goes (backups c to e, medians): from `kubectl stash trigger` to the start of mysqldump **%s**; "+
-			"from the end of mysqldump to `kubectl` exiting **%s** (retention, `restic stats`, status, metrics, and the plugin's 1 s poll).",
+			"from the end of mysqldump to `kubectl` exiting **%s** (retention, the session's status, events and metrics, and `--wait` noticing the end).",
 			secs(medianDur(r.StartLatency)), secs(medianDur(r.FinishLatency)))
 		md("")
 	}
@@ -276,13 +276,14 @@ func recommend(cfg config, r *results) []string {
 		fast := slices.MinFunc(r.Compression, func(a, b tuneResult) int { return cmpDur(a.Time.median(), b.Time.median()) })
 		out = append(out, fmt.Sprintf("Compression: `off` %s and %s, `auto` %s and %s, `max` %s and %s; fastest `%s`.",
 			secs(off.Time.median()), humanBytes(off.Size), secs(auto.Time.median()), humanBytes(auto.Size), secs(mx.Time.median()), humanBytes(mx.Size), fast.Setting))
-		slower := ratio(auto.Time.median(), fast.Time.median()) - 1
 		switch {
-		case fast.Setting == auto.Setting || !clearlyFaster(fast.Time, auto.Time, noise):
-			out = append(out, "Keep restic's default `--compression auto`: no setting is faster beyond the spread of three or more runs, and it keeps the repository small.")
+		case fast.Setting == auto.Setting:
+			out = append(out, "Keep restic's default `--compression auto`: it is the fastest here and keeps the repository small.")
 		default:
-			out = append(out, fmt.Sprintf("`%s` is %.0f%% faster than `auto` but the repository is %.0f%% of auto's size: keep `auto` (repository size is paid for every day; the backup time once), "+
-				"and offer `--compression off` as the task param for CPU-starved databases with incompressible data.", fast.Setting, 100*slower, pct(fast.Size, auto.Size)))
+			out = append(out, fmt.Sprintf("Keep restic's default `--compression auto`. `off` takes %.0f%% of its time for a repository %.1fx its size; `max` takes %.1fx its time to save %.0f%%. "+
+				"Repository size is paid for every day, the backup time once. The agent passes no `--compression`, so it gets `auto`; `off` is the one worth offering, as a task param, to CPU-starved databases.",
+				100*ratio(off.Time.median(), auto.Time.median()), float64(off.Size)/float64(max(auto.Size, 1)),
+				ratio(mx.Time.median(), auto.Time.median()), 100-pct(mx.Size, auto.Size)))
 		}
 	}
 	if len(r.PackSize) > 1 {
@@ -361,7 +362,7 @@ func methodNotes(cfg config) []string {
 			"Idle: VmRSS each second and utime+stime from /proc/PID/stat over the window, after the settle time, with no schedule active.",
 		fmt.Sprintf("Slot to dump: a config with `@every %s` and `--databases %s` is resumed; /proc is polled every 5 ms for new descendants of the agent, and each mysqldump's first sight is compared with its session's slot (the session is named `<config>-<slot unix seconds>`).", cfg.SlotEvery, tinyDB),
 		fmt.Sprintf("Status: %d BackupConfigurations with one BackupSession each and one agent Deployment in a namespace, created through the API; then `kubectl stash status` is timed.", cfg.StatusConfigs),
-		"Tuning: each setting backs up into a new local repository (init not timed); the size is the repository directory's.",
+		"Tuning: each setting backs up into a new local repository (init not timed); the size is the repository directory's. The settings rotate their order from round to round; `--compression max` runs in the first round only.",
 		"Not in the figures: the time to generate the data, start the servers, and initialise repositories.",
 	}
 }
