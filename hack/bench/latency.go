@@ -85,7 +85,9 @@ func (b *bench) measureSlot(ctx context.Context) error {
 		b.logf("   %d slots (%s) but %d dumps seen (%s), %d samples", len(slots), strings.Join(ss, " "), len(w.DumpStarts), strings.Join(ds, " "), w.Samples)
 	}
 	if len(b.res.SlotToDump) == 0 {
-		return fmt.Errorf("saw %d dumps but none matched the %d slots of %s", len(w.DumpStarts), len(slots), cfgSlot)
+		// Reported as not measured rather than failing the whole run.
+		b.logf("   WARNING: saw %d dumps but none matched the %d slots of %s", len(w.DumpStarts), len(slots), cfgSlot)
+		return nil
 	}
 	b.logf("   slot to dump: %v", roundAll(b.res.SlotToDump))
 	return nil

@@ -100,7 +100,11 @@ func writeReport(cfg config, r *results) error {
 		mib(r.AgentBackupHWM), mib(r.AgentBackupRSS), humanBytes(r.Data.DumpBytes), passMiss(r.AgentBackupHWM > 0 && r.AgentBackupHWM < targetBackupRSSMiB<<10))
 	md("| agent RSS idle < %d MiB | largest sample %s, mean %s | | %s |", targetIdleRSSMiB, mib(r.IdleRSS), mib(r.IdleRSSMean), passMiss(r.IdleRSS > 0 && r.IdleRSS < targetIdleRSSMiB<<10))
 	slot := medianDur(r.SlotToDump)
-	md("| slot to mysqldump < %s | median %s of %d slots (%s) | | %s |", targetSlotToDump, secs(slot), len(r.SlotToDump), joinDur(r.SlotToDump), passMiss(len(r.SlotToDump) > 0 && slot < targetSlotToDump))
+	if len(r.SlotToDump) > 0 {
+		md("| slot to mysqldump < %s | median %s of %d slots (%s) | | %s |", targetSlotToDump, secs(slot), len(r.SlotToDump), joinDur(r.SlotToDump), passMiss(slot < targetSlotToDump))
+	} else {
+		md("| slot to mysqldump < %s | not measured: no scheduled mysqldump was seen in /proc | | %s |", targetSlotToDump, passMiss(false))
+	}
 	md("")
 
 	md("## Machine and versions")
