@@ -197,3 +197,66 @@ func TestClearlyFasterNeedsThreeSeparatedRuns(t *testing.T) {
 		t.Error("a 1% gain counted as faster")
 	}
 }
+
+func TestWriteReportFromSyntheticResults(t *testing.T) {
+	dir := t.TempDir()
+	cfg, _ := modeDefaults("full")
+	cfg.Out, cfg.ChartDir = dir+"/docs/benchmarks.md", dir+"/docs/bench"
+	cfg.TuneRuns = 3
+	sec := func(f ...float64) []time.Duration {
+		var out []time.Duration
+		for _, v := range f {
+			out = append(out, time.Duration(v*float64(time.Second)))
+		}
+		return out
+	}
+	mk := func(key string, f ...float64) *series {
+		return &series{Key: key, Label: key, Samples: sec(f...), Bytes: 1 << 30}
+	}
+	r := &results{
+		Data:    dataInfo{Tables: 8, RowsPerTable: 100, Blobs: 10, DumpBytes: 1 << 30, StoredFull: 500 << 20},
+		Backup:  []*series{mk("dump", 9, 9.1, 9.2), mk("dump-agent", 9), mk("stash", 21, 21.3, 22), mk("ours-local", 22, 22.1, 22.5), mk("ours-s3", 25), mk("ours-unchanged", 13), mk("ours-changed", 20)},
+		Restore: []*series{mk("raw-restore", 51, 52, 53), mk("ours-restore", 53, 54, 55)},
+		ReadAhead: []*series{
+			{Key: "stream-bufio:1MiB", Label: "bufio.Writer 1.0 MiB", Note: "the agent today", Samples: sec(55, 56, 57)},
+			{Key: "stream-ring:8MiB", Label: "read-ahead ring 8.0 MiB", Samples: sec(50, 50.5, 51)},
+			{Key: "stream-discard", Label: "restic dump alone", Samples: sec(10, 10, 10), Bytes: 1 << 30},
+		},
+		Compression:    []tuneResult{{"--compression off", mk("off", 16, 16, 16), 1 << 30}, {"--compression auto", mk("auto", 20, 20, 20), 500 << 20}, {"--compression max", mk("max", 100), 460 << 20}},
+		PackSize:       []tuneResult{{"--pack-size 16 (default)", mk("auto", 20, 20, 20), 500 << 20}, {"--pack-size 32", mk("p32", 19.9, 20, 20.1), 500 << 20}},
+		AgentBackupHWM: 40 << 10, IdleRSS: 25 << 10, SlotToDump: sec(0.4, 0.5, 0.6),
+		StatusLatency: mk("status", 0.3), PluginStartup: mk("plugin", 0.2),
+	}
+	block := notesBegin + "\nkeep me\n" + notesEnd
+	if err := os.MkdirAll(dir+"/docs", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.Out, []byte("old\n"+block+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeReport(cfg, r); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(cfg.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(b)
+	for _, want := range []string{
+		"| backup end to end ≤ 1.05x Stash's pipeline | ours 22.10 s, Stash's pipeline 21.30 s | 1.04x | PASS |",
+		"| restore end to end ≤ 1.05x `mariadb < dump.sql` | ours 54.00 s, raw 52.00 s | 1.04x | PASS |",
+		"| agent RSS idle < 30 MiB |", "median 0.50 s of 3 slots",
+		"change pkg/agent/restore.go to it", // the ring is faster in every run
+		"Pack size: no setting is faster", block,
+		"![backup](bench/backup.png)", "![restore](bench/restore.png)",
+	} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	for _, png := range []string{"backup.png", "restore.png", "tuning.png"} {
+		if st, err := os.Stat(cfg.ChartDir + "/" + png); err != nil || st.Size() < 1000 {
+			t.Errorf("chart %s: %v", png, err)
+		}
+	}
+}
