@@ -75,9 +75,8 @@ type Agent struct {
 	running  map[string]string // config (or "restore/"+name) -> running session
 	ready    bool
 	draining bool
-	// repos this agent has seen exist, and when their stats were last read,
-	// by restic repository URL.
-	repos map[string]time.Time
+	// when each repository's stats were last read, by restic URL.
+	repos map[string]repoStats
 	// locked marks repositories where a restic run was cut short and may
 	// have left its lock (it could not remove it with the backend down).
 	locked map[string]bool
@@ -100,35 +99,36 @@ func (a *Agent) mayBeLocked(url string) bool {
 	return a.locked[url]
 }
 
-// repoKnown reports whether this agent has seen the repository exist.
-func (a *Agent) repoKnown(url string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	_, ok := a.repos[url]
-	return ok
+// repoStats are a repository's size and snapshot count as last known.
+type repoStats struct {
+	at    time.Time // when restic stats last read them; zero: never
+	size  uint64
+	count int
 }
 
-func (a *Agent) setRepoKnown(url string, known bool) {
+// nextStats returns the stats after a backup that added one snapshot of
+// added bytes: read afresh by read() when due (never read, older than
+// statsEvery, or retention removed snapshots), else counted forward.
+// Counting forward is exact unless something else writes to the
+// repository, and then only until the next read.
+func (a *Agent) nextStats(url string, added uint64, removed bool, read func() (uint64, int, error)) (repoStats, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !known {
-		delete(a.repos, url)
-	} else if _, ok := a.repos[url]; !ok {
-		a.repos[url] = time.Time{}
+	st, ok := a.repos[url]
+	a.mu.Unlock()
+	if !ok || removed || a.clock().Sub(st.at) >= statsEvery {
+		size, count, err := read()
+		if err != nil {
+			return repoStats{}, err
+		}
+		st = repoStats{at: a.clock(), size: size, count: count}
+	} else {
+		st.size += added
+		st.count++
 	}
-}
-
-// statsDue reports whether the repository's stats should be read now.
-func (a *Agent) statsDue(url string, changed bool) bool {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return changed || a.clock().Sub(a.repos[url]) >= statsEvery
-}
-
-func (a *Agent) statsDone(url string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.repos[url] = a.clock()
+	a.repos[url] = st
+	a.mu.Unlock()
+	return st, nil
 }
 
 // kubeClients are the two typed API groups the agent uses (Secrets,
@@ -214,7 +214,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		identity: pod + "_" + hex.EncodeToString(b),
 		metrics:  metrics.NewStore(),
 		running:  map[string]string{},
-		repos:    map[string]time.Time{},
+		repos:    map[string]repoStats{},
 		locked:   map[string]bool{},
 		workCtx:  context.Background(),
 	}, nil

@@ -50,11 +50,14 @@ type backupRun struct {
 	after func(context.Context)
 }
 
-// runAfter runs the post-status work, bounded even when ctx has ended.
-func (a *Agent) runAfter(ctx context.Context, run *backupRun) {
+// runAfter runs post-session work, bounded even when ctx has ended.
+func runAfter(ctx context.Context, after func(context.Context)) {
+	if after == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	run.after(ctx)
+	after(ctx)
 }
 
 func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
@@ -65,8 +68,10 @@ func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
 	meta.SetStatusCondition(&r.conds, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg})
 }
 
-// runBackup is the whole data path of one session, top to bottom.
-func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) {
+// runBackup is the whole data path of one session, top to bottom. It
+// returns the bookkeeping left to do once the session is over (nil if
+// none), so that the next session need not wait for it.
+func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) (after func(context.Context)) {
 	run := &backupRun{bc: bc, bs: bs, start: a.clock()}
 	log := a.log.With("session", bs.Name, "config", bc.Name)
 	if bc.Spec.TimeOut != "" {
@@ -85,9 +90,7 @@ func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfigurat
 	}
 	// Status, metrics and events are written even when ctx ended.
 	a.finishBackup(context.WithoutCancel(ctx), run, err, log)
-	if run.after != nil {
-		a.runAfter(ctx, run)
-	}
+	return run.after
 }
 
 func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(string, ...any) }) error {
@@ -126,23 +129,6 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	if err := client.WaitReady(ctx, dbFiles, nil, step.WaitTimeout, 2*time.Second); err != nil {
 		return dbError(ab, err)
 	}
-	// 4. Initialise the repository if it is new. A repository this agent
-	// already opened is not checked again: that saves a restic run (about
-	// a second of key derivation) between the slot and the dump.
-	msg := "the repository exists"
-	if !a.repoKnown(rr.URL) {
-		created, err := rr.Init(ctx)
-		if err != nil {
-			run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, false, "InitFailed", repoErr(repo, err).Error())
-			return repoErr(repo, err)
-		}
-		if created {
-			msg = "the repository was initialised"
-		}
-		a.setRepoKnown(rr.URL, true)
-	}
-	run.pre = append(run.pre, stashv1beta1.ActionInitializeBackendRepository)
-	run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, true, "Initialized", msg)
 	if a.mayBeLocked(rr.URL) {
 		// An earlier run was cut short while the backend was down: its lock
 		// may still be there. restic removes it only if provably stale.
@@ -152,25 +138,44 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		}
 	}
 
-	// 5. Stream mysqldump into restic: a failed dump leaves no snapshot.
+	// 4. Stream mysqldump into restic: a failed dump leaves no snapshot.
+	// The repository is not checked first (a restic run, about a second of
+	// key derivation, between the slot and the dump): restic opens it
+	// before it starts the dump and exits 10 when it does not exist; only
+	// then is it initialised and the backup run again.
 	args := step.Args
 	if len(args) == 0 {
 		args = []string{"--all-databases"}
 	}
 	argv := client.DumpArgv(dbFiles, args)
 	progress := a.progressWriter(ctx, run.bs.Name)
-	sum, err := rr.Backup(ctx, restic.BackupOptions{
+	opts := restic.BackupOptions{
 		Host:          BackupHost,
 		StdinFilename: safeFileName(a.cfg.AppBinding) + ".sql",
 		Command:       argv,
 		Tags:          []string{"appbinding=" + a.cfg.AppBinding, "session=" + run.bs.Name},
 		Progress:      progress,
 		ExtraEnv:      envMap(dbFiles.Env),
-	})
-	if err != nil {
-		if errors.Is(err, restic.ErrRepoNotExist) {
-			a.setRepoKnown(rr.URL, false) // deleted behind our back: the next session initialises it
+	}
+	run.pre = append(run.pre, stashv1beta1.ActionInitializeBackendRepository)
+	sum, err := rr.Backup(ctx, opts)
+	msg := "the repository exists"
+	if errors.Is(err, restic.ErrRepoNotExist) {
+		created, ierr := rr.Init(ctx)
+		if ierr != nil {
+			run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, false, "InitFailed", repoErr(repo, ierr).Error())
+			return repoErr(repo, ierr)
 		}
+		if created {
+			msg = "the repository was initialised"
+		}
+		log.Info(msg, "repository", repo.Name)
+		sum, err = rr.Backup(ctx, opts)
+	}
+	if !errors.Is(err, restic.ErrRepoNotExist) && !errors.Is(err, restic.ErrWrongPassword) && !errors.Is(err, restic.ErrBackend) && !errors.Is(err, restic.ErrCertificate) {
+		run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, true, "Initialized", msg)
+	}
+	if err != nil {
 		if errors.Is(err, restic.ErrBackend) || errors.Is(err, restic.ErrInterrupted) {
 			a.markLocked(rr.URL, true)
 		}
@@ -211,31 +216,28 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 const statsEvery = time.Minute
 
 func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.Repository, rr *restic.Repo, run *backupRun) error {
-	fresh := a.statsDue(rr.URL, run.removed > 0)
-	var size uint64
-	var count int
-	if fresh {
-		var err error
-		if size, count, err = rr.Stats(ctx); err != nil {
-			return err
-		}
-		a.statsDone(rr.URL)
+	var added uint64
+	if run.summary != nil {
+		added = run.summary.DataAddedPacked
 	}
+	st, err := a.nextStats(rr.URL, added, run.removed > 0, func() (uint64, int, error) { return rr.Stats(ctx) })
+	if err != nil {
+		return err
+	}
+	size, count := st.size, st.count
 	now := metav1.NewTime(a.clock())
-	err := updateStatusDurable(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
+	err = updateStatusDurable(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
 		if cur.Status.FirstBackupTime == nil {
 			cur.Status.FirstBackupTime = &now
 		}
 		cur.Status.LastBackupTime = &now
-		if fresh {
-			cur.Status.TotalSize = session.HumanBytes(int64(size))
-			cur.Status.SnapshotCount = int64(count)
-		}
+		cur.Status.TotalSize = session.HumanBytes(int64(size))
+		cur.Status.SnapshotCount = int64(count)
 		cur.Status.SnapshotsRemovedOnLastCleanup = int64(run.removed)
 		cur.Status.Integrity = ptr.To(true)
 		cur.Status.ObservedGeneration = cur.Generation
 	})
-	if err != nil || !fresh {
+	if err != nil {
 		return err
 	}
 	backend, bucket, prefix := repository.Describe(repo.Spec.Backend)

@@ -186,12 +186,11 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 	a.work.Add(1)
 	go func() {
 		defer a.work.Done()
-		defer func() {
-			a.mu.Lock()
-			delete(a.running, bc.Name)
-			a.mu.Unlock()
-		}()
-		a.runBackup(a.workCtx, bc, claimed)
+		after := a.runBackup(a.workCtx, bc, claimed)
+		a.mu.Lock()
+		delete(a.running, bc.Name)
+		a.mu.Unlock()
+		runAfter(a.workCtx, after)
 	}()
 	return nil
 }

@@ -200,9 +200,11 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 		if v := pushgatewayValue(t, "stash_appscode_com_backupsession_success", map[string]string{"invoker_name": "to-s3-repo"}); v != "1" {
 			t.Fatalf("stash_appscode_com_backupsession_success = %q, want 1", v)
 		}
-		if v := pushgatewayValue(t, "stash_repository_snapshot_count", map[string]string{"name": "local-repo"}); v != "2" {
-			t.Fatalf("stash_repository_snapshot_count for local-repo = %q, want 2", v)
-		}
+		// Repository metrics are pushed just after the session ends.
+		eventually(t, 20*time.Second, "the repository's metrics", func() bool {
+			v := pushgatewayValue(t, "stash_repository_snapshot_count", map[string]string{"name": "local-repo"})
+			return v == "2"
+		})
 		resp, err := http.Get("http://" + agent.Listen + "/metrics")
 		if err != nil {
 			t.Fatal(err)
