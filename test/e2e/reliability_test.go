@@ -200,8 +200,11 @@ func TestTwoReplicas(t *testing.T) {
 	eventually(t, 40*time.Second, "the other replica to lead", func() bool { return logHas(other.LogPath, `"msg":"leading"`) })
 	takeover := time.Since(killedAt)
 	t.Logf("takeover %s after the leader was killed", takeover.Round(100*time.Millisecond))
-	if takeover > 20*time.Second { // Lease duration 15s plus one retry period
-		t.Errorf("takeover took %s, more than the Lease duration bound", takeover)
+	// Bound: the Lease duration (15s) after the last renewal, plus one
+	// candidate retry, which client-go jitters up to 2.2 retry periods
+	// (about 4.7s), plus slack for a loaded machine.
+	if takeover > 25*time.Second {
+		t.Errorf("takeover took %s, more than the 25s bound", takeover)
 	}
 	eventually(t, 90*time.Second, "twenty slots", func() bool { return len(sessions()) >= 20 })
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "pause", "backupconfig", "often"), "pause")
