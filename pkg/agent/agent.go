@@ -75,6 +75,8 @@ type Agent struct {
 	running  map[string]string // config (or "restore/"+name) -> running session
 	ready    bool
 	draining bool
+	// inits holds a lock per repository URL being initialised.
+	inits map[string]*sync.Mutex
 	// when each repository's stats were last read, by restic URL.
 	repos map[string]repoStats
 	// locked marks repositories where a restic run was cut short and may
@@ -97,6 +99,19 @@ func (a *Agent) mayBeLocked(url string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.locked[url]
+}
+
+// lockRepoInit serialises the initialisation of one repository.
+func (a *Agent) lockRepoInit(url string) (unlock func()) {
+	a.mu.Lock()
+	m, ok := a.inits[url]
+	if !ok {
+		m = &sync.Mutex{}
+		a.inits[url] = m
+	}
+	a.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // repoStats are a repository's size and snapshot count as last known.
@@ -215,6 +230,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		metrics:  metrics.NewStore(),
 		running:  map[string]string{},
 		repos:    map[string]repoStats{},
+		inits:    map[string]*sync.Mutex{},
 		locked:   map[string]bool{},
 		workCtx:  context.Background(),
 	}, nil

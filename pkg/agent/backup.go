@@ -161,7 +161,11 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	sum, err := rr.Backup(ctx, opts)
 	msg := "the repository exists"
 	if errors.Is(err, restic.ErrRepoNotExist) {
-		created, ierr := rr.Init(ctx)
+		// Two sessions (two configs sharing a repository) must not both
+		// init it: concurrent inits leave a config and keys that do not match.
+		unlock := a.lockRepoInit(rr.URL)
+		created, ierr := rr.Init(ctx) // checks again under the lock
+		unlock()
 		if ierr != nil {
 			run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, false, "InitFailed", repoErr(repo, ierr).Error())
 			return repoErr(repo, ierr)

@@ -74,7 +74,8 @@ func waitPhase(t *testing.T, f *backupFixture, name string, timeout time.Duratio
 
 func resticCheck(t *testing.T, repo, password string) {
 	t.Helper()
-	check := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", repo, "--no-cache", "check")
+	// The agent may still be reading the repository's statistics.
+	check := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", repo, "--no-cache", "--retry-lock=1m", "check")
 	check.Env = append(os.Environ(), "RESTIC_PASSWORD="+password)
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("restic check: %v\n%s", err, out)

@@ -145,7 +145,7 @@ func TestAgentKilledMidBackup(t *testing.T) {
 	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 1 {
 		t.Fatalf("%d snapshots after a killed and a retried backup; want exactly the retry's", n)
 	}
-	check := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", dir, "--no-cache", "check")
+	check := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", dir, "--no-cache", "--retry-lock=1m", "check")
 	check.Env = append(check.Environ(), "RESTIC_PASSWORD="+f.repoPass)
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("restic check after the kill: %v\n%s", err, out)
