@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -96,25 +94,12 @@ func TestAgentKilledMidBackup(t *testing.T) {
 		"--param", "args=--databases shop", "--max-retry", "1", "--retry-delay", "1s", "--backup-history-limit", "5"), "bc")
 	first := startAgent(t, ns, "db")
 
-	// Hold a write lock so the dump stalls mid-stream.
-	lock := exec.Command("mariadb", "--defaults-extra-file="+f.db.OptionFile())
-	stdin, _ := lock.StdinPipe()
-	if err := lock.Start(); err != nil {
-		t.Fatal(err)
-	}
-	release := func() { stdin.Close(); _ = lock.Process.Kill(); _ = lock.Wait() }
-	defer release()
-	fmt.Fprintln(stdin, "LOCK TABLES shop.big WRITE; SELECT SLEEP(300);")
-	time.Sleep(500 * time.Millisecond)
-
+	release := stallDump(t, f.db)
 	r := kubectl(t, "", "stash", "-n", ns, "trigger", "killme")
 	mustOK(t, r, "trigger")
 	name := createdName(r.stdout)
-	var resticPid int
-	eventually(t, 60*time.Second, "the dump to be running", func() bool {
-		resticPid = findProcess("restic", first.Scratch)
-		return resticPid > 0 && (findProcess("mysqldump", first.Scratch) > 0 || findProcess("mariadb-dump", first.Scratch) > 0)
-	})
+	waitDumping(t, first)
+	resticPid := findProcess("restic", first.Scratch)
 	killContainer(first)
 	_ = syscall.Kill(-resticPid, syscall.SIGKILL)
 	killedAt := time.Now()
@@ -145,11 +130,7 @@ func TestAgentKilledMidBackup(t *testing.T) {
 	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 1 {
 		t.Fatalf("%d snapshots after a killed and a retried backup; want exactly the retry's", n)
 	}
-	check := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", dir, "--no-cache", "--retry-lock=1m", "check")
-	check.Env = append(check.Environ(), "RESTIC_PASSWORD="+f.repoPass)
-	if out, err := check.CombinedOutput(); err != nil {
-		t.Fatalf("restic check after the kill: %v\n%s", err, out)
-	}
+	resticCheck(t, dir, f.repoPass)
 }
 
 // TestTwoReplicas: two agents for one database share a Lease. Over 20 slots
