@@ -52,6 +52,11 @@ type Config struct {
 	// before they are stopped and marked Failed; keep it under the pod's
 	// terminationGracePeriodSeconds.
 	ShutdownGrace time.Duration
+	// RestoreConnections is how many client connections load a restore's
+	// tables at once; RestoreSpool bounds the bytes of the dump waiting in
+	// ScratchDir for a free connection.
+	RestoreConnections int
+	RestoreSpool       int64
 }
 
 // Agent runs one database's backups.
@@ -206,6 +211,9 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	}
 	if cfg.ShutdownGrace < 0 {
 		cfg.ShutdownGrace = 0
+	}
+	if cfg.RestoreConnections <= 0 {
+		cfg.RestoreConnections = 1
 	}
 	if cfg.LeaseName == "" {
 		cfg.LeaseName = "stash-agent-" + cfg.AppBinding

@@ -1,18 +1,16 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +26,7 @@ import (
 	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
+	"github.com/kubectl-stash/kubectl-stash/pkg/sqlload"
 )
 
 // AnnotationRestoreAt asks for the newest snapshot taken at or before a time (RFC 3339).
@@ -159,30 +158,45 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 		return dbError(ab, err)
 	}
 
-	// Stream restic dump into mysql: no temporary file, no shell.
+	// Stream restic dump into mysql, each table over the next free
+	// connection: no shell, and no copy of the dump beyond a bounded spool.
 	argv := client.LoadArgv(dbFiles, step.Args)
-	mysql := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	mysql.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, dbFiles.Env...)
-	stdin, err := mysql.StdinPipe()
+	stop := a.restoreProgress(ctx, run, total)
+	loader, err := sqlload.Start(ctx, sqlload.Options{
+		Argv:        argv,
+		Env:         append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, dbFiles.Env...),
+		Connections: a.cfg.RestoreConnections,
+		SpoolDir:    dbFiles.Dir,
+		SpoolLimit:  spoolLimit(dbFiles.Dir, a.cfg.RestoreSpool),
+		Loaded: func(n int) {
+			run.touched.Store(true)
+			run.written.Add(int64(n))
+		},
+	})
 	if err != nil {
-		return err
-	}
-	stderr := &tailBuffer{max: 8 << 10}
-	mysql.Stderr = stderr
-	if err := mysql.Start(); err != nil {
+		stop()
 		return fmt.Errorf("start mysql: %w", err)
 	}
-	stop := a.restoreProgress(ctx, run, total)
-	bw := bufio.NewWriterSize(&countingWriter{w: stdin, run: run}, 1<<20)
-	dumpErr := rr.Dump(ctx, snap.ID, file, bw)
+	dumpErr := rr.Dump(ctx, snap.ID, file, loader)
+	var loadErr error
 	if dumpErr == nil {
-		dumpErr = bw.Flush()
+		loadErr = loader.Close()
+	} else {
+		loader.Abort(dumpErr)
+		if le := (*sqlload.Error)(nil); errors.As(dumpErr, &le) {
+			// restic stopped because mysql did: mysql's error is the cause.
+			loadErr, dumpErr = le, nil
+		}
 	}
-	_ = stdin.Close()
-	loadErr := mysql.Wait()
 	stop()
+	st := loader.Stats()
+	a.log.Info("restore loaded", "restore", rs.Name, "connections", a.cfg.RestoreConnections, "sections", st.Sections, "tableSections", st.TableSections, "spoolPeak", st.SpoolPeak)
 	if loadErr != nil {
-		return sqlError(ab, stderr.String(), loadErr, run.touched.Load())
+		stderr := ""
+		if le := (*sqlload.Error)(nil); errors.As(loadErr, &le) {
+			stderr = le.Stderr
+		}
+		return sqlError(ab, stderr, loadErr, run.touched.Load())
 	}
 	if dumpErr != nil {
 		state := "the database was not changed"
@@ -292,41 +306,15 @@ func firstLine(s string) string {
 	return s
 }
 
-type countingWriter struct {
-	w   io.Writer
-	run *restoreRun
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	if n > 0 {
-		c.run.touched.Store(true)
-		c.run.written.Add(int64(n))
+// spoolLimit keeps the restore spool within half the scratch space free.
+func spoolLimit(dir string, want int64) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err == nil {
+		if free := int64(st.Bavail) * int64(st.Bsize) / 2; free < want {
+			return max(free, 1<<20)
+		}
 	}
-	return n, err
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = t.b[len(t.b)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
+	return want
 }
 
 // restoreProgress writes bytes restored every ProgressEvery until stopped.

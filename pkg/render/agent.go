@@ -303,6 +303,9 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 		if cfg.Spec.TempDir.Medium != "" || cfg.Spec.TempDir.SizeLimit != nil {
 			pod.Volumes[0].EmptyDir.Medium = cfg.Spec.TempDir.Medium
 			pod.Volumes[0].EmptyDir.SizeLimit = cfg.Spec.TempDir.SizeLimit
+			if spool := restoreSpool(cfg.Spec.TempDir.Medium, cfg.Spec.TempDir.SizeLimit); spool != "" {
+				pod.Containers[0].Args = append(pod.Containers[0].Args, "--restore-spool="+spool)
+			}
 		}
 	}
 	replicas := in.Replicas
@@ -339,4 +342,22 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// restoreSpool sizes the restore spool for a scratch volume the user
+// bounded: half its size limit, and at most 256Mi in memory, since a
+// memory-backed emptyDir counts against the pod's memory. "" keeps the
+// agent's default (1Gi, within half the free space).
+func restoreSpool(medium corev1.StorageMedium, limit *resource.Quantity) string {
+	spool := int64(1 << 30)
+	if limit != nil {
+		spool = min(spool, limit.Value()/2)
+	}
+	if medium == corev1.StorageMediumMemory {
+		spool = min(spool, 256<<20)
+	}
+	if spool == 1<<30 {
+		return ""
+	}
+	return resource.NewQuantity(max(spool, 1<<20), resource.BinarySI).String()
 }

@@ -169,3 +169,9 @@ func randomPassword() string {
 	_, _ = rand.Read(b)
 	return "pw" + hex.EncodeToString(b)
 }
+
+// StartMariaDB starts one MariaDB server alone, in dir (for tests that need
+// no control plane). Stop it with Stop.
+func StartMariaDB(ctx context.Context, dir, name string, o MariaDBOptions) (*MariaDB, error) {
+	return startMariaDB(ctx, dir, name, o, false)
+}

@@ -3,6 +3,7 @@ package cmd
 
 import (
 	"fmt"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -40,7 +41,7 @@ func New() *cobra.Command {
 }
 
 func newRunCmd() *cobra.Command {
-	cfg := agent.Config{Namespace: os.Getenv("POD_NAMESPACE"), PodName: os.Getenv("POD_NAME")}
+	cfg := agent.Config{Namespace: os.Getenv("POD_NAMESPACE"), PodName: os.Getenv("POD_NAME"), RestoreSpool: 1 << 30}
 	var kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -74,6 +75,8 @@ func newRunCmd() *cobra.Command {
 	f.DurationVar(&cfg.LeaseDuration, "lease-duration", 15*time.Second, "leader Lease duration")
 	f.DurationVar(&cfg.BackendTimeout, "backend-timeout", 3*time.Minute, "stop a backup or restore when the backend keeps failing this long (0: leave it to restic, which retries for 15 minutes)")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 30*time.Second, "after SIGTERM, how long running sessions may go on before they are stopped and marked Failed (the pod allows 60s)")
+	f.IntVar(&cfg.RestoreConnections, "restore-connections", 2, "client connections that load a restore's tables at once (1: one after another, in dump order)")
+	f.Var(&quantityValue{&cfg.RestoreSpool, "1Gi"}, "restore-spool", "at most this much of a restore's dump waits in --scratch-dir for a free connection (at most half the free space there is used)")
 	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig; in-cluster config when empty")
 	return cmd
 }
@@ -105,3 +108,28 @@ func findRestic() string {
 	}
 	return "restic"
 }
+
+// quantityValue is a flag holding a byte size written as a Kubernetes
+// quantity (512Mi, 2Gi).
+type quantityValue struct {
+	v   *int64
+	def string
+}
+
+func (q *quantityValue) String() string {
+	if q.v == nil || *q.v == 0 {
+		return q.def
+	}
+	return resource.NewQuantity(*q.v, resource.BinarySI).String()
+}
+
+func (q *quantityValue) Set(s string) error {
+	v, err := resource.ParseQuantity(s)
+	if err != nil || v.Sign() < 0 {
+		return fmt.Errorf("want a size such as 512Mi or 2Gi, got %q", s)
+	}
+	*q.v = v.Value()
+	return nil
+}
+
+func (q *quantityValue) Type() string { return "size" }

@@ -1,0 +1,373 @@
+package sqlload
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// Options configure a Loader.
+type Options struct {
+	// Argv runs the mysql client, reading SQL on stdin; it gets
+	// --batch --unbuffered (to see results as statements finish) and must
+	// stop at the first error (no --force).
+	Argv []string
+	Env  []string
+	// Connections is how many clients load tables at once (at least 1).
+	Connections int
+	// SpoolDir holds the spool; SpoolLimit bounds the bytes it holds.
+	SpoolDir   string
+	SpoolLimit int64
+	// Loaded is called with the bytes each client has been sent.
+	Loaded func(n int)
+}
+
+// Error is a failed client: its stderr says why.
+type Error struct {
+	Stderr string
+	Err    error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%v: %s", e.Err, e.Stderr) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Stats describe a finished load.
+type Stats struct {
+	Sections, TableSections int
+	// SpoolPeak is the most the spool held at once.
+	SpoolPeak int64
+}
+
+// Loader is an io.WriteCloser: write the dump to it, then Close, which
+// returns once everything is loaded (or the first error).
+type Loader struct {
+	o       Options
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	sp      *spool
+	split   *splitter
+	clients []*client
+	token   []byte
+	done    chan struct{}
+	stats   Stats
+	runErr  error
+}
+
+// Start starts the clients and the loader.
+func Start(ctx context.Context, o Options) (*Loader, error) {
+	if len(o.Argv) == 0 {
+		return nil, errors.New("sqlload: no client")
+	}
+	o.Connections = max(o.Connections, 1)
+	if o.SpoolLimit <= 0 {
+		o.SpoolLimit = 64 << 20
+	}
+	if o.Loaded == nil {
+		o.Loaded = func(int) {}
+	}
+	var tok [12]byte
+	_, _ = rand.Read(tok[:])
+	ctx, cancel := context.WithCancelCause(ctx)
+	l := &Loader{o: o, ctx: ctx, cancel: cancel, sp: newSpool(o.SpoolDir, o.SpoolLimit), done: make(chan struct{}),
+		token: []byte("stash-sync-" + hex.EncodeToString(tok[:]))}
+	l.split = newSplitter(l.sp)
+	for i := range o.Connections {
+		c, err := l.startClient(i)
+		if err != nil {
+			l.abort(err)
+			l.waitClients()
+			return nil, err
+		}
+		l.clients = append(l.clients, c)
+	}
+	go l.schedule()
+	return l, nil
+}
+
+// Write feeds the dump; it blocks while the spool is full.
+func (l *Loader) Write(p []byte) (int, error) {
+	if err := l.sp.failed(); err != nil {
+		return 0, err
+	}
+	return l.split.Write(p)
+}
+
+// Close ends the stream and waits for the load to finish.
+func (l *Loader) Close() error {
+	if err := l.split.flush(); err != nil {
+		l.abort(err)
+	}
+	l.sp.close()
+	<-l.done
+	return l.runErr
+}
+
+// Abort stops the load: the stream failed. It waits for the clients.
+func (l *Loader) Abort(cause error) {
+	l.abort(cause)
+	<-l.done
+}
+
+// Stats are valid after Close or Abort.
+func (l *Loader) Stats() Stats { return l.stats }
+
+func (l *Loader) abort(err error) {
+	l.sp.fail(err)
+	l.cancel(err)
+}
+
+// schedule hands sections out in stream order: a table section to the next
+// free client, anything else to client 0 once every client is free.
+func (l *Loader) schedule() {
+	defer close(l.done)
+	free := make(chan *client, len(l.clients))
+	for _, c := range l.clients {
+		free <- c
+	}
+	failed := make(chan error, len(l.clients))
+	take := func() (*client, error) {
+		select {
+		case c := <-free:
+			return c, nil
+		case err := <-failed:
+			return nil, err
+		}
+	}
+	var running sync.WaitGroup
+	run := func(c *client, sec *section) {
+		defer running.Done()
+		if err := c.run(l, sec); err != nil {
+			l.abort(err) // at once: the writer may be waiting for room
+			failed <- err
+			return
+		}
+		free <- c
+	}
+	err := func() error {
+		for {
+			sec, err := l.sp.nextSection()
+			if errors.Is(err, errNoMore) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			l.stats.Sections++
+			if sec.kind == kindTable && len(l.clients) > 1 {
+				l.stats.TableSections++
+				c, err := take()
+				if err != nil {
+					return err
+				}
+				running.Add(1)
+				go run(c, sec)
+				continue
+			}
+			// A barrier: everything before this section has finished.
+			var held []*client
+			for range l.clients {
+				c, err := take()
+				if err != nil {
+					for _, h := range held {
+						free <- h
+					}
+					return err
+				}
+				held = append(held, c)
+			}
+			for _, h := range held {
+				free <- h
+			}
+			if err := l.clients[0].run(l, sec); err != nil {
+				return err
+			}
+		}
+	}()
+	if err == nil {
+		// Every client is free once all have been taken back.
+		for range l.clients {
+			if _, err = take(); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		l.abort(err)
+	}
+	running.Wait()
+	l.sp.closeAll()
+	l.runErr = errors.Join(err, l.finishClients(err == nil))
+	l.stats.SpoolPeak = l.sp.peak
+	if l.runErr != nil {
+		l.cancel(l.runErr)
+	}
+}
+
+// client is one mysql process with its session.
+type client struct {
+	i      int
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	synced chan struct{} // a token line was read
+	exited chan struct{} // stdout reached EOF
+	stderr *tail
+	buf    []byte
+	primed bool
+
+	waitOnce sync.Once
+	waitErr  error
+}
+
+// wait reaps the process once, after its output has been read.
+func (c *client) wait() error {
+	c.waitOnce.Do(func() {
+		<-c.exited
+		c.waitErr = c.cmd.Wait()
+	})
+	return c.waitErr
+}
+
+func (l *Loader) startClient(i int) (*client, error) {
+	argv := append(append([]string(nil), l.o.Argv...), "--batch", "--unbuffered", "--skip-column-names")
+	cmd := exec.CommandContext(l.ctx, argv[0], argv[1:]...)
+	cmd.Env = l.o.Env
+	cmd.WaitDelay = 10 * time.Second
+	c := &client{i: i, cmd: cmd, synced: make(chan struct{}, 1), exited: make(chan struct{}), stderr: &tail{max: 8 << 10}, buf: make([]byte, 256<<10),
+		primed: i == 0}
+	cmd.Stderr = c.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	c.stdin = stdin
+	go c.watch(stdout, l.token)
+	return c, nil
+}
+
+// watch reads the client's output for sync tokens; other output (a SELECT
+// in the dump) is dropped.
+func (c *client) watch(r io.Reader, token []byte) {
+	defer close(c.exited)
+	br := bufio.NewReaderSize(r, 4096)
+	whole := true
+	for {
+		line, isPrefix, err := br.ReadLine()
+		if err != nil {
+			return
+		}
+		if whole && !isPrefix && bytes.Equal(line, token) {
+			c.synced <- struct{}{}
+		}
+		whole = !isPrefix
+	}
+}
+
+// run sends one section and waits until the server has executed it.
+func (c *client) run(l *Loader, sec *section) error {
+	var pre bytes.Buffer
+	if !c.primed {
+		for _, s := range l.split.replay {
+			pre.Write(s)
+			pre.WriteByte('\n')
+		}
+		c.primed = true
+	}
+	if sec.kind == kindTable && sec.use != "" {
+		pre.WriteString(sec.use + "\n")
+	}
+	err := func() error {
+		if pre.Len() > 0 {
+			if _, err := c.stdin.Write(pre.Bytes()); err != nil {
+				return err
+			}
+		}
+		if err := l.sp.copySection(sec, c.stdin, c.buf, l.o.Loaded); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(c.stdin, "\nSELECT '%s';\n", l.token)
+		return err
+	}()
+	if err == nil {
+		select {
+		case <-c.synced:
+			return nil
+		case <-c.exited:
+			err = errors.New("the client exited")
+		case <-l.ctx.Done():
+			return context.Cause(l.ctx)
+		}
+	}
+	if ferr := l.sp.failed(); ferr != nil {
+		return ferr // stopped because something else failed
+	}
+	// The client failed: its exit status and stderr say why.
+	_ = c.stdin.Close()
+	werr := c.wait()
+	if werr == nil {
+		werr = err
+	}
+	return &Error{Stderr: c.stderr.String(), Err: werr}
+}
+
+// finishClients ends every session: stdin is closed after a good load, the
+// processes are killed after a failed one.
+func (l *Loader) finishClients(ok bool) error {
+	var errs []error
+	for _, c := range l.clients {
+		if !ok {
+			l.cancel(errors.New("load failed"))
+		}
+		_ = c.stdin.Close()
+	}
+	for _, c := range l.clients {
+		if err := c.wait(); err != nil && ok {
+			errs = append(errs, &Error{Stderr: c.stderr.String(), Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Loader) waitClients() {
+	for _, c := range l.clients {
+		_ = c.stdin.Close()
+		_ = c.wait()
+	}
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(bytes.TrimSpace(t.b))
+}

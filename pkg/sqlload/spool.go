@@ -1,0 +1,220 @@
+package sqlload
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// punchEvery is how much of a section is read before its disk space is
+// given back, so that one large table never needs its full size on disk.
+const punchEvery = 8 << 20
+
+// section is one part of the dump, spooled in an unlinked file.
+type section struct {
+	n    int
+	kind kind
+	use  string
+	file *os.File
+	// Guarded by spool.mu.
+	written, read, punched int64
+	closed                 bool
+	decided                bool
+}
+
+// spool holds what the stream delivered and the connections have not read
+// yet, at most limit bytes of it (one write more when a write is larger).
+// Everything waits on one condition variable: the writer for room, the
+// readers for bytes, the scheduler for sections.
+type spool struct {
+	dir   string
+	limit int64
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	sections []*section // begun, not yet handed to the scheduler
+	all      []*section // every section, for closeAll
+	next     int        // number of sections begun
+	unread   int64
+	peak     int64
+	eof      bool  // the stream has ended
+	err      error // the load failed: everyone stops
+	noPunch  bool
+	cur      *section
+}
+
+func newSpool(dir string, limit int64) *spool {
+	s := &spool{dir: dir, limit: limit}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// begin implements sink.
+func (s *spool) begin(k kind, use string) error {
+	f, err := os.CreateTemp(s.dir, "restore-*.sql")
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	// Unlinked at once: nothing is left behind if the agent is killed.
+	_ = os.Remove(f.Name())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		s.cur.closed = true
+	}
+	if s.cur != nil {
+		s.cur.decided = true
+	}
+	sec := &section{n: s.next, kind: k, use: use, file: f, decided: k == kindSerial}
+	s.next++
+	s.cur = sec
+	s.sections = append(s.sections, sec)
+	s.all = append(s.all, sec)
+	s.cond.Broadcast()
+	return s.err
+}
+
+// decide implements sink.
+func (s *spool) decide(k kind) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur.kind, s.cur.decided = k, true
+	s.cond.Broadcast()
+}
+
+// write implements sink: it waits while the spool is full.
+func (s *spool) write(p []byte) error {
+	s.mu.Lock()
+	for s.unread >= s.limit && s.err == nil {
+		s.cond.Wait()
+	}
+	if s.err != nil {
+		s.mu.Unlock()
+		return s.err
+	}
+	sec := s.cur
+	off := sec.written
+	s.mu.Unlock()
+	// Only this goroutine appends, so the offset stays ours.
+	if _, err := sec.file.WriteAt(p, off); err != nil {
+		if ferr := s.failed(); ferr != nil {
+			return ferr // the load had stopped and closed the spool
+		}
+		err = fmt.Errorf("spool in %s: %w", s.dir, err)
+		s.fail(err)
+		return err
+	}
+	s.mu.Lock()
+	sec.written += int64(len(p))
+	s.unread += int64(len(p))
+	s.peak = max(s.peak, s.unread)
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	return nil
+}
+
+// close marks the end of the stream.
+func (s *spool) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eof = true
+	if s.cur != nil {
+		s.cur.closed, s.cur.decided = true, true
+	}
+	s.cond.Broadcast()
+}
+
+// fail stops everyone with err (the first error wins).
+func (s *spool) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.cond.Broadcast()
+}
+
+func (s *spool) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// errNoMore: the stream ended and every section was handed out.
+var errNoMore = errors.New("no more sections")
+
+// nextSection waits for the next section in stream order.
+func (s *spool) nextSection() (*section, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for (len(s.sections) == 0 || !s.sections[0].decided) && !s.eof && s.err == nil {
+		s.cond.Wait()
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	if len(s.sections) == 0 {
+		return nil, errNoMore
+	}
+	sec := s.sections[0]
+	s.sections = s.sections[1:]
+	return sec, nil
+}
+
+// copySection writes a section to w as it arrives, then frees it.
+func (s *spool) copySection(sec *section, w io.Writer, buf []byte, loaded func(int)) error {
+	for {
+		s.mu.Lock()
+		for sec.read == sec.written && !sec.closed && s.err == nil {
+			s.cond.Wait()
+		}
+		if s.err != nil {
+			s.mu.Unlock()
+			return s.err
+		}
+		avail := sec.written - sec.read
+		if avail == 0 && sec.closed {
+			s.mu.Unlock()
+			_ = sec.file.Close() // the writer is done with it too
+			return nil
+		}
+		off := sec.read
+		s.mu.Unlock()
+
+		n, err := sec.file.ReadAt(buf[:min(int64(len(buf)), avail)], off)
+		if err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+			return fmt.Errorf("spool: %w", err)
+		}
+		if _, err := w.Write(buf[:n]); err != nil {
+			return err
+		}
+		loaded(n)
+		s.mu.Lock()
+		sec.read += int64(n)
+		s.unread -= int64(n)
+		punch := !s.noPunch && sec.read-sec.punched >= punchEvery
+		from := sec.punched
+		if punch {
+			sec.punched = sec.read
+		}
+		s.cond.Broadcast()
+		s.mu.Unlock()
+		if punch && punchHole(sec.file, from, sec.read-from) != nil {
+			s.mu.Lock()
+			s.noPunch = true // the filesystem cannot: the file goes when done
+			s.mu.Unlock()
+		}
+	}
+}
+
+// closeAll closes every section's file (again, for most: that is harmless).
+func (s *spool) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sec := range s.all {
+		_ = sec.file.Close()
+	}
+	s.sections, s.all = nil, nil
+}
