@@ -18,14 +18,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent/election"
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
@@ -62,7 +59,7 @@ type Config struct {
 // Agent runs one database's backups.
 type Agent struct {
 	cfg      Config
-	kube     kubeClients
+	kube     *client.Core // Secrets, Events, the Lease
 	stash    *client.Stash
 	log      *slog.Logger
 	clock    func() time.Time
@@ -151,32 +148,6 @@ func (a *Agent) nextStats(url string, added uint64, removed bool, read func() (u
 	return st, nil
 }
 
-// kubeClients are the two typed API groups the agent uses (Secrets,
-// Events, the Lease). Not the whole clientset: its code for every other
-// group would be mapped into the agent's memory for nothing.
-type kubeClients struct {
-	core         corev1client.CoreV1Interface
-	coordination coordinationv1client.CoordinationV1Interface
-}
-
-func newKubeClients(rc *rest.Config) (kubeClients, error) {
-	core, err := corev1client.NewForConfig(rc)
-	if err != nil {
-		return kubeClients{}, err
-	}
-	coord, err := coordinationv1client.NewForConfig(rc)
-	if err != nil {
-		return kubeClients{}, err
-	}
-	return kubeClients{core: core, coordination: coord}, nil
-}
-
-func (k kubeClients) CoreV1() corev1client.CoreV1Interface { return k.core }
-
-func (k kubeClients) CoordinationV1() coordinationv1client.CoordinationV1Interface {
-	return k.coordination
-}
-
 // term is the state of one leadership term: caches, queue and scheduler
 // are built when the Lease is won and dropped when it is lost.
 type term struct {
@@ -218,7 +189,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	if cfg.LeaseName == "" {
 		cfg.LeaseName = "stash-agent-" + cfg.AppBinding
 	}
-	kube, err := newKubeClients(rc)
+	kube, err := client.NewCore(rc)
 	if err != nil {
 		return nil, err
 	}
@@ -280,34 +251,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent starting", "namespace", a.cfg.Namespace, "appbinding", a.cfg.AppBinding, "identity", a.identity, "listen", ln.Addr().String())
 
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: a.cfg.Namespace, Name: a.cfg.LeaseName},
-		Client:     a.kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: a.identity},
+	le := &election.Elector{
+		Leases: a.kube.Leases(a.cfg.Namespace), Namespace: a.cfg.Namespace, Name: a.cfg.LeaseName, Identity: a.identity,
+		LeaseDuration: a.cfg.LeaseDuration,
+		RenewDeadline: a.cfg.LeaseDuration * 2 / 3,
+		RetryPeriod:   a.cfg.LeaseDuration / 7,
+		Log:           a.log,
 	}
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   a.cfg.LeaseDuration,
-		RenewDeadline:   a.cfg.LeaseDuration * 2 / 3,
-		RetryPeriod:     a.cfg.LeaseDuration / 7,
-		ReleaseOnCancel: true,
-		Name:            a.cfg.LeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				a.log.Info("leading", "lease", a.cfg.LeaseName)
-				if err := a.lead(ctx); err != nil && ctx.Err() == nil {
-					a.log.Error("agent stopped leading with an error", "err", err)
-				}
-			},
-			OnStoppedLeading: func() { a.log.Info("stopped leading", "lease", a.cfg.LeaseName) },
-		},
-	})
-	if err != nil {
-		return err
+	lead := func(ctx context.Context) {
+		a.log.Info("leading", "lease", a.cfg.LeaseName)
+		if err := a.lead(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("agent stopped leading with an error", "err", err)
+		}
+		a.log.Info("stopped leading", "lease", a.cfg.LeaseName)
 	}
 	a.setReady(true) // serving; leadership is not needed to be ready
 	for leCtx.Err() == nil {
-		le.Run(leCtx) // returns when leadership is lost; campaign again
+		le.Run(leCtx, lead) // returns when leadership is lost; campaign again
 	}
 	a.work.Wait()
 	a.log.Info("agent stopped")

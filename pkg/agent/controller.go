@@ -354,7 +354,7 @@ func (a *Agent) event(ctx context.Context, obj runtime.Object, typ, reason, msg 
 		Source:              corev1.EventSource{Component: "stash-agent", Host: a.cfg.PodName},
 		ReportingController: "kubectl-stash/agent", ReportingInstance: a.identity,
 	}
-	if _, err := a.kube.CoreV1().Events(a.cfg.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+	if _, err := a.kube.Events(a.cfg.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
 		a.log.Warn("could not record event", "reason", reason, "err", err)
 	}
 }

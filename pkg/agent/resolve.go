@@ -12,7 +12,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
@@ -202,7 +201,7 @@ func (a *Agent) connFromAppBinding(ctx context.Context, ab *appcatalog.AppBindin
 	if ab.Spec.Secret == nil || ab.Spec.Secret.Name == "" {
 		return c, fmt.Errorf("%w: AppBinding %s names no secret: set spec.secret.name to a Secret with username and password", ErrInvalid, ab.Name)
 	}
-	sec, err := a.kube.CoreV1().Secrets(a.cfg.Namespace).Get(ctx, ab.Spec.Secret.Name, metav1.GetOptions{})
+	sec, err := a.kube.Secrets(a.cfg.Namespace).Get(ctx, ab.Spec.Secret.Name)
 	if apierrors.IsNotFound(err) {
 		return c, fmt.Errorf("%w: Secret %s (AppBinding %s's spec.secret) not found: create it with keys username and password", ErrInvalid, ab.Spec.Secret.Name, ab.Name)
 	}
@@ -241,7 +240,7 @@ func (a *Agent) repository(ctx context.Context, ref stashv1beta1.RepositoryRef) 
 		}
 	}
 	name := repo.Spec.Backend.StorageSecretName
-	sec, err := a.kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	sec, err := a.kube.Secrets(ns).Get(ctx, name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil, fmt.Errorf("%w: Secret %s/%s (Repository %s's storageSecretName) not found", ErrInvalid, ns, name, ref.Name)
 	}

@@ -12,7 +12,6 @@ import (
 	"k8s.io/cli-runtime/pkg/printers"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/apply"
-	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 )
 
 // Dry-run modes, as in kubectl.
@@ -31,7 +30,7 @@ type ApplyFlags struct {
 }
 
 func newApplyFlags() *ApplyFlags {
-	return &ApplyFlags{Print: genericclioptions.NewPrintFlags("serverside-applied").WithTypeSetter(client.NewScheme()), DryRun: DryRunNone, Operation: "serverside-applied"}
+	return &ApplyFlags{Print: genericclioptions.NewPrintFlags("serverside-applied").WithTypeSetter(printScheme()), DryRun: DryRunNone, Operation: "serverside-applied"}
 }
 
 // AddFlags adds -o and --dry-run.
@@ -100,7 +99,7 @@ func (a *ApplyFlags) print(out io.Writer, objs []runtime.Object, suffix string) 
 		for _, o := range objs {
 			list.Items = append(list.Items, runtime.RawExtension{Object: o})
 		}
-		return printers.NewTypeSetter(client.NewScheme()).ToPrinter(&printers.JSONPrinter{}).PrintObj(list, out)
+		return printers.NewTypeSetter(printScheme()).ToPrinter(&printers.JSONPrinter{}).PrintObj(list, out)
 	}
 	for _, o := range objs {
 		u, err := apply.ToUnstructured(o)

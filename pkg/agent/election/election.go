@@ -1,0 +1,191 @@
+// Package election elects one leader among an agent's replicas with a
+// coordination.k8s.io Lease, the way client-go's leaderelection does, on
+// the agent's own small client: client-go's package pulls in every
+// built-in API group (informers, the full clientset) for one Lease.
+//
+// A replica leads while it renews the Lease within RenewDeadline. Another
+// replica takes over once it has seen the same Lease record unchanged for
+// LeaseDuration, measured on its own clock, so clock skew between nodes
+// does not matter. Writes use the Lease's resourceVersion: of two replicas
+// racing for it, one wins.
+package election
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// Leases is what the elector needs from the API.
+type Leases interface {
+	Get(ctx context.Context, name string) (*coordinationv1.Lease, error)
+	Create(ctx context.Context, l *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error)
+	Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
+}
+
+// Elector campaigns for one Lease.
+type Elector struct {
+	Leases    Leases
+	Namespace string
+	Name      string
+	Identity  string
+	// LeaseDuration is how long others wait before taking over; the
+	// leader gives up after RenewDeadline without a renewal and tries
+	// every RetryPeriod.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	Clock                                     func() time.Time
+	Log                                       *slog.Logger
+
+	observedRV   string
+	observedTime time.Time
+}
+
+// Run campaigns until ctx ends. While leading it runs lead with a context
+// that ends when leadership is lost (or ctx ends), and waits for lead to
+// return. It returns after one term, or when ctx ends, having released the
+// Lease if it held it.
+func (e *Elector) Run(ctx context.Context, lead func(context.Context)) {
+	if e.Clock == nil {
+		e.Clock = time.Now
+	}
+	if e.Log == nil {
+		e.Log = slog.New(slog.DiscardHandler)
+	}
+	if !e.acquire(ctx) {
+		return
+	}
+	leadCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		lead(leadCtx)
+	}()
+	e.renew(leadCtx)
+	cancel()
+	<-done
+	if ctx.Err() != nil {
+		e.release()
+	}
+}
+
+// acquire tries every RetryPeriod until it holds the Lease or ctx ends.
+func (e *Elector) acquire(ctx context.Context) bool {
+	for {
+		if e.tryAcquireOrRenew(ctx) {
+			return true
+		}
+		if !sleep(ctx, jitter(e.RetryPeriod)) {
+			return false
+		}
+	}
+}
+
+// renew keeps the Lease until a renewal fails for RenewDeadline, or ctx ends.
+func (e *Elector) renew(ctx context.Context) {
+	last := e.Clock()
+	for sleep(ctx, e.RetryPeriod) {
+		rctx, cancel := context.WithTimeout(ctx, e.RenewDeadline)
+		ok := e.tryAcquireOrRenew(rctx)
+		cancel()
+		now := e.Clock()
+		if ok {
+			last = now
+			continue
+		}
+		if now.Sub(last) >= e.RenewDeadline {
+			e.Log.Info("lost the Lease: no renewal within the deadline", "lease", e.Name, "deadline", e.RenewDeadline.String())
+			return
+		}
+	}
+}
+
+// tryAcquireOrRenew takes or renews the Lease once.
+func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
+	now := metav1.NewMicroTime(e.Clock())
+	mine := coordinationv1.LeaseSpec{
+		HolderIdentity:       ptr.To(e.Identity),
+		LeaseDurationSeconds: ptr.To(int32(e.LeaseDuration / time.Second)),
+		AcquireTime:          &now,
+		RenewTime:            &now,
+	}
+	cur, err := e.Leases.Get(ctx, e.Name)
+	if apierrors.IsNotFound(err) {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: e.Name, Namespace: e.Namespace}, Spec: mine}
+		created, err := e.Leases.Create(ctx, l, metav1.CreateOptions{})
+		if err != nil {
+			return false
+		}
+		e.observe(created)
+		return true
+	}
+	if err != nil {
+		e.Log.Debug("could not read the Lease", "lease", e.Name, "err", err)
+		return false
+	}
+	if cur.ResourceVersion != e.observedRV {
+		e.observe(cur)
+	}
+	holder := ptr.Deref(cur.Spec.HolderIdentity, "")
+	held := holder != "" && holder != e.Identity
+	if held && e.observedTime.Add(e.LeaseDuration).After(e.Clock()) {
+		return false // someone else holds it and has renewed recently
+	}
+	next := cur.DeepCopy()
+	next.Spec = mine
+	if holder == e.Identity {
+		next.Spec.AcquireTime = cur.Spec.AcquireTime
+		next.Spec.LeaseTransitions = cur.Spec.LeaseTransitions
+	} else {
+		next.Spec.LeaseTransitions = ptr.To(ptr.Deref(cur.Spec.LeaseTransitions, 0) + 1)
+	}
+	updated, err := e.Leases.Update(ctx, next)
+	if err != nil {
+		return false // a Conflict: another replica wrote first
+	}
+	e.observe(updated)
+	return true
+}
+
+func (e *Elector) observe(l *coordinationv1.Lease) {
+	e.observedRV, e.observedTime = l.ResourceVersion, e.Clock()
+}
+
+// release gives the Lease up, so that another replica need not wait for it
+// to expire.
+func (e *Elector) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), e.RenewDeadline)
+	defer cancel()
+	cur, err := e.Leases.Get(ctx, e.Name)
+	if err != nil || ptr.Deref(cur.Spec.HolderIdentity, "") != e.Identity {
+		return
+	}
+	now := metav1.NewMicroTime(e.Clock())
+	next := cur.DeepCopy()
+	next.Spec.HolderIdentity = nil
+	next.Spec.LeaseDurationSeconds = ptr.To(int32(1))
+	next.Spec.RenewTime = &now
+	if _, err := e.Leases.Update(ctx, next); err != nil {
+		e.Log.Info("could not release the Lease", "lease", e.Name, "err", err)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

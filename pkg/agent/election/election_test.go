@@ -1,0 +1,207 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// memLeases stores one Lease with resourceVersion checks, as the API does.
+type memLeases struct {
+	mu    sync.Mutex
+	lease *coordinationv1.Lease
+	rv    int
+}
+
+var leaseGR = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
+
+func (m *memLeases) Get(_ context.Context, name string) (*coordinationv1.Lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lease == nil {
+		return nil, apierrors.NewNotFound(leaseGR, name)
+	}
+	return m.lease.DeepCopy(), nil
+}
+
+func (m *memLeases) Create(_ context.Context, l *coordinationv1.Lease, _ metav1.CreateOptions) (*coordinationv1.Lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lease != nil {
+		return nil, apierrors.NewAlreadyExists(leaseGR, l.Name)
+	}
+	m.rv++
+	m.lease = l.DeepCopy()
+	m.lease.ResourceVersion = strconv.Itoa(m.rv)
+	return m.lease.DeepCopy(), nil
+}
+
+func (m *memLeases) Update(_ context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lease == nil || l.ResourceVersion != m.lease.ResourceVersion {
+		return nil, apierrors.NewConflict(leaseGR, l.Name, errors.New("stale"))
+	}
+	m.rv++
+	m.lease = l.DeepCopy()
+	m.lease.ResourceVersion = strconv.Itoa(m.rv)
+	return m.lease.DeepCopy(), nil
+}
+
+// cut makes one replica's API calls fail, as a network partition would.
+type cut struct {
+	Leases
+	down atomic.Bool
+}
+
+var errDown = errors.New("connection refused")
+
+func (c *cut) Get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
+	if c.down.Load() {
+		return nil, errDown
+	}
+	return c.Leases.Get(ctx, name)
+}
+
+func (c *cut) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if c.down.Load() {
+		return nil, errDown
+	}
+	return c.Leases.Update(ctx, l)
+}
+
+const lease = 700 * time.Millisecond
+
+func elector(l Leases, id string) *Elector {
+	return &Elector{Leases: l, Namespace: "ns", Name: "agent", Identity: id, LeaseDuration: lease, RenewDeadline: lease * 2 / 3, RetryPeriod: lease / 7}
+}
+
+// replica runs an elector in a loop, as the agent does, recording when it leads.
+type replica struct {
+	leading atomic.Bool
+	since   atomic.Int64 // unix nanos of the last start of leading
+	terms   atomic.Int32
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func start(e *Elector) *replica {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for ctx.Err() == nil {
+			e.Run(ctx, func(ctx context.Context) {
+				r.terms.Add(1)
+				r.since.Store(time.Now().UnixNano())
+				r.leading.Store(true)
+				<-ctx.Done()
+				r.leading.Store(false)
+			})
+		}
+	}()
+	return r
+}
+
+func (r *replica) stop() { r.cancel(); <-r.done }
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestOneLeaderAndReleaseOnStop(t *testing.T) {
+	m := &memLeases{}
+	a := start(elector(m, "a"))
+	waitFor(t, 2*time.Second, "a to lead", a.leading.Load)
+	b := start(elector(m, "b"))
+	defer b.stop()
+	// b never leads while a renews.
+	for range 3 * int(lease/(10*time.Millisecond)) / 2 {
+		if b.leading.Load() {
+			t.Fatal("b leads while a holds the Lease")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.stop() // releases the Lease
+	took := waitFor(t, 2*time.Second, "b to lead", b.leading.Load)
+	if took > lease/2 {
+		t.Errorf("b took %s to lead after a released the Lease; want well under the %s lease", took, lease)
+	}
+	if a.leading.Load() {
+		t.Error("a still leads after it stopped")
+	}
+}
+
+func TestTakeOverFromAPartitionedLeader(t *testing.T) {
+	m := &memLeases{}
+	ca := &cut{Leases: m}
+	a := start(elector(ca, "a"))
+	defer a.stop()
+	waitFor(t, 2*time.Second, "a to lead", a.leading.Load)
+	b := start(elector(m, "b"))
+	defer b.stop()
+	time.Sleep(lease / 2)
+	ca.down.Store(true)
+	cutAt := time.Now()
+	// a steps down within its renew deadline (plus a retry period)...
+	waitFor(t, lease, "a to step down", func() bool { return !a.leading.Load() })
+	// ...and b takes over once the record has been unchanged for a lease.
+	waitFor(t, 3*lease, "b to take over", b.leading.Load)
+	if took := time.Since(cutAt); took < lease/2 || took > 2*lease {
+		t.Errorf("b led %s after a was cut off; want about one lease (%s)", took, lease)
+	}
+	if a.leading.Load() && b.leading.Load() {
+		t.Error("two leaders")
+	}
+	// a comes back and does not take the Lease from b.
+	ca.down.Store(false)
+	time.Sleep(2 * lease)
+	if a.leading.Load() || !b.leading.Load() {
+		t.Errorf("after a returned: a leading %v, b leading %v; want b only", a.leading.Load(), b.leading.Load())
+	}
+	l, _ := m.Get(context.Background(), "agent")
+	if got := *l.Spec.LeaseTransitions; got != 1 {
+		t.Errorf("%d lease transitions, want 1", got)
+	}
+}
+
+// Replicas racing for a new Lease: exactly one wins each time.
+func TestRaceForANewLease(t *testing.T) {
+	for range 20 {
+		m := &memLeases{}
+		rs := []*replica{start(elector(m, "a")), start(elector(m, "b")), start(elector(m, "c"))}
+		waitFor(t, 2*time.Second, "a leader", func() bool {
+			return rs[0].leading.Load() || rs[1].leading.Load() || rs[2].leading.Load()
+		})
+		time.Sleep(lease / 2)
+		n := 0
+		for _, r := range rs {
+			if r.leading.Load() {
+				n++
+			}
+		}
+		for _, r := range rs {
+			r.stop()
+		}
+		if n != 1 {
+			t.Fatalf("%d leaders", n)
+		}
+	}
+}
