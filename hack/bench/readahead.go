@@ -32,7 +32,7 @@ func (s readAheadSetting) label() string {
 
 func defaultReadAhead() []readAheadSetting {
 	return []readAheadSetting{
-		{"bufio", 1 << 20}, // the agent today (pkg/agent/restore.go)
+		{"bufio", 1 << 20}, // the reference: a plain 1 MiB buffer
 		{"ring", 64 << 10},
 		{"ring", 8 << 20},
 		{"ring", 32 << 20},

@@ -207,7 +207,7 @@ func writeReport(cfg config, r *results) error {
 	}
 	md("")
 	md("The restore stream: `restic dump` of the latest snapshot piped into mysql (the agent's flags) through each buffer, into an empty target. " +
-		"A `bufio.Writer` is what the agent uses: restic waits while it flushes. A read-ahead ring decouples the two: restic fills free chunks while a goroutine feeds mysql.")
+		"These are single-stream restores, one connection as in `mariadb < dump.sql`; the agent (g) loads tables over two connections through a spool instead. A `bufio.Writer` makes restic wait while it flushes; a read-ahead ring decouples the two: restic fills free chunks while a goroutine feeds mysql.")
 	md("")
 	md("| buffer | time | MiB/s | |")
 	md("|---|---|---|---|")
@@ -322,10 +322,10 @@ func recommend(cfg config, r *results) []string {
 		case cur == nil:
 			out = append(out, fmt.Sprintf("Restore stream: fastest `%s` (%s).", fast.Label, secs(fast.median())))
 		case fast != cur && clearlyFaster(fast, cur, noise):
-			out = append(out, fmt.Sprintf("Restore stream: `%s` takes %s against %s for the agent's 1 MiB `bufio.Writer` (%.0f%% faster, beyond the spread of three or more runs): change pkg/agent/restore.go to it.",
+			out = append(out, fmt.Sprintf("Single-stream restore: `%s` takes %s against %s for a 1 MiB `bufio.Writer` (%.0f%% faster, beyond the spread of three or more runs): worth trying in pkg/sqlload's client feed.",
 				fast.Label, secs(fast.median()), secs(cur.median()), 100*(1-ratio(fast.median(), cur.median()))))
 		default:
-			out = append(out, fmt.Sprintf("Restore stream: no buffer beats the agent's 1 MiB `bufio.Writer` (%s) beyond the spread of three or more runs (fastest: %s, %s): mysql sets the pace, keep it.",
+			out = append(out, fmt.Sprintf("Single-stream restore: no buffer beats a 1 MiB `bufio.Writer` (%s) beyond the spread of three or more runs (fastest: %s, %s): mysql sets the pace.",
 				secs(cur.median()), fast.Label, secs(fast.median())))
 		}
 	}

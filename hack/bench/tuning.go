@@ -63,7 +63,7 @@ func (b *bench) measureTuning(ctx context.Context) error {
 	for _, s := range b.cfg.ReadAhead {
 		sr := &series{Key: "stream-" + s.String(), Label: s.label(), Bytes: int64(snap.Summary.TotalBytesProcessed)}
 		if s == (readAheadSetting{"bufio", 1 << 20}) {
-			sr.Note = "the agent today"
+			sr.Note = "the reference"
 		}
 		res.ReadAhead = append(res.ReadAhead, sr)
 	}
