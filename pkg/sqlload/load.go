@@ -83,7 +83,7 @@ func Start(ctx context.Context, o Options) (*Loader, error) {
 		c, err := l.startClient(i)
 		if err != nil {
 			l.abort(err)
-			l.waitClients()
+			_ = l.finishClients(false)
 			return nil, err
 		}
 		l.clients = append(l.clients, c)
@@ -327,26 +327,17 @@ func (c *client) run(l *Loader, sec *section) error {
 // finishClients ends every session: stdin is closed after a good load, the
 // processes are killed after a failed one.
 func (l *Loader) finishClients(ok bool) error {
+	if !ok {
+		l.cancel(errors.New("load failed"))
+	}
 	var errs []error
 	for _, c := range l.clients {
-		if !ok {
-			l.cancel(errors.New("load failed"))
-		}
 		_ = c.stdin.Close()
-	}
-	for _, c := range l.clients {
 		if err := c.wait(); err != nil && ok {
 			errs = append(errs, &Error{Stderr: c.stderr.String(), Err: err})
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (l *Loader) waitClients() {
-	for _, c := range l.clients {
-		_ = c.stdin.Close()
-		_ = c.wait()
-	}
 }
 
 // tail keeps the last max bytes written to it.
