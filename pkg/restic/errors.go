@@ -150,6 +150,7 @@ type stderrSink struct {
 	now           func() time.Time
 	streakStart   time.Time
 	lastRetry     time.Time
+	lastDelay     time.Duration // the wait restic announced at lastRetry
 }
 
 func newStderrSink(red redactor) *stderrSink {
@@ -190,6 +191,9 @@ func (s *stderrSink) line(raw []byte, tooLong bool) {
 		if strings.Contains(low, "returned error, retrying after") {
 			s.backendRetry(msg)
 		}
+		if strings.Contains(low, "operation successful after") {
+			s.streakStart = time.Time{} // the backend answered again
+		}
 	}
 	s.keep(text)
 }
@@ -205,21 +209,40 @@ func (s *stderrSink) stop(err error, msg string) {
 	}
 }
 
-// backendRetry tracks a streak of backend retries: retry lines no further
-// apart than the budget belong to one outage, and an outage longer than
-// the budget stops restic, which would otherwise retry for 15 minutes.
+// backendRetry tracks a streak of backend retries, and an outage longer
+// than the budget stops restic, which would otherwise retry for 15
+// minutes. restic doubles its wait after each failure (1s, 2s, 4s, ... with
+// jitter), so consecutive retry lines drift further apart than any fixed
+// window: a retry belongs to the streak when it came within the wait restic
+// announced for the previous one, plus the budget for the attempt itself.
+// restic's "operation successful" line ends a streak.
 func (s *stderrSink) backendRetry(msg string) {
 	if s.backendBudget <= 0 {
 		return
 	}
 	now := s.now()
-	if s.streakStart.IsZero() || now.Sub(s.lastRetry) > s.backendBudget {
+	if s.streakStart.IsZero() || now.Sub(s.lastRetry) > s.lastDelay+s.backendBudget {
 		s.streakStart = now
 	}
-	s.lastRetry = now
+	s.lastRetry, s.lastDelay = now, retryDelay(msg)
 	if d := now.Sub(s.streakStart); d >= s.backendBudget {
 		s.stop(ErrBackendTimeout, fmt.Sprintf("the backend has failed for %s, more than the %s allowed: %s", d.Round(time.Second), s.backendBudget, msg))
 	}
+}
+
+// retryDelay reads the wait from restic's "X returned error, retrying
+// after 1.5s: ..." line; 0 when it cannot.
+func retryDelay(msg string) time.Duration {
+	_, rest, ok := strings.Cut(msg, "retrying after ")
+	if !ok {
+		return 0
+	}
+	word, _, _ := strings.Cut(rest, ":")
+	d, err := time.ParseDuration(strings.TrimSpace(word))
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
 }
 
 func (s *stderrSink) keep(text string) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Stderr as restic 0.18.1 wrote it (with --json) in the cases below.
@@ -201,5 +202,65 @@ func TestStderrBounded(t *testing.T) {
 	}
 	if len(e.Error()) > 400 {
 		t.Errorf("Error() is %d bytes", len(e.Error()))
+	}
+}
+
+// restic doubles its wait between retries, with jitter; the streak must
+// follow the announced waits, not a fixed window, or a long outage never
+// adds up to the budget (the flake behind a failed CI run).
+func TestBackendRetryStreak(t *testing.T) {
+	retry := func(after string) string {
+		return "Save(<data/ab12>) returned error, retrying after " + after + `: Post "http://127.0.0.1:1/r/data/ab12": dial tcp 127.0.0.1:1: connect: connection refused`
+	}
+	type line struct {
+		at   time.Duration
+		text string
+	}
+	tests := []struct {
+		name     string
+		lines    []line
+		wantStop bool
+	}{
+		{"doubling waits add up", []line{{0, retry("1.5s")}, {1500 * time.Millisecond, retry("3s")}, {4600 * time.Millisecond, retry("5.2s")}}, true},
+		{"short outage", []line{{0, retry("1s")}, {1 * time.Second, retry("2s")}}, false},
+		{"success ends the streak", []line{{0, retry("1s")}, {1 * time.Second, "Save(<data/ab12>) operation successful after 1 retries"},
+			{2500 * time.Millisecond, retry("1s")}, {3500 * time.Millisecond, retry("2s")}}, false},
+		{"far apart outages", []line{{0, retry("1s")}, {10 * time.Second, retry("1s")}, {11 * time.Second, retry("2s")}}, false},
+		{"unreadable wait still counts", []line{{0, retry("soon")}, {2 * time.Second, retry("soon")}, {4 * time.Second, retry("soon")}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Unix(1e9, 0)
+			var now time.Time
+			s := newStderrSink(redactor{})
+			s.now = func() time.Time { return now }
+			s.backendBudget = 3 * time.Second
+			stopped := false
+			s.onFatal = func() { stopped = true }
+			for _, l := range tt.lines {
+				now = start.Add(l.at)
+				s.Write([]byte(l.text + "\n"))
+			}
+			if stopped != tt.wantStop {
+				t.Fatalf("stopped = %v, want %v (fatal %q)", stopped, tt.wantStop, s.fatal)
+			}
+			if stopped && !errors.Is(s.newError(t.Context(), "backup", 1), ErrBackendTimeout) {
+				t.Error("a stop past the budget is not ErrBackendTimeout")
+			}
+		})
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"Save(<data/x>) returned error, retrying after 1.234567s: dial tcp: refused": 1234567 * time.Microsecond,
+		"Load(<x>) returned error, retrying after 720.5ms: EOF":                      720500 * time.Microsecond,
+		"Load(<x>) returned error, retrying after 1m4s: EOF":                         64 * time.Second,
+		"no wait here":          0,
+		"retrying after -1s: x": 0,
+	} {
+		if got := retryDelay(in); got != want {
+			t.Errorf("retryDelay(%q) = %s, want %s", in, got, want)
+		}
 	}
 }
