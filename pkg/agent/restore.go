@@ -128,11 +128,53 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 		return err
 	}
 	defer cleanupRepo()
-	// Which snapshot, and which file in it.
-	snap, err := a.pickSnapshot(ctx, rr, rs, step)
+	// Which snapshot, and which file in it. Listing the snapshots and
+	// starting restic dump each cost a key derivation (about a second), so
+	// when the rule names a snapshot ID its dump starts now, held until the
+	// listing confirms the snapshot and names the file; the database is
+	// made ready meanwhile.
+	want := wantedSnapshot(rs, step)
+	var pre *prefetch
+	if want.isID() {
+		pre = startPrefetch(ctx, rr, want.snapshot)
+		defer pre.stop()
+	}
+	prepCtx, cancelPrep := context.WithCancelCause(ctx)
+	defer cancelPrep(nil)
+	type picked struct {
+		snap restic.Snapshot
+		err  error
+	}
+	pickc := make(chan picked, 1)
+	go func() {
+		snap, err := a.pickSnapshot(ctx, rr, rs, want)
+		if err != nil {
+			cancelPrep(err) // no wait for the database when there is nothing to restore
+		}
+		pickc <- picked{snap, err}
+	}()
+
+	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
+	if err != nil {
+		<-pickc
+		return err
+	}
+	defer os.RemoveAll(dbFiles.Dir)
+	client, err := database.FindClient()
+	if err == nil {
+		a.log.Info("waiting for the database", "restore", rs.Name, "host", conn.Host, "port", conn.Port, "task", taskName)
+		if werr := client.WaitReady(prepCtx, dbFiles, nil, step.WaitTimeout, 2*time.Second); werr != nil {
+			err = dbError(ab, werr)
+		}
+	}
+	p := <-pickc
+	if p.err != nil {
+		return p.err
+	}
 	if err != nil {
 		return err
 	}
+	snap := p.snap
 	run.snapshot = snap.ID
 	file := "/" + safeFileName(a.cfg.AppBinding) + ".sql"
 	if len(snap.Paths) > 0 {
@@ -143,20 +185,6 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 		total = int64(snap.Summary.TotalBytesProcessed)
 	}
 	_ = a.updateRestoreStatus(ctx, rs.Name, func(s *stashv1beta1.RestoreSession) { s.Status.Snapshot = snap.ID })
-
-	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dbFiles.Dir)
-	client, err := database.FindClient()
-	if err != nil {
-		return err
-	}
-	a.log.Info("waiting for the database", "restore", rs.Name, "host", conn.Host, "port", conn.Port, "task", taskName)
-	if err := client.WaitReady(ctx, dbFiles, nil, step.WaitTimeout, 2*time.Second); err != nil {
-		return dbError(ab, err)
-	}
 
 	// Stream restic dump into mysql, each table over the next free
 	// connection: no shell, and no copy of the dump beyond a bounded spool.
@@ -177,7 +205,19 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 		stop()
 		return fmt.Errorf("start mysql: %w", err)
 	}
-	dumpErr := rr.Dump(ctx, snap.ID, file, loader)
+	var dumpErr error
+	if pre.matches(snap.ID) {
+		var wrote bool
+		if wrote, dumpErr = pre.use(file, loader); dumpErr != nil && !wrote {
+			// It failed before a byte reached the database: whatever the
+			// cause, the plain dump says it again, or succeeds.
+			a.log.Info("prefetched dump failed before any data; dumping again", "restore", rs.Name, "error", dumpErr.Error())
+			dumpErr = rr.Dump(ctx, snap.ID, file, loader)
+		}
+	} else {
+		pre.stop()
+		dumpErr = rr.Dump(ctx, snap.ID, file, loader)
+	}
 	var loadErr error
 	if dumpErr == nil {
 		loadErr = loader.Close()
@@ -208,9 +248,18 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	return nil
 }
 
-// pickSnapshot resolves the rule's snapshot (an ID, "latest", or the newest
-// at or before the restore-at annotation) among the source host's snapshots.
-func (a *Agent) pickSnapshot(ctx context.Context, rr *restic.Repo, rs *stashv1beta1.RestoreSession, step StepOptions) (restic.Snapshot, error) {
+// snapshotWant is what a restore asks for: a snapshot ID or "latest", and
+// whose backups to look at.
+type snapshotWant struct {
+	snapshot, host, at string
+}
+
+var hexID = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
+
+// isID says the rule names one snapshot by an ID restic resolves on its own.
+func (w snapshotWant) isID() bool { return w.at == "" && hexID.MatchString(w.snapshot) }
+
+func wantedSnapshot(rs *stashv1beta1.RestoreSession, step StepOptions) snapshotWant {
 	want, host := "latest", ""
 	rules := rs.Spec.Rules
 	if rs.Spec.Target != nil && len(rs.Spec.Target.Rules) > 0 {
@@ -228,17 +277,25 @@ func (a *Agent) pickSnapshot(ctx context.Context, rr *restic.Repo, rs *stashv1be
 	if step.SourceHost != "" {
 		host = step.SourceHost
 	}
+	at := rs.Annotations[AnnotationRestoreAt]
 	// "latest" and a time mean the newest backup of this product's host
 	// unless a sourceHost says otherwise; an explicit ID is looked up anywhere.
-	if host == "" && (want == "latest" || rs.Annotations[AnnotationRestoreAt] != "") {
+	if host == "" && (want == "latest" || at != "") {
 		host = BackupHost
 	}
+	return snapshotWant{snapshot: want, host: host, at: at}
+}
+
+// pickSnapshot resolves the rule's snapshot (an ID, "latest", or the newest
+// at or before the restore-at annotation) among the source host's snapshots.
+func (a *Agent) pickSnapshot(ctx context.Context, rr *restic.Repo, rs *stashv1beta1.RestoreSession, w snapshotWant) (restic.Snapshot, error) {
+	want, host := w.snapshot, w.host
 	snaps, err := rr.Snapshots(ctx, host, nil)
 	if err != nil {
 		return restic.Snapshot{}, fmt.Errorf("list snapshots of Repository %s (the database was not changed): %w", rs.Spec.Repository.Name, err)
 	}
 	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Time.Before(snaps[j].Time) })
-	if at := rs.Annotations[AnnotationRestoreAt]; at != "" {
+	if at := w.at; at != "" {
 		t, err := time.Parse(time.RFC3339, at)
 		if err != nil {
 			return restic.Snapshot{}, fmt.Errorf("%w: annotation %s=%q is not an RFC 3339 time", ErrInvalid, AnnotationRestoreAt, at)

@@ -284,6 +284,20 @@ func (r *Repo) Dump(ctx context.Context, snapshot, filename string, w io.Writer)
 	return err
 }
 
+// DumpTar writes dir of snapshot to w as a tar archive; "/" is the whole
+// snapshot.
+func (r *Repo) DumpTar(ctx context.Context, snapshot, dir string, w io.Writer) error {
+	if snapshot == "" || dir == "" {
+		return errors.New("restic dump: snapshot and dir are required")
+	}
+	ew := &errWriter{w: w}
+	err := r.run(ctx, "dump", []string{"dump", "--archive=tar", "--", snapshot, dir}, nil, ew)
+	if ew.err != nil {
+		return fmt.Errorf("restic dump: write: %w", ew.err)
+	}
+	return err
+}
+
 // Unlock removes stale locks, or all locks with removeAll.
 func (r *Repo) Unlock(ctx context.Context, removeAll bool) error {
 	args := []string{"unlock"}
