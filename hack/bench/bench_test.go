@@ -30,7 +30,7 @@ func TestParseConfigModes(t *testing.T) {
 		t.Fatalf("small: %+v, %v", c, err)
 	}
 	c, err = parseConfig([]string{"-mode=full", "-size", "200MiB", "-read-ahead", "bufio:64KiB,ring:8MiB"})
-	if err != nil || c.Size != 200<<20 || c.Runs != 3 || len(c.ReadAhead) != 2 || c.ReadAhead[1] != (readAheadSetting{"ring", 8 << 20}) {
+	if err != nil || c.Size != 200<<20 || c.Runs != 5 || c.TuneRuns != 3 || len(c.ReadAhead) != 2 || c.ReadAhead[1] != (readAheadSetting{"ring", 8 << 20}) {
 		t.Fatalf("full with flags: %+v, %v", c, err)
 	}
 	for _, args := range [][]string{{"-mode", "huge"}, {"-size", "1KiB"}, {"-read-ahead", "pipe:1MiB"}, {"extra"}} {

@@ -40,7 +40,7 @@ func modeDefaults(mode string) (config, error) {
 	switch mode {
 	case "full":
 		return config{
-			Mode: mode, Size: 1 << 30, Runs: 3, Tables: 8, BlobShare: 25,
+			Mode: mode, Size: 1 << 30, Runs: 5, TuneRuns: 3, Tables: 8, BlobShare: 25,
 			Out: filepath.Join(root, "docs", "benchmarks.md"), ChartDir: filepath.Join(root, "docs", "bench"),
 			SlotEvery: 10 * time.Second, Slots: 6, IdleSettle: 30 * time.Second, IdleWindow: 30 * time.Second,
 			StatusConfigs: 100, StatusRuns: 5, Timeout: 90 * time.Minute, ReadAhead: defaultReadAhead(),
@@ -80,7 +80,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.Mode, "mode", c.Mode, "full (writes docs/benchmarks.md and docs/bench/*.png) or small (CI; writes bin/bench-small.md)")
 	fs.Var(&size, "size", "approximate size of the dump, e.g. 1GiB, 200MiB")
 	fs.IntVar(&c.Runs, "runs", c.Runs, "runs per figure; the median is reported")
-	fs.IntVar(&c.TuneRuns, "tune-runs", 0, "runs per restic tuning setting (default: -runs)")
+	fs.IntVar(&c.TuneRuns, "tune-runs", c.TuneRuns, "runs per restic tuning setting (default: 3 in full mode, else -runs)")
 	fs.IntVar(&c.Tables, "tables", c.Tables, "sysbench-shaped tables")
 	fs.IntVar(&c.BlobShare, "blob-share", c.BlobShare, "percent of the dump in the BLOB table")
 	fs.StringVar(&c.Out, "out", c.Out, "markdown report")

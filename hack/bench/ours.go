@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
@@ -23,6 +24,8 @@ type oursRun struct {
 // watching the agent's processes, and reads the session's snapshot.
 func (b *bench) trigger(ctx context.Context, config string) (oursRun, error) {
 	agent := b.agents[abSrc]
+	// Earlier runs' writes reach the disk now, not during this one.
+	syscall.Sync()
 	stop := procWatch{agentPid: agent.Pid(), every: 25 * time.Millisecond}.start()
 	start := time.Now()
 	out, d, err := b.kubectl(ctx, sessionTO+time.Minute, "stash", "-n", ns, "trigger", config, "--wait", "--timeout", sessionTOs)
@@ -76,29 +79,44 @@ func (b *bench) measureBackups(ctx context.Context) error {
 		agentFlags.add(d)
 		b.logf("   a: %s plain, %s with the agent's flags", plain.Samples[i].Round(time.Millisecond), d.Round(time.Millisecond))
 
-		d, sum, peak, err := b.stashPipeline(ctx, b.localRepo("stash-pipeline"))
-		if err != nil {
-			return err
-		}
-		stash.add(d)
-		res.Data.DumpBytes = int64(sum.TotalBytesProcessed)
-		res.ResticStashPeak = max(res.ResticStashPeak, peak)
-		b.logf("   b: %s, %s dump, %s stored", d.Round(time.Millisecond), humanBytes(int64(sum.TotalBytesProcessed)), humanBytes(int64(sum.DataAddedPacked)))
-
-		for _, c := range []struct {
-			s      *series
-			config string
-			repo   repoLoc
-		}{{local, cfgLocal, b.localRepo(repoLocal)}, {s3, cfgS3, b.s3Repo(s3Prefix)}} {
-			if err := b.freshRepo(ctx, c.repo); err != nil {
-				return err
-			}
-			r, err := b.trigger(ctx, c.config)
+		pipeline := func() error {
+			d, sum, peak, err := b.stashPipeline(ctx, b.localRepo("stash-pipeline"))
 			if err != nil {
 				return err
 			}
-			c.s.add(r.d)
-			b.noteWatch("c", r)
+			stash.add(d)
+			res.Data.DumpBytes = int64(sum.TotalBytesProcessed)
+			res.ResticStashPeak = max(res.ResticStashPeak, peak)
+			b.logf("   b: %s, %s dump, %s stored", d.Round(time.Millisecond), humanBytes(int64(sum.TotalBytesProcessed)), humanBytes(int64(sum.DataAddedPacked)))
+			return nil
+		}
+		oursBackups := func() error {
+			for _, c := range []struct {
+				s      *series
+				config string
+				repo   repoLoc
+			}{{local, cfgLocal, b.localRepo(repoLocal)}, {s3, cfgS3, b.s3Repo(s3Prefix)}} {
+				if err := b.freshRepo(ctx, c.repo); err != nil {
+					return err
+				}
+				r, err := b.trigger(ctx, c.config)
+				if err != nil {
+					return err
+				}
+				c.s.add(r.d)
+				b.noteWatch("c", r)
+			}
+			return nil
+		}
+		// b and c swap places every round: neither always follows the other.
+		order := []func() error{pipeline, oursBackups}
+		if i%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, f := range order {
+			if err := f(); err != nil {
+				return err
+			}
 		}
 	}
 	for _, s := range []*series{plain, agentFlags, stash, local, s3} {

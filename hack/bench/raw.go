@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
@@ -52,6 +53,8 @@ func (b *bench) stashPipeline(ctx context.Context, l repoLoc) (time.Duration, *r
 	if err := b.freshRepo(ctx, l); err != nil {
 		return 0, nil, 0, err
 	}
+	// Earlier runs' writes reach the disk now, not during this one.
+	syscall.Sync()
 	ctx, cancel := context.WithTimeout(ctx, sessionTO)
 	defer cancel()
 	argv := b.dumpArgv()
