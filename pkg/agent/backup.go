@@ -184,7 +184,14 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 			a.markLocked(rr.URL, true)
 		}
 		if errors.Is(err, restic.ErrCommandFailed) {
-			return fmt.Errorf("mysqldump failed, so no snapshot was saved: %w", err)
+			why := dbFiles.ReadDumpLog(dbFiles.DumpLog())
+			if why == "" {
+				return fmt.Errorf("mysqldump failed, so no snapshot was saved: %w", err)
+			}
+			if kind := database.Classify(why); kind != nil {
+				err = dbError(ab, fmt.Errorf("%w: %w", kind, err))
+			}
+			return fmt.Errorf("mysqldump failed (%s), so no snapshot was saved: %w", why, err)
 		}
 		return repoErr(repo, err)
 	}

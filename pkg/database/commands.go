@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -49,8 +52,64 @@ func FindClient() (Client, error) {
 // the consistency flags, then the user's args.
 func (c Client) DumpArgv(f *Files, userArgs []string) []string {
 	argv := []string{c.Dump, "--defaults-extra-file=" + f.OptionFile}
+	if log := f.DumpLog(); log != "" {
+		argv = append(argv, "--log-error="+log)
+	}
 	argv = append(argv, consistentDumpArgs...)
 	return append(argv, userArgs...)
+}
+
+// DumpLog is where mysqldump writes its warnings and errors (--log-error),
+// in the private directory; "" without one. restic relays a command's
+// stderr only as far as it can before it exits, and the reason a dump
+// failed must reach the session.
+func (f *Files) DumpLog() string {
+	if f.Dir == "" {
+		return ""
+	}
+	return filepath.Join(f.Dir, "mysqldump.err")
+}
+
+// maxDumpError bounds what ReadDumpLog returns.
+const maxDumpError = 400
+
+// ReadDumpLog returns mysqldump's last error lines from path, joined into
+// one line and bounded, with the values of f's Env (the password) hidden;
+// "" when there are none.
+func (f *Files) ReadDumpLog(path string) string {
+	if path == "" {
+		return ""
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer fh.Close()
+	// The end of the file holds the error that stopped the dump.
+	if st, err := fh.Stat(); err == nil && st.Size() > 4096 {
+		_, _ = fh.Seek(st.Size()-4096, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(fh, 4096))
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(strings.ToValidUTF8(l, "?"))
+		if l != "" && !strings.HasPrefix(strings.ToLower(l), "warning") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 2 {
+		lines = lines[len(lines)-2:]
+	}
+	out := strings.Join(lines, "; ")
+	for _, kv := range f.Env {
+		if _, v, ok := strings.Cut(kv, "="); ok && len(v) > 3 {
+			out = strings.ReplaceAll(out, v, "***")
+		}
+	}
+	if len(out) > maxDumpError {
+		out = strings.ToValidUTF8(out[:maxDumpError], "") + "..."
+	}
+	return out
 }
 
 // LoadArgv is the mysql argv for a restore. --binary-mode keeps \0 and \r

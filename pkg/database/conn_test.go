@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseAddress(t *testing.T) {
@@ -65,5 +66,41 @@ func TestWriteFilesKeepsThePasswordOutOfFilesAndArgv(t *testing.T) {
 		if strings.Contains(a, c.Password) {
 			t.Errorf("the password is on the command line: %v", argv)
 		}
+	}
+}
+
+func TestReadDumpLog(t *testing.T) {
+	dir := t.TempDir()
+	f := &Files{Dir: dir, Env: []string{"MYSQL_PWD=s3cret-pass"}}
+	log := f.DumpLog()
+	if !strings.HasPrefix(log, dir+string(os.PathSeparator)) {
+		t.Fatalf("DumpLog() = %q, want a file in %s", log, dir)
+	}
+	if got := f.ReadDumpLog(log); got != "" {
+		t.Fatalf("no log: %q", got)
+	}
+	if got := (&Files{}).DumpLog(); got != "" {
+		t.Fatalf("DumpLog() without a directory = %q", got)
+	}
+	body := strings.Repeat("Warning: column statistics not supported\n", 200) +
+		"mysqldump: first error s3cret-pass\n\n" +
+		"mysqldump: Error 2013: Lost connection to server during query when dumping table `t1` at row: 7\n"
+	if err := os.WriteFile(log, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := f.ReadDumpLog(log)
+	want := "mysqldump: first error ***; mysqldump: Error 2013: Lost connection to server during query when dumping table `t1` at row: 7"
+	if got != want {
+		t.Fatalf("ReadDumpLog() =\n%q\nwant\n%q", got, want)
+	}
+	if err := os.WriteFile(log, []byte("mysqldump: "+strings.Repeat("é", 1000)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.ReadDumpLog(log); len(got) > maxDumpError+3 || !utf8.ValidString(got) {
+		t.Fatalf("a long error is not bounded to valid UTF-8: %d bytes", len(got))
+	}
+	argv := Client{Dump: "mysqldump"}.DumpArgv(f, nil)
+	if argv[1] != "--defaults-extra-file=" || argv[2] != "--log-error="+log {
+		t.Fatalf("argv = %q: the option file first, then the log", argv)
 	}
 }
