@@ -267,7 +267,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.setReady(true) // serving; leadership is not needed to be ready
 	for leCtx.Err() == nil {
-		le.Run(leCtx, lead) // returns when leadership is lost; campaign again
+		le.Run(leCtx, lead) // returns when the term ends; campaign again
+		// A term that ended at once (lead failed) must not spin.
+		select {
+		case <-leCtx.Done():
+		case <-time.After(le.RetryPeriod):
+		}
 	}
 	a.work.Wait()
 	a.log.Info("agent stopped")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent/election"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
@@ -163,9 +164,7 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	if errors.Is(err, restic.ErrRepoNotExist) {
 		// Two sessions (two configs sharing a repository) must not both
 		// init it: concurrent inits leave a config and keys that do not match.
-		unlock := a.lockRepoInit(rr.URL)
-		created, ierr := rr.Init(ctx) // checks again under the lock
-		unlock()
+		created, ierr := a.initRepo(ctx, repo, rr)
 		if ierr != nil {
 			run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, false, "InitFailed", repoErr(repo, ierr).Error())
 			return repoErr(repo, ierr)
@@ -219,6 +218,46 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		}
 	}
 	return nil
+}
+
+// initRepo initialises the repository once across every agent that uses
+// it. restic init is not safe against itself: two inits at once both pass
+// restic's checks, both write a key and a config, and the repository keeps
+// one config that the other key cannot open. So the agents take the
+// Repository's init Lease first (in its namespace), and whoever comes
+// second finds the repository there. Sessions of this agent queue on a
+// mutex before that.
+func (a *Agent) initRepo(ctx context.Context, repo *stashv1alpha1.Repository, rr *restic.Repo) (created bool, err error) {
+	unlock := a.lockRepoInit(rr.URL)
+	defer unlock()
+	leases := a.kube.Leases(repo.Namespace)
+	name := render.RepoInitLease(repo.Name)
+	if _, gerr := leases.Get(ctx, name); apierrors.IsForbidden(gerr) {
+		// A Role rendered by an older plugin: initialise as before.
+		a.log.Warn("cannot use the repository init Lease; run `kubectl stash create backupconfig` again to update the agent's Role", "lease", name, "namespace", repo.Namespace)
+		return rr.Init(ctx)
+	}
+	// A holder that died is taken over after a lease duration; the bound
+	// leaves room for that and for the holder's own init.
+	lctx, cancel := context.WithTimeout(ctx, 4*a.cfg.LeaseDuration+2*time.Minute)
+	defer cancel()
+	ran := false
+	e := &election.Elector{
+		Leases: leases, Namespace: repo.Namespace, Name: name, Identity: a.identity,
+		LeaseDuration: a.cfg.LeaseDuration, RenewDeadline: a.cfg.LeaseDuration * 2 / 3, RetryPeriod: a.cfg.LeaseDuration / 7,
+		Log: a.log,
+	}
+	e.Run(lctx, func(ctx context.Context) {
+		ran = true
+		created, err = rr.Init(ctx) // checks again under the Lease
+	})
+	if !ran {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, fmt.Errorf("could not take Lease %s/%s to initialise the repository: another agent holds it", repo.Namespace, name)
+	}
+	return created, err
 }
 
 // statsEvery bounds how often a repository's size and snapshot count are

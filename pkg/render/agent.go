@@ -65,6 +65,14 @@ type AgentInput struct {
 // would pass 63 characters are shortened with a hash, so they stay unique.
 func AgentName(appBinding string) string { return ShortName("stash-agent-"+appBinding, 63) }
 
+// RepoInitLease names the Lease, in a Repository's namespace, that every
+// agent using the Repository takes before it initialises it: two restic
+// inits at once both write a key and a config, and the repository is left
+// with a config that half of its keys cannot open.
+func RepoInitLease(repository string) string {
+	return ShortName("stash-repo-init-"+repository, 63)
+}
+
 // ShortName returns name, or a prefix of it plus a hash when it is longer than max.
 func ShortName(name string, max int) string {
 	if len(name) <= max {
@@ -143,10 +151,11 @@ func crossNamespace(in AgentInput, saName string, lbl map[string]string) []runti
 	name := ShortName("stash-agent-"+ab.Namespace+"-"+ab.Name, 63)
 	var out []runtime.Object
 	for _, ns := range namespaces {
-		repos, secrets := map[string]bool{}, map[string]bool{}
+		repos, secrets, initLeases := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		for _, r := range byNS[ns] {
 			repos[r.Name] = true
 			secrets[r.Spec.Backend.StorageSecretName] = true
+			initLeases[RepoInitLease(r.Name)] = true
 		}
 		om := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: copyMap(lbl)}
 		out = append(out,
@@ -157,6 +166,8 @@ func crossNamespace(in AgentInput, saName string, lbl map[string]string) []runti
 					{APIGroups: []string{stashv1alpha1.GroupVersion.Group}, Resources: []string{"repositories"}, ResourceNames: sortedKeys(repos), Verbs: []string{"get"}},
 					{APIGroups: []string{stashv1alpha1.GroupVersion.Group}, Resources: []string{"repositories/status"}, ResourceNames: sortedKeys(repos), Verbs: []string{"get", "update", "patch"}},
 					{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: sortedKeys(secrets), Verbs: []string{"get"}},
+					{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+					{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: sortedKeys(initLeases), Verbs: []string{"get", "update"}},
 				},
 			},
 			&rbacv1.RoleBinding{
@@ -176,10 +187,15 @@ func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, le
 	if ab.Spec.Secret != nil && ab.Spec.Secret.Name != "" {
 		secrets[ab.Spec.Secret.Name] = true
 	}
+	initLeases := map[string]bool{}
 	for _, r := range repos {
-		if r.Namespace == ab.Namespace && r.Spec.Backend.StorageSecretName != "" {
+		if r.Namespace != ab.Namespace && r.Namespace != "" {
+			continue
+		}
+		if r.Spec.Backend.StorageSecretName != "" {
 			secrets[r.Spec.Backend.StorageSecretName] = true
 		}
+		initLeases[RepoInitLease(r.Name)] = true
 	}
 	group := stashv1beta1.GroupVersion.Group
 	rules := []rbacv1.PolicyRule{
@@ -189,7 +205,7 @@ func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, le
 		{APIGroups: []string{appcatalog.GroupVersion.Group}, Resources: []string{"appbindings"}, ResourceNames: []string{ab.Name}, Verbs: []string{"get", "watch", "list"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{leaseName}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: append([]string{leaseName}, sortedKeys(initLeases)...), Verbs: []string{"get", "update"}},
 	}
 	if len(secrets) > 0 {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: sortedKeys(secrets), Verbs: []string{"get"}})

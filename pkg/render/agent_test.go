@@ -31,6 +31,9 @@ func TestAgentObjectsAreLeastPrivilegeAndRestricted(t *testing.T) {
 			if res == "appbindings" && strings.Join(r.ResourceNames, ",") != "db" {
 				t.Errorf("appbindings not limited to the target: %v", r.ResourceNames)
 			}
+			if res == "leases" && len(r.ResourceNames) > 0 && strings.Join(r.ResourceNames, ",") != "stash-agent-db,stash-repo-init-r" {
+				t.Errorf("leases are not granted by exactly their names (election, repository init): %v", r.ResourceNames)
+			}
 		}
 		for _, v := range r.Verbs {
 			if v == "*" {
@@ -57,5 +60,48 @@ func TestNamesStayWithin63(t *testing.T) {
 	n := AgentName(long)
 	if len(n) > 63 || AgentName(long) != n || AgentName(long+"b") == n {
 		t.Errorf("AgentName(%d chars) = %q (%d)", len(long), n, len(n))
+	}
+}
+
+// A Repository in another namespace: the agent reads it and its Secret,
+// and takes its init Lease there, by name.
+func TestCrossNamespaceRepositoryRole(t *testing.T) {
+	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}}
+	repo := &stashv1alpha1.Repository{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: "backups"},
+		Spec: stashv1alpha1.RepositorySpec{Backend: stashv1alpha1.Backend{StorageSecretName: "creds", S3: &stashv1alpha1.S3Spec{}}}}
+	objs, err := AgentObjects(AgentInput{AppBinding: ab, Repositories: []*stashv1alpha1.Repository{repo}, Image: "img:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var role *rbacv1.Role
+	for _, o := range objs {
+		if r, ok := o.(*rbacv1.Role); ok && r.Namespace == "backups" {
+			role = r
+		}
+	}
+	if role == nil {
+		t.Fatal("no Role in the Repository's namespace")
+	}
+	grants := map[string]bool{}
+	for _, r := range role.Rules {
+		for _, res := range r.Resources {
+			for _, v := range r.Verbs {
+				grants[res+" "+v+" "+strings.Join(r.ResourceNames, ",")] = true
+			}
+		}
+	}
+	for _, want := range []string{"repositories get shared", "secrets get creds", "leases create ", "leases get stash-repo-init-shared", "leases update stash-repo-init-shared"} {
+		if !grants[want] {
+			t.Errorf("the Role lacks %q: %v", want, grants)
+		}
+	}
+	if len(grants) != 8 {
+		t.Errorf("the Role grants %d things, want 8: %v", len(grants), grants)
+	}
+	own := objs[1].(*rbacv1.Role)
+	for _, r := range own.Rules {
+		if strings.Contains(strings.Join(r.ResourceNames, ","), "stash-repo-init-shared") {
+			t.Errorf("the agent's own Role names another namespace's Lease: %+v", r)
+		}
 	}
 }

@@ -389,3 +389,49 @@ func TestTimeoutStopsHangingDump(t *testing.T) {
 		t.Errorf("%d restic locks left after the timeOut", len(locks))
 	}
 }
+
+// TestTwoAgentsInitOneRepository: two databases back up into one new
+// Repository at the same moment. restic init is not safe against itself
+// (both would write a key and a config), so the agents take the
+// Repository's init Lease: one initialises, the other finds the repository,
+// and it ends with one key, both snapshots and a clean check.
+func TestTwoAgentsInitOneRepository(t *testing.T) {
+	f := newBackupFixture(t, "sharedinit-e2e", s.env.MariaDBs[1])
+	ns := f.ns
+	dir := t.TempDir()
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "appbinding", "db2", "--url", fmt.Sprintf("tcp(%s)/", f.db.Addr()), "--secret", "db-auth", "--type", "mariadb", "--version", "10.11"), "second appbinding")
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	for _, c := range [][2]string{{"one", "db"}, {"two", "db2"}} {
+		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", c[0], "--target", "appbinding/"+c[1], "--repository", "repo",
+			"--param", "args=--databases shop"), "backupconfig "+c[0])
+	}
+	startAgent(t, ns, "db")
+	startAgent(t, ns, "db2")
+	// Both sessions first, so that both agents find no repository at once.
+	var names []string
+	for _, c := range []string{"one", "two"} {
+		r := kubectl(t, "", "stash", "-n", ns, "trigger", c)
+		mustOK(t, r, "trigger "+c)
+		names = append(names, createdName(r.stdout))
+	}
+	for _, name := range names {
+		bs := waitPhase(t, f, name, 2*time.Minute, stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionFailed)
+		if bs.Status.Phase != stashv1beta1.BackupSessionSucceeded {
+			t.Fatalf("session %s: %s: %s", name, bs.Status.Phase, bs.Status.Message)
+		}
+	}
+	keys := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", dir, "--no-cache", "key", "list", "--json")
+	keys.Env = append(os.Environ(), "RESTIC_PASSWORD="+f.repoPass)
+	out, err := keys.Output()
+	if err != nil {
+		t.Fatalf("restic key list: %v", err)
+	}
+	if n := strings.Count(string(out), `"id":`); n != 1 {
+		t.Fatalf("the repository has %d keys, want 1 (two inits raced):\n%s", n, out)
+	}
+	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 2 {
+		t.Fatalf("%d snapshots, want 2", n)
+	}
+	resticCheck(t, dir, f.repoPass)
+}

@@ -48,8 +48,9 @@ type Elector struct {
 
 // Run campaigns until ctx ends. While leading it runs lead with a context
 // that ends when leadership is lost (or ctx ends), and waits for lead to
-// return. It returns after one term, or when ctx ends, having released the
-// Lease if it held it.
+// return. It returns after one term (lead returned, or leadership was
+// lost) or when ctx ends, having released the Lease if it still held it:
+// a leader whose work stopped must not keep others waiting.
 func (e *Elector) Run(ctx context.Context, lead func(context.Context)) {
 	if e.Clock == nil {
 		e.Clock = time.Now
@@ -64,14 +65,13 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context)) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer cancel() // the term ends with lead
 		lead(leadCtx)
 	}()
 	e.renew(leadCtx)
 	cancel()
 	<-done
-	if ctx.Err() != nil {
-		e.release()
-	}
+	e.release()
 }
 
 // acquire tries every RetryPeriod until it holds the Lease or ctx ends.

@@ -205,3 +205,44 @@ func TestRaceForANewLease(t *testing.T) {
 		}
 	}
 }
+
+// A term ends when lead returns, and the Lease is released at once: Run
+// serves as a lock across processes (the agents' repository init).
+func TestRunAsALock(t *testing.T) {
+	m := &memLeases{}
+	var inside, most, runs atomic.Int32
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			elector(m, "r"+strconv.Itoa(i)).Run(ctx, func(context.Context) {
+				n := inside.Add(1)
+				for {
+					old := most.Load()
+					if n <= old || most.CompareAndSwap(old, n) {
+						break
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+				inside.Add(-1)
+				runs.Add(1)
+			})
+		}()
+	}
+	wg.Wait()
+	if runs.Load() != 4 || most.Load() != 1 {
+		t.Fatalf("%d runs, at most %d at once; want 4 runs, one at a time", runs.Load(), most.Load())
+	}
+	// Nobody waited for a Lease to expire: each term released it.
+	if took := time.Since(begin); took > 4*lease {
+		t.Errorf("4 short terms took %s; want well under 4 leases (%s)", took, 4*lease)
+	}
+	l, _ := m.Get(context.Background(), "agent")
+	if l.Spec.HolderIdentity != nil {
+		t.Errorf("the Lease is still held by %s", *l.Spec.HolderIdentity)
+	}
+}
