@@ -247,9 +247,13 @@ func (a *Agent) initRepo(ctx context.Context, repo *stashv1alpha1.Repository, rr
 		LeaseDuration: a.cfg.LeaseDuration, RenewDeadline: a.cfg.LeaseDuration * 2 / 3, RetryPeriod: a.cfg.LeaseDuration / 7,
 		Log: a.log,
 	}
-	e.Run(lctx, func(ctx context.Context) {
+	e.Run(lctx, func(context.Context) {
 		ran = true
-		created, err = rr.Init(ctx) // checks again under the Lease
+		// Checks again under the Lease. It runs on the session's context,
+		// not the term's: an init cut short between its key and its config
+		// leaves a repository that needs repair by hand, while a Lease lost
+		// in the second an init takes rarely meets another init.
+		created, err = rr.Init(ctx)
 	})
 	if !ran {
 		if ctx.Err() != nil {
