@@ -103,6 +103,18 @@ func (a *Agent) mayBeLocked(url string) bool {
 	return a.locked[url]
 }
 
+// elector campaigns for the Lease name in namespace as this agent, with
+// the timings of its leader election.
+func (a *Agent) elector(namespace, name string) *election.Elector {
+	return &election.Elector{
+		Leases: a.kube.Leases(namespace), Namespace: namespace, Name: name, Identity: a.identity,
+		LeaseDuration: a.cfg.LeaseDuration,
+		RenewDeadline: a.cfg.LeaseDuration * 2 / 3,
+		RetryPeriod:   a.cfg.LeaseDuration / 7,
+		Log:           a.log,
+	}
+}
+
 // lockRepoInit serialises the initialisation of one repository.
 func (a *Agent) lockRepoInit(url string) (unlock func()) {
 	a.mu.Lock()
@@ -251,13 +263,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent starting", "namespace", a.cfg.Namespace, "appbinding", a.cfg.AppBinding, "identity", a.identity, "listen", ln.Addr().String())
 
-	le := &election.Elector{
-		Leases: a.kube.Leases(a.cfg.Namespace), Namespace: a.cfg.Namespace, Name: a.cfg.LeaseName, Identity: a.identity,
-		LeaseDuration: a.cfg.LeaseDuration,
-		RenewDeadline: a.cfg.LeaseDuration * 2 / 3,
-		RetryPeriod:   a.cfg.LeaseDuration / 7,
-		Log:           a.log,
-	}
+	le := a.elector(a.cfg.Namespace, a.cfg.LeaseName)
 	lead := func(ctx context.Context) {
 		a.log.Info("leading", "lease", a.cfg.LeaseName)
 		if err := a.lead(ctx); err != nil && ctx.Err() == nil {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/agent/election"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
@@ -183,7 +182,7 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 			a.markLocked(rr.URL, true)
 		}
 		if errors.Is(err, restic.ErrCommandFailed) {
-			why := dbFiles.ReadDumpLog(dbFiles.DumpLog())
+			why := dbFiles.DumpError()
 			if why == "" {
 				return fmt.Errorf("mysqldump failed, so no snapshot was saved: %w", err)
 			}
@@ -230,9 +229,8 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 func (a *Agent) initRepo(ctx context.Context, repo *stashv1alpha1.Repository, rr *restic.Repo) (created bool, err error) {
 	unlock := a.lockRepoInit(rr.URL)
 	defer unlock()
-	leases := a.kube.Leases(repo.Namespace)
 	name := render.RepoInitLease(repo.Name)
-	if _, gerr := leases.Get(ctx, name); apierrors.IsForbidden(gerr) {
+	if _, gerr := a.kube.Leases(repo.Namespace).Get(ctx, name); apierrors.IsForbidden(gerr) {
 		// A Role rendered by an older plugin: initialise as before.
 		a.log.Warn("cannot use the repository init Lease; run `kubectl stash create backupconfig` again to update the agent's Role", "lease", name, "namespace", repo.Namespace)
 		return rr.Init(ctx)
@@ -242,12 +240,7 @@ func (a *Agent) initRepo(ctx context.Context, repo *stashv1alpha1.Repository, rr
 	lctx, cancel := context.WithTimeout(ctx, 4*a.cfg.LeaseDuration+2*time.Minute)
 	defer cancel()
 	ran := false
-	e := &election.Elector{
-		Leases: leases, Namespace: repo.Namespace, Name: name, Identity: a.identity,
-		LeaseDuration: a.cfg.LeaseDuration, RenewDeadline: a.cfg.LeaseDuration * 2 / 3, RetryPeriod: a.cfg.LeaseDuration / 7,
-		Log: a.log,
-	}
-	e.Run(lctx, func(context.Context) {
+	a.elector(repo.Namespace, name).Run(lctx, func(context.Context) {
 		ran = true
 		// Checks again under the Lease. It runs on the session's context,
 		// not the term's: an init cut short between its key and its config

@@ -70,13 +70,14 @@ func (f *Files) DumpLog() string {
 	return filepath.Join(f.Dir, "mysqldump.err")
 }
 
-// maxDumpError bounds what ReadDumpLog returns.
+// maxDumpError bounds what DumpError returns.
 const maxDumpError = 400
 
-// ReadDumpLog returns mysqldump's last error lines from path, joined into
+// DumpError returns mysqldump's last error lines from DumpLog, joined into
 // one line and bounded, with the values of f's Env (the password) hidden;
 // "" when there are none.
-func (f *Files) ReadDumpLog(path string) string {
+func (f *Files) DumpError() string {
+	path := f.DumpLog()
 	if path == "" {
 		return ""
 	}

@@ -69,14 +69,14 @@ func TestWriteFilesKeepsThePasswordOutOfFilesAndArgv(t *testing.T) {
 	}
 }
 
-func TestReadDumpLog(t *testing.T) {
+func TestDumpError(t *testing.T) {
 	dir := t.TempDir()
 	f := &Files{Dir: dir, Env: []string{"MYSQL_PWD=s3cret-pass"}}
 	log := f.DumpLog()
 	if !strings.HasPrefix(log, dir+string(os.PathSeparator)) {
 		t.Fatalf("DumpLog() = %q, want a file in %s", log, dir)
 	}
-	if got := f.ReadDumpLog(log); got != "" {
+	if got := f.DumpError(); got != "" {
 		t.Fatalf("no log: %q", got)
 	}
 	if got := (&Files{}).DumpLog(); got != "" {
@@ -88,15 +88,15 @@ func TestReadDumpLog(t *testing.T) {
 	if err := os.WriteFile(log, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got := f.ReadDumpLog(log)
+	got := f.DumpError()
 	want := "mysqldump: first error ***; mysqldump: Error 2013: Lost connection to server during query when dumping table `t1` at row: 7"
 	if got != want {
-		t.Fatalf("ReadDumpLog() =\n%q\nwant\n%q", got, want)
+		t.Fatalf("DumpError() =\n%q\nwant\n%q", got, want)
 	}
 	if err := os.WriteFile(log, []byte("mysqldump: "+strings.Repeat("é", 1000)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.ReadDumpLog(log); len(got) > maxDumpError+3 || !utf8.ValidString(got) {
+	if got := f.DumpError(); len(got) > maxDumpError+3 || !utf8.ValidString(got) {
 		t.Fatalf("a long error is not bounded to valid UTF-8: %d bytes", len(got))
 	}
 	argv := Client{Dump: "mysqldump"}.DumpArgv(f, nil)

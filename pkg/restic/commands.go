@@ -275,13 +275,7 @@ func (r *Repo) Dump(ctx context.Context, snapshot, filename string, w io.Writer)
 	if snapshot == "" || filename == "" {
 		return errors.New("restic dump: snapshot and filename are required")
 	}
-	ew := &errWriter{w: w}
-	err := r.run(ctx, "dump", []string{"dump", "--", snapshot, filename}, nil, ew)
-	if ew.err != nil {
-		// restic failed because w did; that is the cause worth reporting.
-		return fmt.Errorf("restic dump: write: %w", ew.err)
-	}
-	return err
+	return r.dump(ctx, []string{"dump", "--", snapshot, filename}, w)
 }
 
 // DumpTar writes dir of snapshot to w as a tar archive; "/" is the whole
@@ -290,8 +284,14 @@ func (r *Repo) DumpTar(ctx context.Context, snapshot, dir string, w io.Writer) e
 	if snapshot == "" || dir == "" {
 		return errors.New("restic dump: snapshot and dir are required")
 	}
+	return r.dump(ctx, []string{"dump", "--archive=tar", "--", snapshot, dir}, w)
+}
+
+// dump runs restic dump with args into w; when w failed, w's error is the
+// cause worth reporting.
+func (r *Repo) dump(ctx context.Context, args []string, w io.Writer) error {
 	ew := &errWriter{w: w}
-	err := r.run(ctx, "dump", []string{"dump", "--archive=tar", "--", snapshot, dir}, nil, ew)
+	err := r.run(ctx, "dump", args, nil, ew)
 	if ew.err != nil {
 		return fmt.Errorf("restic dump: write: %w", ew.err)
 	}
