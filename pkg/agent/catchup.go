@@ -29,9 +29,12 @@ func (a *Agent) catchUp(ctx context.Context) {
 			continue
 		}
 		since := a.lastActivity(t, bc)
+		// The newest slot up to now, even one that passed a moment ago: the
+		// scheduler only fires slots after the config joins it, which is
+		// after this. If it fires the same slot, the shared name keeps it
+		// to one session.
 		slot, ok := spec.Prev(now, since)
-		// A slot in the last second is the scheduler's to fire.
-		if !ok || now.Sub(slot) < time.Second {
+		if !ok {
 			continue
 		}
 		bs := session.NewBackup(bc, schedule.SessionName(bc.Name, slot))
