@@ -77,8 +77,9 @@ type Agent struct {
 	running  map[string]string // config (or "restore/"+name) -> running session
 	ready    bool
 	draining bool
-	// inits holds a lock per repository URL being initialised.
-	inits map[string]*sync.Mutex
+	// inits holds a lock per repository URL being initialised: a channel
+	// with room for one, so a waiter can give up when its context ends.
+	inits map[string]chan struct{}
 	// when each repository's stats were last read, by restic URL.
 	repos map[string]repoStats
 	// locked marks repositories where a restic run was cut short and may
@@ -115,17 +116,23 @@ func (a *Agent) elector(namespace, name string) *election.Elector {
 	}
 }
 
-// lockRepoInit serialises the initialisation of one repository.
-func (a *Agent) lockRepoInit(url string) (unlock func()) {
+// lockRepoInit serialises the initialisation of one repository. It gives
+// up when ctx ends, so a session queued behind another's init cannot hold
+// shutdown past its grace.
+func (a *Agent) lockRepoInit(ctx context.Context, url string) (unlock func(), err error) {
 	a.mu.Lock()
-	m, ok := a.inits[url]
+	l, ok := a.inits[url]
 	if !ok {
-		m = &sync.Mutex{}
-		a.inits[url] = m
+		l = make(chan struct{}, 1)
+		a.inits[url] = l
 	}
 	a.mu.Unlock()
-	m.Lock()
-	return m.Unlock
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // repoStats are a repository's size and snapshot count as last known.
@@ -221,7 +228,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		metrics:  metrics.NewStore(),
 		running:  map[string]string{},
 		repos:    map[string]repoStats{},
-		inits:    map[string]*sync.Mutex{},
+		inits:    map[string]chan struct{}{},
 		locked:   map[string]bool{},
 		workCtx:  context.Background(),
 	}, nil

@@ -227,7 +227,10 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 // second finds the repository there. Sessions of this agent queue on a
 // mutex before that.
 func (a *Agent) initRepo(ctx context.Context, repo *stashv1alpha1.Repository, rr *restic.Repo) (created bool, err error) {
-	unlock := a.lockRepoInit(rr.URL)
+	unlock, err := a.lockRepoInit(ctx, rr.URL)
+	if err != nil {
+		return false, err
+	}
 	defer unlock()
 	name := render.RepoInitLease(repo.Name)
 	if _, gerr := a.kube.Leases(repo.Namespace).Get(ctx, name); apierrors.IsForbidden(gerr) {
