@@ -316,21 +316,11 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 			run.cond(stashv1beta1.ConditionDeadlineExceeded, true, "DeadlineExceeded", msg)
 		}
 	} else {
-		msg = fmt.Sprintf("snapshot %s saved (%s processed, %s uploaded) in %s", shortID(run.snapshot), session.HumanBytes(int64(run.summary.TotalBytesProcessed)), session.HumanBytes(int64(run.summary.DataAddedPacked)), dur)
+		msg = savedMessage(run.summary, dur)
 	}
-	stats := stashv1beta1.HostBackupStats{Hostname: BackupHost, Phase: hostPhase, Duration: dur.String()}
+	stats := a.hostStats(run.summary, hostPhase, dur)
 	if err != nil {
 		stats.Error = msg
-	}
-	if s := run.summary; s != nil {
-		total := int64(s.TotalFilesProcessed)
-		nw, mod, un := int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
-		stats.Snapshots = []stashv1beta1.SnapshotStats{{
-			Name: s.SnapshotID, Path: "/" + safeFileName(a.cfg.AppBinding) + ".sql",
-			TotalSize: session.HumanBytes(int64(s.TotalBytesProcessed)), Uploaded: session.HumanBytes(int64(s.DataAddedPacked)),
-			ProcessingTime: (time.Duration(s.TotalDuration * float64(time.Second))).Round(time.Millisecond).String(),
-			FileStats:      stashv1beta1.FileStats{TotalFiles: &total, NewFiles: &nw, ModifiedFiles: &mod, UnmodifiedFiles: &un},
-		}}
 	}
 	ref := run.bc.Spec.Target.Ref
 	uerr := a.finalSessionStatus(ctx, run.bs.Name, func(s *stashv1beta1.BackupSession) {
@@ -386,6 +376,26 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 	} else if n > 0 {
 		log.Info("trimmed session history", "deleted", n)
 	}
+}
+
+func savedMessage(s *restic.Summary, dur time.Duration) string {
+	return fmt.Sprintf("snapshot %s saved (%s processed, %s uploaded) in %s", shortID(s.SnapshotID), session.HumanBytes(int64(s.TotalBytesProcessed)), session.HumanBytes(int64(s.DataAddedPacked)), dur)
+}
+
+// hostStats is the host's entry in a session's status; s may be nil.
+func (a *Agent) hostStats(s *restic.Summary, phase stashv1beta1.HostPhase, dur time.Duration) stashv1beta1.HostBackupStats {
+	stats := stashv1beta1.HostBackupStats{Hostname: BackupHost, Phase: phase, Duration: dur.String()}
+	if s != nil {
+		total := int64(s.TotalFilesProcessed)
+		nw, mod, un := int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
+		stats.Snapshots = []stashv1beta1.SnapshotStats{{
+			Name: s.SnapshotID, Path: "/" + safeFileName(a.cfg.AppBinding) + ".sql",
+			TotalSize: session.HumanBytes(int64(s.TotalBytesProcessed)), Uploaded: session.HumanBytes(int64(s.DataAddedPacked)),
+			ProcessingTime: (time.Duration(s.TotalDuration * float64(time.Second))).Round(time.Millisecond).String(),
+			FileStats:      stashv1beta1.FileStats{TotalFiles: &total, NewFiles: &nw, ModifiedFiles: &mod, UnmodifiedFiles: &un},
+		}}
+	}
+	return stats
 }
 
 func (a *Agent) common(bc *stashv1beta1.BackupConfiguration) metrics.Common {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -13,11 +14,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
 
@@ -240,10 +243,19 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 		if bs.Status.Phase != stashv1beta1.BackupSessionRunning || bs.Status.ClaimedBy == a.identity {
 			continue
 		}
-		if _, ok := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name); !ok {
+		bc, ok := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name)
+		if !ok {
+			continue
+		}
+		saved, lerr := a.inspectOrphan(ctx, bc, bs.Name)
+		if saved != nil {
+			a.recoverSaved(ctx, bc, bs, saved)
 			continue
 		}
 		msg := fmt.Sprintf("the agent %s running this session stopped before it finished; the backup did not complete and left no snapshot", bs.Status.ClaimedBy)
+		if lerr != nil {
+			msg = fmt.Sprintf("the agent %s running this session stopped before it finished; whether it saved a snapshot is unknown (%v)", bs.Status.ClaimedBy, lerr)
+		}
 		err := a.finalSessionStatus(ctx, bs.Name, func(s *stashv1beta1.BackupSession) {
 			now := metav1.NewTime(a.clock())
 			s.Status.Phase = stashv1beta1.BackupSessionFailed
@@ -253,26 +265,84 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 		})
 		if err == nil {
 			a.event(ctx, bs, corev1.EventTypeWarning, "BackupDisrupted", msg)
-			bc, _ := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name)
-			a.removeStaleLocks(ctx, bc)
 			a.scheduleRetry(ctx, bc, bs, fmt.Errorf("disrupted"))
 		}
 	}
 }
 
-// removeStaleLocks runs `restic unlock` without --remove-all: restic removes
-// only locks it can prove stale (this host, process gone; or too old).
-func (a *Agent) removeStaleLocks(ctx context.Context, bc *stashv1beta1.BackupConfiguration) {
+// orphanInspectTimeout bounds the restic runs spent on one orphan, so an
+// unreachable backend cannot hold up the agent's start for long.
+const orphanInspectTimeout = 2 * time.Minute
+
+// inspectOrphan removes the locks a stopped agent left (restic removes only
+// those it can prove stale) and finds the snapshot the session saved, if it
+// got that far: restic saves a snapshot only after the dump ended well, and
+// an agent can be killed between that and writing the status.
+func (a *Agent) inspectOrphan(ctx context.Context, bc *stashv1beta1.BackupConfiguration, session string) (*restic.Snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, orphanInspectTimeout)
+	defer cancel()
 	repo, rr, cleanup, err := a.openRepo(ctx, bc.Spec.Repository, false)
 	if err != nil {
-		return
+		return nil, err
 	}
 	defer cleanup()
 	if err := rr.Unlock(ctx, false); err != nil {
 		a.log.Warn("could not remove stale locks", "repository", repo.Name, "err", err)
+	} else {
+		a.log.Info("removed stale locks", "repository", repo.Name)
+	}
+	snaps, err := rr.Snapshots(ctx, BackupHost, []string{"session=" + session})
+	switch {
+	case errors.Is(err, restic.ErrRepoNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("listing the snapshots of Repository %s: %w", repo.Name, err)
+	case len(snaps) == 0:
+		return nil, nil
+	}
+	return &snaps[len(snaps)-1], nil
+}
+
+// recoverSaved records a session whose agent stopped after restic saved
+// its snapshot: the backup is there, so the session Succeeded and is not
+// retried. Retention and the Repository's status catch up at the next
+// backup.
+func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession, snap *restic.Snapshot) {
+	sum := snap.BackupSummary()
+	if sum == nil {
+		sum = &restic.Summary{SnapshotID: snap.ID, BackupStart: snap.Time, BackupEnd: snap.Time}
+	}
+	end := sum.BackupEnd
+	start := end
+	if bs.Status.StartTime != nil {
+		start = bs.Status.StartTime.Time
+	}
+	dur := end.Sub(start).Round(time.Second)
+	msg := fmt.Sprintf("%s; the agent %s stopped before recording it, so retention runs with the next backup", savedMessage(sum, dur), bs.Status.ClaimedBy)
+	stats := a.hostStats(sum, stashv1beta1.HostSucceeded, dur)
+	err := a.finalSessionStatus(ctx, bs.Name, func(s *stashv1beta1.BackupSession) {
+		now := metav1.NewTime(end)
+		s.Status.Phase = stashv1beta1.BackupSessionSucceeded
+		s.Status.SessionDuration = dur.String()
+		s.Status.CompletionTime = &now
+		s.Status.Message = msg
+		s.Status.Targets = []stashv1beta1.BackupTargetStatus{{
+			Ref: bc.Spec.Target.Ref, TotalHosts: ptr.To[int32](1), Phase: stashv1beta1.TargetPhase(stashv1beta1.HostSucceeded),
+			Stats: []stashv1beta1.HostBackupStats{stats},
+		}}
+	})
+	if err != nil {
+		a.log.Error("could not record a stopped agent's saved snapshot", "session", bs.Name, "err", err)
 		return
 	}
-	a.log.Info("removed stale locks", "repository", repo.Name)
+	a.log.Info("a stopped agent's session had saved its snapshot", "session", bs.Name, "snapshot", shortID(snap.ID))
+	_ = a.updateConfigStatus(ctx, bc.Name, func(c *stashv1beta1.BackupConfiguration) {
+		if c.Status.LastSuccessTime == nil || c.Status.LastSuccessTime.Time.Before(end) {
+			c.Status.LastSuccessfulSession = bs.Name
+			c.Status.LastSuccessTime = &metav1.Time{Time: end}
+		}
+	})
+	a.event(ctx, bs, corev1.EventTypeNormal, "BackupSessionSucceeded", msg)
 }
 
 // updateStatus re-reads an object and writes its status, retrying on

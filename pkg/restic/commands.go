@@ -162,6 +162,22 @@ type SnapshotSummary struct {
 	TotalBytesProcessed uint64    `json:"total_bytes_processed"`
 }
 
+// BackupSummary is the summary restic printed when it saved the snapshot,
+// rebuilt from the copy stored in it; nil for snapshots of restic < 0.17.
+func (s Snapshot) BackupSummary() *Summary {
+	m := s.Summary
+	if m == nil {
+		return nil
+	}
+	return &Summary{
+		SnapshotID: s.ID, FilesNew: m.FilesNew, FilesChanged: m.FilesChanged, FilesUnmodified: m.FilesUnmodified,
+		DirsNew: m.DirsNew, DirsChanged: m.DirsChanged, DirsUnmodified: m.DirsUnmodified,
+		DataBlobs: m.DataBlobs, TreeBlobs: m.TreeBlobs, DataAdded: m.DataAdded, DataAddedPacked: m.DataAddedPacked,
+		TotalFilesProcessed: m.TotalFilesProcessed, TotalBytesProcessed: m.TotalBytesProcessed,
+		TotalDuration: m.BackupEnd.Sub(m.BackupStart).Seconds(), BackupStart: m.BackupStart, BackupEnd: m.BackupEnd,
+	}
+}
+
 // Snapshots lists snapshots, oldest first. host filters when set; tags
 // filters to snapshots carrying all of them.
 func (r *Repo) Snapshots(ctx context.Context, host string, tags []string) ([]Snapshot, error) {

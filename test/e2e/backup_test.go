@@ -256,9 +256,10 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 		mustOK(t, r, "trigger")
 		var pid int
 		eventually(t, 60*time.Second, "a running mysqldump", func() bool {
-			pid = findProcess("mysqldump", "--databases")
+			// This agent's dump: the soak's agent dumps on the same machine.
+			pid = findProcess("mysqldump", agent.Scratch)
 			if pid == 0 {
-				pid = findProcess("mariadb-dump", "--databases")
+				pid = findProcess("mariadb-dump", agent.Scratch)
 			}
 			return pid > 0
 		})
@@ -328,7 +329,7 @@ func TestScheduleCreatesSessionsAndPauseStopsThem(t *testing.T) {
 		}
 		return len(l.Items), succeeded
 	}
-	eventually(t, 40*time.Second, "two scheduled sessions to succeed", func() bool { _, ok := count(); return ok >= 2 })
+	eventually(t, 90*time.Second, "two scheduled sessions to succeed", func() bool { _, ok := count(); return ok >= 2 })
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "pause", "backupconfig", "every5"), "pause")
 	time.Sleep(2 * time.Second) // the agent sees the change
 	n1, _ := count()

@@ -227,6 +227,63 @@ func logHas(path, needle string) bool {
 // killContainer SIGKILLs an agent and everything it started, as killing its
 // container would: restic runs in its own process group, so it is found by
 // the agent's scratch directory in its argv.
+// TestAgentKilledAfterSnapshot: an agent killed after restic saved the
+// snapshot but before it wrote the session's status. The next agent finds
+// the snapshot by the session's tag: the session Succeeded, with no retry
+// and no second snapshot.
+func TestAgentKilledAfterSnapshot(t *testing.T) {
+	f := newBackupFixture(t, "killsaved-e2e", s.env.MariaDBs[1])
+	ns := f.ns
+	ctx := context.Background()
+	dir := t.TempDir()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	// Retention with prune runs restic twice after the snapshot is saved:
+	// the window the kill lands in.
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "saved", "--target", "appbinding/db", "--repository", "repo",
+		"--param", "args=--databases inventory", "--keep-last", "5", "--prune", "--max-retry", "1", "--retry-delay", "1s"), "bc")
+	first := startAgent(t, ns, "db")
+	r := kubectl(t, "", "stash", "-n", ns, "trigger", "saved")
+	mustOK(t, r, "trigger")
+	name := createdName(r.stdout)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !logHas(first.LogPath, `"msg":"snapshot saved"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the snapshot to be saved")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	killContainer(first)
+	bs, err := f.st.BackupSessions(ns).Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bs.Status.Phase != stashv1beta1.BackupSessionRunning {
+		t.Fatalf("session %s is %s after the kill; the kill came too late to test this", name, bs.Status.Phase)
+	}
+
+	startAgent(t, ns, "db")
+	bs = waitPhase(t, f, name, time.Minute, stashv1beta1.BackupSessionSucceeded, stashv1beta1.BackupSessionFailed)
+	if bs.Status.Phase != stashv1beta1.BackupSessionSucceeded || !strings.Contains(bs.Status.Message, "stopped before recording it") {
+		t.Fatalf("session %s is %s: %q", name, bs.Status.Phase, bs.Status.Message)
+	}
+	if st := bs.Status.Targets; len(st) != 1 || len(st[0].Stats) != 1 || len(st[0].Stats[0].Snapshots) != 1 || st[0].Stats[0].Snapshots[0].Name == "" {
+		t.Errorf("recovered session has no snapshot in its status: %+v", st)
+	}
+	bc, err := f.st.BackupConfigurations(ns).Get(ctx, "saved")
+	if err != nil || bc.Status.LastSuccessfulSession != name {
+		t.Errorf("config's last successful session = %q (err %v), want %s", bc.Status.LastSuccessfulSession, err, name)
+	}
+	time.Sleep(3 * time.Second) // a retry would have been created by now (--retry-delay 1s)
+	if _, err := f.st.BackupSessions(ns).Get(ctx, name+"-retry-1"); err == nil {
+		t.Errorf("a session that saved its snapshot was retried")
+	}
+	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 1 {
+		t.Errorf("%d snapshots, want 1", n)
+	}
+	resticCheck(t, dir, f.repoPass)
+}
+
 func killContainer(p *testenv.AgentProcess) {
 	p.Kill()
 	for i := 0; i < 10; i++ {
