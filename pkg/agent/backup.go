@@ -45,8 +45,9 @@ type backupRun struct {
 	pre      []string
 	post     []string
 	snapshot string
-	// after runs once the session's status is written; it owns the
-	// repository's cleanup when set.
+	// after runs once the session's status is written and the config is
+	// free for its next session; it owns the repository's cleanup when
+	// backup set it.
 	after func(context.Context)
 }
 
@@ -370,11 +371,20 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 		res.FilesTotal, res.FilesNew, res.FilesModified, res.FilesUnmodified = int64(s.TotalFilesProcessed), int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
 	}
 	a.metrics.SetBackup(res)
-	a.push(ctx, run.bc, metrics.BackupRegistry(res))
-	if n, err := a.trimHistory(ctx, run.bc); err != nil {
-		log.Error("could not trim session history", "err", err.Error())
-	} else if n > 0 {
-		log.Info("trimmed session history", "deleted", n)
+	// The push (up to 30 s against a slow Pushgateway) and the history trim
+	// run after the config's next slot may start: a slot that fires while
+	// they run is not Skipped as "still running".
+	repoAfter := run.after
+	run.after = func(ctx context.Context) {
+		a.push(ctx, run.bc, metrics.BackupRegistry(res))
+		if n, err := a.trimHistory(ctx, run.bc); err != nil {
+			log.Error("could not trim session history", "err", err.Error())
+		} else if n > 0 {
+			log.Info("trimmed session history", "deleted", n)
+		}
+		if repoAfter != nil {
+			repoAfter(ctx)
+		}
 	}
 }
 

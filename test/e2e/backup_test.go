@@ -185,21 +185,22 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 		if n := resticSnapshots(t, localDir, f.repoPass, nil); n != 2 {
 			t.Fatalf("after 3 backups with --keep-last 2: %d snapshots", n)
 		}
-		// backupHistoryLimit 2: only two finished sessions remain.
-		l, _ := f.st.BackupSessions(ns).List(ctx, metav1.ListOptions{LabelSelector: stashv1beta1.LabelInvokerName + "=to-local-repo"})
-		if len(l.Items) != 2 {
-			t.Fatalf("backupHistoryLimit 2: %d sessions remain", len(l.Items))
+		// backupHistoryLimit 2: only two finished sessions remain, once the
+		// history is trimmed just after the session ends.
+		var left int
+		ok := poll(20*time.Second, func() bool {
+			l, err := f.st.BackupSessions(ns).List(ctx, metav1.ListOptions{LabelSelector: stashv1beta1.LabelInvokerName + "=to-local-repo"})
+			left = len(l.Items)
+			return err == nil && left == 2
+		})
+		if !ok {
+			t.Fatalf("backupHistoryLimit 2: %d sessions remain", left)
 		}
 	})
 
 	t.Run("metrics reach the Pushgateway", func(t *testing.T) {
-		v := pushgatewayValue(t, "stash_backup_session_success", map[string]string{"invoker_name": "to-s3-repo", "namespace": ns})
-		if v != "1" {
-			t.Fatalf("stash_backup_session_success = %q, want 1", v)
-		}
-		if v := pushgatewayValue(t, "stash_appscode_com_backupsession_success", map[string]string{"invoker_name": "to-s3-repo"}); v != "1" {
-			t.Fatalf("stash_appscode_com_backupsession_success = %q, want 1", v)
-		}
+		waitMetric(t, "stash_backup_session_success", map[string]string{"invoker_name": "to-s3-repo", "namespace": ns}, "1")
+		waitMetric(t, "stash_appscode_com_backupsession_success", map[string]string{"invoker_name": "to-s3-repo"}, "1")
 		// Repository metrics are pushed just after the session ends.
 		eventually(t, 20*time.Second, "the repository's metrics", func() bool {
 			v := pushgatewayValue(t, "stash_repository_snapshot_count", map[string]string{"name": "local-repo"})
@@ -232,9 +233,7 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 		if after := resticSnapshots(t, localDir, f.repoPass, nil); after != before {
 			t.Fatalf("a failed backup changed the snapshot count: %d -> %d", before, after)
 		}
-		if v := pushgatewayValue(t, "stash_backup_session_success", map[string]string{"invoker_name": "wrong"}); v != "0" {
-			t.Fatalf("stash_backup_session_success for the failed config = %q, want 0", v)
-		}
+		waitMetric(t, "stash_backup_session_success", map[string]string{"invoker_name": "wrong"}, "0")
 	})
 
 	t.Run("passwords appear in no log, status or Event", func(t *testing.T) {
@@ -355,6 +354,16 @@ func pushgatewayText(t *testing.T) string {
 }
 
 // pushgatewayValue reads one metric's value from the Pushgateway's API.
+// waitMetric waits for a pushed metric to reach want: the agent pushes
+// just after it writes the session's final status.
+func waitMetric(t *testing.T, name string, labels map[string]string, want string) {
+	t.Helper()
+	var v string
+	if !poll(20*time.Second, func() bool { v = pushgatewayValue(t, name, labels); return v == want }) {
+		t.Fatalf("%s%v = %q, want %s", name, labels, v, want)
+	}
+}
+
 func pushgatewayValue(t *testing.T, name string, labels map[string]string) string {
 	t.Helper()
 	resp, err := http.Get(s.env.Pushgateway.URL + "/metrics")

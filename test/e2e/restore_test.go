@@ -213,9 +213,7 @@ func TestRestoreFidelity(t *testing.T) {
 		if rs.Status.Progress == nil || rs.Status.Progress.BytesDone == 0 || len(rs.Status.Stats) != 1 {
 			t.Errorf("restore status lacks progress or stats: %+v", rs.Status)
 		}
-		if v := pushgatewayValue(t, "stash_restore_session_success", map[string]string{"invoker_name": rs.Name}); v != "1" {
-			t.Errorf("stash_restore_session_success = %q, want 1", v)
-		}
+		waitMetric(t, "stash_restore_session_success", map[string]string{"invoker_name": rs.Name}, "1")
 
 		// --at picks the newest snapshot at or before the time; --wait reports it.
 		r = kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/dst", "--at", at, "--wait", "--timeout", "3m")
