@@ -381,6 +381,14 @@ func (a *Agent) lead(ctx context.Context) error {
 	a.mu.Lock()
 	a.t = t
 	a.mu.Unlock()
+	// Schedules first, then catch-up: a slot passing in between is then
+	// fired by one or found by the other (the slot's name keeps it to one
+	// session), never missed by both.
+	for _, key := range t.configs.ListKeys() {
+		if err := a.syncConfig(ctx, key); err != nil {
+			a.log.Info("config sync before catch-up failed; the queue retries it", "key", key, "err", err)
+		}
+	}
 	a.recoverOrphans(ctx)
 	a.catchUp(ctx)
 

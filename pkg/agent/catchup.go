@@ -30,9 +30,8 @@ func (a *Agent) catchUp(ctx context.Context) {
 		}
 		since := a.lastActivity(t, bc)
 		// The newest slot up to now, even one that passed a moment ago: the
-		// scheduler only fires slots after the config joins it, which is
-		// after this. If it fires the same slot, the shared name keeps it
-		// to one session.
+		// scheduler fires only slots after the config joined it. If it
+		// fires the same slot, the shared name keeps it to one session.
 		slot, ok := spec.Prev(now, since)
 		if !ok {
 			continue

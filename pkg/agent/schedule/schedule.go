@@ -174,8 +174,10 @@ func (sc *Scheduler) Set(config, expr string) (Spec, error) {
 	opts := []gocron.JobOption{gocron.WithTags(config), gocron.WithSingletonMode(gocron.LimitModeReschedule)}
 	if spec.Every > 0 {
 		def = gocron.DurationJob(spec.Every)
-		// Align to multiples of the interval, so every replica agrees on slots.
-		opts = append(opts, gocron.WithStartAt(gocron.WithStartDateTime(spec.Next(sc.clock()))))
+		// Align to multiples of the interval, so every replica agrees on
+		// slots. "Past" accepts a start that passed while the job was being
+		// added; gocron then steps on to the next aligned slot.
+		opts = append(opts, gocron.WithStartAt(gocron.WithStartDateTimePast(spec.Next(sc.clock()))))
 	} else {
 		def = gocron.CronJob(expr, false)
 	}
