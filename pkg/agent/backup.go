@@ -154,7 +154,7 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		Host:          BackupHost,
 		StdinFilename: safeFileName(a.cfg.AppBinding) + ".sql",
 		Command:       argv,
-		Tags:          []string{"appbinding=" + a.cfg.AppBinding, "session=" + run.bs.Name},
+		Tags:          sessionTags(a.cfg.AppBinding, run.bs),
 		Progress:      progress,
 		ExtraEnv:      envMap(dbFiles.Env),
 	}
@@ -324,7 +324,7 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 		stats.Error = msg
 	}
 	ref := run.bc.Spec.Target.Ref
-	uerr := a.finalSessionStatus(ctx, run.bs.Name, func(s *stashv1beta1.BackupSession) {
+	uerr := a.finalSessionStatus(ctx, run.bs.Name, a.identity, func(s *stashv1beta1.BackupSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = phase
 		s.Status.SessionDuration = dur.String()
@@ -341,6 +341,12 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 			s.Status.Progress.UpdateTime = &now
 		}
 	})
+	if errors.Is(uerr, ErrSettled) {
+		// The new leader took it for orphaned and settled it (and retried it
+		// if it found no snapshot); this run's outcome stays in the log.
+		log.Info("another agent settled this session first; its outcome stands", "outcome", msg, "err", uerr.Error())
+		return
+	}
 	if uerr != nil {
 		log.Error("could not write the session's final status", "err", uerr.Error())
 	}
@@ -371,12 +377,13 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 		res.FilesTotal, res.FilesNew, res.FilesModified, res.FilesUnmodified = int64(s.TotalFilesProcessed), int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
 	}
 	a.metrics.SetBackup(res)
-	// The push (up to 30 s against a slow Pushgateway) and the history trim
-	// run after the config's next slot may start: a slot that fires while
-	// they run is not Skipped as "still running".
+	// Pushed before the config is free: a next session's result must not
+	// be overwritten by this one's arriving late.
+	a.push(ctx, run.bc, metrics.BackupRegistry(res))
+	// The history trim runs once the config's next slot may start: a slot
+	// that fires meanwhile is not Skipped as "still running".
 	repoAfter := run.after
 	run.after = func(ctx context.Context) {
-		a.push(ctx, run.bc, metrics.BackupRegistry(res))
 		if n, err := a.trimHistory(ctx, run.bc); err != nil {
 			log.Error("could not trim session history", "err", err.Error())
 		} else if n > 0 {
@@ -386,6 +393,13 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 			repoAfter(ctx)
 		}
 	}
+}
+
+// sessionTags mark a session's snapshot. The UID tells this session from
+// an earlier one of the same name (recreated after the history trimmed
+// it) and from a same-named config's in another namespace.
+func sessionTags(appBinding string, bs *stashv1beta1.BackupSession) []string {
+	return []string{"appbinding=" + appBinding, "session=" + bs.Name, "session-uid=" + string(bs.UID)}
 }
 
 func savedMessage(s *restic.Summary, dur time.Duration) string {

@@ -166,6 +166,23 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 				other = s.Name
 			}
 		}
+		if other != "" {
+			// Running in the cache only (an orphan this leader just
+			// settled, say): the cache may lag, so ask the API server.
+			a.mu.Unlock()
+			cur, err := a.stash.BackupSessions(a.cfg.Namespace).Get(ctx, other)
+			if err == nil && cur.Status.Phase != stashv1beta1.BackupSessionRunning || apierrors.IsNotFound(err) {
+				other = ""
+			}
+			a.mu.Lock()
+			if a.draining {
+				a.mu.Unlock()
+				return nil
+			}
+			if r := a.running[bc.Name]; r != "" {
+				other = r
+			}
+		}
 	}
 	if other != "" && other != bs.Name && other == bs.Annotations[AnnotationRetryOf] {
 		// The session this one retries is still finishing: wait for it.
@@ -247,25 +264,30 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		saved, lerr := a.inspectOrphan(ctx, bc, bs.Name)
+		saved, lerr := a.inspectOrphan(ctx, bc, bs)
 		if saved != nil {
 			a.recoverSaved(ctx, bc, bs, saved)
 			continue
 		}
-		msg := fmt.Sprintf("the agent %s running this session stopped before it finished; the backup did not complete and left no snapshot", bs.Status.ClaimedBy)
+		msg := fmt.Sprintf("the agent %s running this session stopped before it finished; the backup did not complete, and no snapshot of it was found", bs.Status.ClaimedBy)
 		if lerr != nil {
 			msg = fmt.Sprintf("the agent %s running this session stopped before it finished; whether it saved a snapshot is unknown (%v)", bs.Status.ClaimedBy, lerr)
 		}
-		err := a.finalSessionStatus(ctx, bs.Name, func(s *stashv1beta1.BackupSession) {
+		err := a.finalSessionStatus(ctx, bs.Name, bs.Status.ClaimedBy, func(s *stashv1beta1.BackupSession) {
 			now := metav1.NewTime(a.clock())
 			s.Status.Phase = stashv1beta1.BackupSessionFailed
 			s.Status.Message = msg
 			s.Status.CompletionTime = &now
 			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionBackupDisrupted, Status: metav1.ConditionTrue, Reason: "AgentStopped", Message: msg})
 		})
-		if err == nil {
+		switch {
+		case err == nil:
 			a.event(ctx, bs, corev1.EventTypeWarning, "BackupDisrupted", msg)
 			a.scheduleRetry(ctx, bc, bs, fmt.Errorf("disrupted"))
+		case errors.Is(err, ErrSettled):
+			a.log.Info("the session's own agent settled it meanwhile", "session", bs.Name, "err", err.Error())
+		default:
+			a.log.Error("could not settle an orphaned session", "session", bs.Name, "err", err.Error())
 		}
 	}
 }
@@ -278,7 +300,7 @@ const orphanInspectTimeout = 2 * time.Minute
 // those it can prove stale) and finds the snapshot the session saved, if it
 // got that far: restic saves a snapshot only after the dump ended well, and
 // an agent can be killed between that and writing the status.
-func (a *Agent) inspectOrphan(ctx context.Context, bc *stashv1beta1.BackupConfiguration, session string) (*restic.Snapshot, error) {
+func (a *Agent) inspectOrphan(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) (*restic.Snapshot, error) {
 	ctx, cancel := context.WithTimeout(ctx, orphanInspectTimeout)
 	defer cancel()
 	repo, rr, cleanup, err := a.openRepo(ctx, bc.Spec.Repository, false)
@@ -291,7 +313,7 @@ func (a *Agent) inspectOrphan(ctx context.Context, bc *stashv1beta1.BackupConfig
 	} else {
 		a.log.Info("removed stale locks", "repository", repo.Name)
 	}
-	snaps, err := rr.Snapshots(ctx, BackupHost, []string{"session=" + session})
+	snaps, err := rr.Snapshots(ctx, BackupHost, sessionTags(a.cfg.AppBinding, bs))
 	switch {
 	case errors.Is(err, restic.ErrRepoNotExist):
 		return nil, nil
@@ -320,7 +342,7 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 	dur := end.Sub(start).Round(time.Second)
 	msg := fmt.Sprintf("%s; the agent %s stopped before recording it, so retention runs with the next backup", savedMessage(sum, dur), bs.Status.ClaimedBy)
 	stats := a.hostStats(sum, stashv1beta1.HostSucceeded, dur)
-	err := a.finalSessionStatus(ctx, bs.Name, func(s *stashv1beta1.BackupSession) {
+	err := a.finalSessionStatus(ctx, bs.Name, bs.Status.ClaimedBy, func(s *stashv1beta1.BackupSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = stashv1beta1.BackupSessionSucceeded
 		s.Status.SessionDuration = dur.String()
@@ -332,7 +354,7 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 		}}
 	})
 	if err != nil {
-		a.log.Error("could not record a stopped agent's saved snapshot", "session", bs.Name, "err", err)
+		a.log.Error("could not record a stopped agent's saved snapshot", "session", bs.Name, "err", err.Error())
 		return
 	}
 	a.log.Info("a stopped agent's session had saved its snapshot", "session", bs.Name, "snapshot", shortID(snap.ID))
@@ -348,12 +370,20 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 // updateStatus re-reads an object and writes its status, retrying on
 // Conflict: the one way every status here is written.
 func updateStatus[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T)) error {
+	return updateStatusIf(ctx, r, name, func(o T) error { mutate(o); return nil })
+}
+
+// updateStatusIf is updateStatus whose mutate may refuse the write: its
+// error is returned and nothing is written.
+func updateStatusIf[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T) error) error {
 	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		obj, err := r.Get(ctx, name)
 		if err != nil {
 			return err
 		}
-		mutate(obj)
+		if err := mutate(obj); err != nil {
+			return err
+		}
 		_, err = r.UpdateStatus(ctx, obj)
 		return err
 	})
@@ -367,12 +397,18 @@ const finalWriteTimeout = 5 * time.Minute
 // updateStatusDurable is updateStatus retried through transient API errors
 // (connection refused, timeouts, 5xx) for up to finalWriteTimeout.
 func updateStatusDurable[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T)) error {
+	return updateStatusDurableIf(ctx, r, name, func(o T) error { mutate(o); return nil })
+}
+
+// updateStatusDurableIf is updateStatusDurable whose mutate may refuse the
+// write; a refusal is returned at once, not retried.
+func updateStatusDurableIf[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T) error) error {
 	ctx, cancel := context.WithTimeout(ctx, finalWriteTimeout)
 	defer cancel()
 	delay := 250 * time.Millisecond
 	for {
-		err := updateStatus(ctx, r, name, mutate)
-		if err == nil || apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		err := updateStatusIf(ctx, r, name, mutate)
+		if err == nil || errors.Is(err, ErrSettled) || apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			return err
 		}
 		select {
@@ -384,8 +420,23 @@ func updateStatusDurable[T runtime.Object, L runtime.Object](ctx context.Context
 	}
 }
 
-func (a *Agent) finalSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {
-	return updateStatusDurable(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, mutate)
+// ErrSettled: a session's final status was not written because it is no
+// longer Running under the expected claim; another agent settled it first.
+var ErrSettled = errors.New("the session was already settled")
+
+// finalSessionStatus writes a session's outcome only while it is still
+// Running and claimed by claimedBy. An agent that lost the Lease in an API
+// outage can still be running a session that the new leader settles as
+// orphaned; whichever writes first wins, and the other hears ErrSettled
+// and neither retries nor reports.
+func (a *Agent) finalSessionStatus(ctx context.Context, name, claimedBy string, mutate func(*stashv1beta1.BackupSession)) error {
+	return updateStatusDurableIf(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, func(s *stashv1beta1.BackupSession) error {
+		if s.Status.Phase != stashv1beta1.BackupSessionRunning || s.Status.ClaimedBy != claimedBy {
+			return fmt.Errorf("%w: it is %s, claimed by %s", ErrSettled, s.Status.Phase, s.Status.ClaimedBy)
+		}
+		mutate(s)
+		return nil
+	})
 }
 
 func (a *Agent) updateSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {

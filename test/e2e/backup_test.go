@@ -353,7 +353,6 @@ func pushgatewayText(t *testing.T) string {
 	return string(b)
 }
 
-// pushgatewayValue reads one metric's value from the Pushgateway's API.
 // waitMetric waits for a pushed metric to reach want: the agent pushes
 // just after it writes the session's final status.
 func waitMetric(t *testing.T, name string, labels map[string]string, want string) {
@@ -364,6 +363,7 @@ func waitMetric(t *testing.T, name string, labels map[string]string, want string
 	}
 }
 
+// pushgatewayValue reads one metric's value from the Pushgateway's API.
 func pushgatewayValue(t *testing.T, name string, labels map[string]string) string {
 	t.Helper()
 	resp, err := http.Get(s.env.Pushgateway.URL + "/metrics")

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -255,9 +257,6 @@ func logHas(path, needle string) bool {
 	return err == nil && strings.Contains(string(b), needle)
 }
 
-// killContainer SIGKILLs an agent and everything it started, as killing its
-// container would: restic runs in its own process group, so it is found by
-// the agent's scratch directory in its argv.
 // TestAgentKilledAfterSnapshot: an agent killed after restic saved the
 // snapshot but before it wrote the session's status. The next agent finds
 // the snapshot by the session's tag: the session Succeeded, with no retry
@@ -269,16 +268,18 @@ func TestAgentKilledAfterSnapshot(t *testing.T) {
 	dir := t.TempDir()
 	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
-	// Retention with prune runs restic twice after the snapshot is saved:
-	// the window the kill lands in.
+	// With one snapshot there and --keep-last 1, the session's retention
+	// forgets one and prunes after its snapshot is saved: the window the
+	// kill lands in.
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "saved", "--target", "appbinding/db", "--repository", "repo",
-		"--param", "args=--databases inventory", "--keep-last", "5", "--prune", "--max-retry", "1", "--retry-delay", "1s"), "bc")
+		"--param", "args=--databases inventory", "--keep-last", "1", "--prune", "--max-retry", "1", "--retry-delay", "1s", "--backup-history-limit", "5"), "bc")
 	first := startAgent(t, ns, "db")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "saved", "--wait", "--timeout", "3m"), "first backup")
 	r := kubectl(t, "", "stash", "-n", ns, "trigger", "saved")
 	mustOK(t, r, "trigger")
 	name := createdName(r.stdout)
 	deadline := time.Now().Add(2 * time.Minute)
-	for !logHas(first.LogPath, `"msg":"snapshot saved"`) {
+	for logCount(first.LogPath, `"msg":"snapshot saved"`) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out waiting for the snapshot to be saved")
 		}
@@ -298,8 +299,12 @@ func TestAgentKilledAfterSnapshot(t *testing.T) {
 	if bs.Status.Phase != stashv1beta1.BackupSessionSucceeded || !strings.Contains(bs.Status.Message, "stopped before recording it") {
 		t.Fatalf("session %s is %s: %q", name, bs.Status.Phase, bs.Status.Message)
 	}
-	if st := bs.Status.Targets; len(st) != 1 || len(st[0].Stats) != 1 || len(st[0].Stats[0].Snapshots) != 1 || st[0].Stats[0].Snapshots[0].Name == "" {
-		t.Errorf("recovered session has no snapshot in its status: %+v", st)
+	var snap string
+	if st := bs.Status.Targets; len(st) == 1 && len(st[0].Stats) == 1 && len(st[0].Stats[0].Snapshots) == 1 {
+		snap = st[0].Stats[0].Snapshots[0].Name
+	}
+	if ids := resticSnapshotIDs(t, dir, f.repoPass, "session="+name); len(ids) != 1 || ids[0] != snap {
+		t.Errorf("status names snapshot %q; the repository has %v for the session", snap, ids)
 	}
 	bc, err := f.st.BackupConfigurations(ns).Get(ctx, "saved")
 	if err != nil || bc.Status.LastSuccessfulSession != name {
@@ -309,12 +314,87 @@ func TestAgentKilledAfterSnapshot(t *testing.T) {
 	if _, err := f.st.BackupSessions(ns).Get(ctx, name+"-retry-1"); err == nil {
 		t.Errorf("a session that saved its snapshot was retried")
 	}
-	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 1 {
-		t.Errorf("%d snapshots, want 1", n)
-	}
 	resticCheck(t, dir, f.repoPass)
 }
 
+// TestSettledSessionIsNotOverwritten: an agent that lost the Lease in an
+// API outage can still be running a session when the new leader settles it
+// as orphaned. Whichever writes first wins: the running agent then neither
+// overwrites the outcome nor queues a retry.
+func TestSettledSessionIsNotOverwritten(t *testing.T) {
+	f := newBackupFixture(t, "settled-e2e", s.env.MariaDBs[0])
+	ns := f.ns
+	ctx := context.Background()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "settled", "--target", "appbinding/db", "--repository", "repo",
+		"--param", "args=--databases shop", "--max-retry", "1", "--retry-delay", "1s"), "bc")
+	agent := startAgent(t, ns, "db")
+	release := stallDump(t, f.db)
+	r := kubectl(t, "", "stash", "-n", ns, "trigger", "settled")
+	mustOK(t, r, "trigger")
+	name := createdName(r.stdout)
+	waitDumping(t, agent)
+	// What a new leader's recovery writes for an orphan.
+	bs, err := f.st.BackupSessions(ns).Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const verdict = "settled by the other replica"
+	bs.Status.Phase = stashv1beta1.BackupSessionFailed
+	bs.Status.Message = verdict
+	bs.Status.ClaimedBy = "other-replica"
+	if _, err := f.st.BackupSessions(ns).UpdateStatus(ctx, bs); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	eventually(t, time.Minute, "the agent to finish its backup", func() bool {
+		return logHas(agent.LogPath, "another agent settled this session first") || logHas(agent.LogPath, `"msg":"backup succeeded"`) || logHas(agent.LogPath, `"msg":"backup failed"`)
+	})
+	bs, err = f.st.BackupSessions(ns).Get(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bs.Status.Phase != stashv1beta1.BackupSessionFailed || bs.Status.Message != verdict {
+		t.Errorf("the settled session was overwritten: %s %q", bs.Status.Phase, bs.Status.Message)
+	}
+	time.Sleep(2 * time.Second)
+	if _, err := f.st.BackupSessions(ns).Get(ctx, name+"-retry-1"); err == nil {
+		t.Errorf("the agent queued a retry for a session another agent settled")
+	}
+}
+
+// logCount is how many agent log lines contain needle.
+func logCount(path, needle string) int {
+	b, _ := os.ReadFile(path)
+	return strings.Count(string(b), needle)
+}
+
+// resticSnapshotIDs lists the IDs of the snapshots carrying tag.
+func resticSnapshotIDs(t *testing.T, repo, password, tag string) []string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", repo, "--no-cache", "snapshots", "--json", "--tag", tag)
+	cmd.Env = append(os.Environ(), "RESTIC_PASSWORD="+password)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("restic snapshots --tag %s: %v", tag, err)
+	}
+	var snaps []struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(out, &snaps); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range snaps {
+		ids = append(ids, s.ID)
+	}
+	return ids
+}
+
+// killContainer SIGKILLs an agent and everything it started, as killing its
+// container would: restic runs in its own process group, so it is found by
+// the agent's scratch directory in its argv.
 func killContainer(p *testenv.AgentProcess) {
 	p.Kill()
 	for i := 0; i < 10; i++ {
