@@ -175,6 +175,9 @@ type term struct {
 	restores cache.Indexer
 	queue    workqueue.TypedRateLimitingInterface[string]
 	sched    *schedule.Scheduler
+	// sightings of other agents' Running sessions, used only by the
+	// queue's worker (recoverOrphans).
+	sightings map[string]sighting
 }
 
 // cur is the current (or last) term.
@@ -345,7 +348,7 @@ func (a *Agent) lead(ctx context.Context) error {
 	bcInf := newInformer(a.stash.BackupConfigurations(ns), &stashv1beta1.BackupConfiguration{})
 	bsInf := newInformer(a.stash.BackupSessions(ns), &stashv1beta1.BackupSession{})
 	rsInf := newInformer(a.stash.RestoreSessions(ns), &stashv1beta1.RestoreSession{})
-	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(),
+	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(), sightings: map[string]sighting{},
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	enq := func(prefix string) cache.ResourceEventHandlerFuncs {
 		add := func(obj any) {

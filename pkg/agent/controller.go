@@ -33,6 +33,8 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		return a.syncSession(ctx, nsName)
 	case "rs":
 		return a.syncRestore(ctx, nsName)
+	case "orphans":
+		a.recoverOrphans(ctx)
 	}
 	return nil
 }
@@ -206,7 +208,10 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 	a.work.Add(1)
 	go func() {
 		defer a.work.Done()
+		hbCtx, stopHeartbeat := context.WithCancel(a.workCtx)
+		go a.heartbeat(hbCtx, claimed.Name)
 		after := a.runBackup(a.workCtx, bc, claimed)
+		stopHeartbeat()
 		a.mu.Lock()
 		delete(a.running, bc.Name)
 		a.mu.Unlock()
@@ -223,6 +228,7 @@ func (a *Agent) claim(ctx context.Context, bs *stashv1beta1.BackupSession) (*sta
 	c.Status.Phase = stashv1beta1.BackupSessionRunning
 	c.Status.ClaimedBy = a.identity
 	c.Status.StartTime = &now
+	c.Status.HeartbeatTime = &now
 	out, err := a.stash.BackupSessions(a.cfg.Namespace).UpdateStatus(ctx, c)
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return nil, nil
@@ -251,17 +257,91 @@ func (a *Agent) skip(ctx context.Context, bs *stashv1beta1.BackupSession, reason
 	return err
 }
 
-// recoverOrphans fails Running sessions of our configs that no live agent
-// runs: the leader is the only runner, so a Running session it did not start
-// was left by a previous leader that died.
+// heartbeatEvery is how often a running session shows its agent is alive;
+// a new leader waits a lease duration without one before settling it.
+func (a *Agent) heartbeatEvery() time.Duration { return a.cfg.LeaseDuration / 3 }
+
+// heartbeat touches a running session's HeartbeatTime until ctx ends or
+// another agent settled it. Failed writes (an API outage) are tried again
+// at the next beat.
+func (a *Agent) heartbeat(ctx context.Context, name string) {
+	tick := time.NewTicker(a.heartbeatEvery())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		err := updateStatusIf(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, func(s *stashv1beta1.BackupSession) error {
+			if s.Status.Phase != stashv1beta1.BackupSessionRunning || s.Status.ClaimedBy != a.identity {
+				return ErrSettled
+			}
+			s.Status.HeartbeatTime = &metav1.Time{Time: a.clock()}
+			return nil
+		})
+		if errors.Is(err, ErrSettled) || apierrors.IsNotFound(err) {
+			return
+		}
+	}
+}
+
+// sighting is when this leader first saw a session's current heartbeat.
+type sighting struct {
+	beat time.Time
+	at   time.Time
+}
+
+// silentFor records a session's heartbeat as seen at now and returns how
+// much longer it must stay unchanged to have been silent for lease; 0 when
+// it has been (the sighting is then forgotten).
+func silentFor(sightings map[string]sighting, name string, beat, now time.Time, lease time.Duration) time.Duration {
+	last, ok := sightings[name]
+	if !ok || !last.beat.Equal(beat) {
+		sightings[name] = sighting{beat: beat, at: now}
+		return lease
+	}
+	if left := last.at.Add(lease).Sub(now); left > 0 {
+		return left
+	}
+	delete(sightings, name)
+	return 0
+}
+
+// recoverOrphans settles Running sessions of our configs that no live
+// agent runs. A session claimed by another agent is not settled at once:
+// that agent may have lost the Lease in an API outage and still be
+// running it. It is settled once its heartbeat has not moved for a lease
+// duration, measured on this agent's clock (clocks of two nodes need not
+// agree); this runs again when the earliest such wait ends.
 func (a *Agent) recoverOrphans(ctx context.Context) {
-	for _, o := range a.cur().sessions.List() {
+	t := a.cur()
+	now := a.clock()
+	var next time.Duration // until the earliest sighting is due; 0: none
+	due := func(d time.Duration) {
+		if next == 0 || d < next {
+			next = d
+		}
+	}
+	seen := map[string]bool{}
+	for _, o := range t.sessions.List() {
 		bs := o.(*stashv1beta1.BackupSession)
 		if bs.Status.Phase != stashv1beta1.BackupSessionRunning || bs.Status.ClaimedBy == a.identity {
 			continue
 		}
 		bc, ok := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name)
 		if !ok {
+			continue
+		}
+		var beat time.Time
+		if bs.Status.HeartbeatTime != nil {
+			beat = bs.Status.HeartbeatTime.Time
+		} else if bs.Status.StartTime != nil {
+			beat = bs.Status.StartTime.Time
+		}
+		seen[bs.Name] = true
+		if wait := silentFor(t.sightings, bs.Name, beat, now, a.cfg.LeaseDuration); wait > 0 {
+			due(wait)
 			continue
 		}
 		saved, lerr := a.inspectOrphan(ctx, bc, bs)
@@ -289,6 +369,14 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 		default:
 			a.log.Error("could not settle an orphaned session", "session", bs.Name, "err", err.Error())
 		}
+	}
+	for name := range t.sightings {
+		if !seen[name] {
+			delete(t.sightings, name)
+		}
+	}
+	if next > 0 {
+		t.queue.AddAfter("orphans", next)
 	}
 }
 

@@ -125,6 +125,11 @@ type BackupSessionStatus struct {
 	// ClaimedBy is the agent instance running the session.
 	// +optional
 	ClaimedBy string `json:"claimedBy,omitempty"`
+	// HeartbeatTime is when the agent running the session last showed it
+	// is alive. A new leader settles a Running session of another agent
+	// only once this has not changed for a lease duration.
+	// +optional
+	HeartbeatTime *metav1.Time `json:"heartbeatTime,omitempty"`
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 	// +optional
