@@ -139,15 +139,20 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 		return nil
 	}
 	bs := obj.(*stashv1beta1.BackupSession)
-	if bs.Status.Phase != "" && bs.Status.Phase != stashv1beta1.BackupSessionPending {
-		return nil
-	}
 	if bs.Spec.Invoker.Kind != stashv1beta1.KindBackupConfiguration {
 		return nil
 	}
 	bc, ok := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name)
 	if !ok {
 		return nil // another database's session, or its config is gone
+	}
+	if bs.Status.Phase == stashv1beta1.BackupSessionRunning && !a.runsSession(bs) {
+		// Another agent's (or a stale claim): time its heartbeat.
+		t.queue.Add("orphans")
+		return nil
+	}
+	if bs.Status.Phase != "" && bs.Status.Phase != stashv1beta1.BackupSessionPending {
+		return nil
 	}
 	if nb := bs.Annotations[AnnotationNotBefore]; nb != "" {
 		if t, err := time.Parse(time.RFC3339, nb); err == nil && t.After(a.clock()) {
@@ -175,6 +180,13 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 			cur, err := a.stash.BackupSessions(a.cfg.Namespace).Get(ctx, other)
 			if err == nil && cur.Status.Phase != stashv1beta1.BackupSessionRunning || apierrors.IsNotFound(err) {
 				other = ""
+			}
+			if other != "" && a.clock().Sub(bs.CreationTimestamp.Time) < verdictWait*a.cfg.LeaseDuration {
+				// Another agent's session, maybe an orphan whose heartbeat
+				// is being timed: wait for the verdict rather than skip
+				// (a catch-up session after a crash meets exactly this).
+				t.queue.AddAfter("bs/"+nsName, a.heartbeatEvery())
+				return nil
 			}
 			a.mu.Lock()
 			if a.draining {
@@ -237,6 +249,12 @@ func (a *Agent) claim(ctx context.Context, bs *stashv1beta1.BackupSession) (*sta
 		return nil, fmt.Errorf("claim BackupSession %s: %w", bs.Name, err)
 	}
 	a.log.Info("claimed session", "session", bs.Name)
+	if out.Status.HeartbeatTime == nil {
+		// The API server dropped the field: its BackupSession CRD is older
+		// than this agent, and a new leader would take the session for
+		// orphaned a lease duration after it started.
+		a.log.Warn("the BackupSession CRD has no status.heartbeatTime; run `kubectl stash install` to update the CRDs", "session", bs.Name)
+	}
 	return out, nil
 }
 
@@ -257,9 +275,16 @@ func (a *Agent) skip(ctx context.Context, bs *stashv1beta1.BackupSession, reason
 	return err
 }
 
+// verdictWait, in lease durations, is how long a new session waits for
+// another agent's Running session of its config to end or be settled as
+// orphaned (one lease of silence, then restic's lookup) before it is
+// Skipped.
+const verdictWait = 3
+
 // heartbeatEvery is how often a running session shows its agent is alive;
-// a new leader waits a lease duration without one before settling it.
-func (a *Agent) heartbeatEvery() time.Duration { return a.cfg.LeaseDuration / 3 }
+// a new leader waits a lease duration without one before settling it, so
+// a live agent can miss four beats (an API hiccup) and keep its session.
+func (a *Agent) heartbeatEvery() time.Duration { return a.cfg.LeaseDuration / 5 }
 
 // heartbeat touches a running session's HeartbeatTime until ctx ends or
 // another agent settled it. Failed writes (an API outage) are tried again
@@ -273,13 +298,15 @@ func (a *Agent) heartbeat(ctx context.Context, name string) {
 			return
 		case <-tick.C:
 		}
-		err := updateStatusIf(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, func(s *stashv1beta1.BackupSession) error {
+		bctx, cancel := context.WithTimeout(ctx, a.heartbeatEvery())
+		err := updateStatusIf(bctx, a.stash.BackupSessions(a.cfg.Namespace), name, func(s *stashv1beta1.BackupSession) error {
 			if s.Status.Phase != stashv1beta1.BackupSessionRunning || s.Status.ClaimedBy != a.identity {
 				return ErrSettled
 			}
 			s.Status.HeartbeatTime = &metav1.Time{Time: a.clock()}
 			return nil
 		})
+		cancel()
 		if errors.Is(err, ErrSettled) || apierrors.IsNotFound(err) {
 			return
 		}
@@ -326,34 +353,36 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 	seen := map[string]bool{}
 	for _, o := range t.sessions.List() {
 		bs := o.(*stashv1beta1.BackupSession)
-		if bs.Status.Phase != stashv1beta1.BackupSessionRunning || bs.Status.ClaimedBy == a.identity {
+		if bs.Status.Phase != stashv1beta1.BackupSessionRunning || a.runsSession(bs) {
 			continue
 		}
 		bc, ok := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name)
 		if !ok {
 			continue
 		}
-		var beat time.Time
-		if bs.Status.HeartbeatTime != nil {
-			beat = bs.Status.HeartbeatTime.Time
-		} else if bs.Status.StartTime != nil {
-			beat = bs.Status.StartTime.Time
-		}
+		beat := heartbeatOf(bs)
 		seen[bs.Name] = true
 		if wait := silentFor(t.sightings, bs.Name, beat, now, a.cfg.LeaseDuration); wait > 0 {
 			due(wait)
 			continue
 		}
+		// The write below goes through only if the heartbeat is still
+		// the one timed here: restic may take a while first.
+		still := func(s *stashv1beta1.BackupSession) bool {
+			return s.Status.ClaimedBy == bs.Status.ClaimedBy && heartbeatOf(s).Equal(beat)
+		}
 		saved, lerr := a.inspectOrphan(ctx, bc, bs)
 		if saved != nil {
-			a.recoverSaved(ctx, bc, bs, saved)
+			if err := a.recoverSaved(ctx, bc, bs, saved, still); err != nil && !errors.Is(err, ErrSettled) {
+				due(a.cfg.LeaseDuration) // try again
+			}
 			continue
 		}
 		msg := fmt.Sprintf("the agent %s running this session stopped before it finished; the backup did not complete, and no snapshot of it was found", bs.Status.ClaimedBy)
 		if lerr != nil {
 			msg = fmt.Sprintf("the agent %s running this session stopped before it finished; whether it saved a snapshot is unknown (%v)", bs.Status.ClaimedBy, lerr)
 		}
-		err := a.finalSessionStatus(ctx, bs.Name, bs.Status.ClaimedBy, func(s *stashv1beta1.BackupSession) {
+		err := a.settleSession(ctx, bs.Name, still, func(s *stashv1beta1.BackupSession) {
 			now := metav1.NewTime(a.clock())
 			s.Status.Phase = stashv1beta1.BackupSessionFailed
 			s.Status.Message = msg
@@ -365,9 +394,10 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 			a.event(ctx, bs, corev1.EventTypeWarning, "BackupDisrupted", msg)
 			a.scheduleRetry(ctx, bc, bs, fmt.Errorf("disrupted"))
 		case errors.Is(err, ErrSettled):
-			a.log.Info("the session's own agent settled it meanwhile", "session", bs.Name, "err", err.Error())
+			a.log.Info("the session's own agent settled it or showed it is alive meanwhile", "session", bs.Name, "err", err.Error())
 		default:
-			a.log.Error("could not settle an orphaned session", "session", bs.Name, "err", err.Error())
+			a.log.Error("could not settle an orphaned session; trying again", "session", bs.Name, "err", err.Error())
+			due(a.cfg.LeaseDuration)
 		}
 	}
 	for name := range t.sightings {
@@ -417,7 +447,7 @@ func (a *Agent) inspectOrphan(ctx context.Context, bc *stashv1beta1.BackupConfig
 // its snapshot: the backup is there, so the session Succeeded and is not
 // retried. Retention and the Repository's status catch up at the next
 // backup.
-func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession, snap *restic.Snapshot) {
+func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession, snap *restic.Snapshot, still func(*stashv1beta1.BackupSession) bool) error {
 	sum := snap.BackupSummary()
 	if sum == nil {
 		sum = &restic.Summary{SnapshotID: snap.ID, BackupStart: snap.Time, BackupEnd: snap.Time}
@@ -430,7 +460,7 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 	dur := end.Sub(start).Round(time.Second)
 	msg := fmt.Sprintf("%s; the agent %s stopped before recording it, so retention runs with the next backup", savedMessage(sum, dur), bs.Status.ClaimedBy)
 	stats := a.hostStats(sum, stashv1beta1.HostSucceeded, dur)
-	err := a.finalSessionStatus(ctx, bs.Name, bs.Status.ClaimedBy, func(s *stashv1beta1.BackupSession) {
+	err := a.settleSession(ctx, bs.Name, still, func(s *stashv1beta1.BackupSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = stashv1beta1.BackupSessionSucceeded
 		s.Status.SessionDuration = dur.String()
@@ -443,7 +473,7 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 	})
 	if err != nil {
 		a.log.Error("could not record a stopped agent's saved snapshot", "session", bs.Name, "err", err.Error())
-		return
+		return err
 	}
 	a.log.Info("a stopped agent's session had saved its snapshot", "session", bs.Name, "snapshot", shortID(snap.ID))
 	_ = a.updateConfigStatus(ctx, bc.Name, func(c *stashv1beta1.BackupConfiguration) {
@@ -453,6 +483,31 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 		}
 	})
 	a.event(ctx, bs, corev1.EventTypeNormal, "BackupSessionSucceeded", msg)
+	return nil
+}
+
+// heartbeatOf is a session's last sign of life: its heartbeat, or its
+// start for sessions claimed by agents that wrote none.
+func heartbeatOf(bs *stashv1beta1.BackupSession) time.Time {
+	switch {
+	case bs.Status.HeartbeatTime != nil:
+		return bs.Status.HeartbeatTime.Time
+	case bs.Status.StartTime != nil:
+		return bs.Status.StartTime.Time
+	}
+	return time.Time{}
+}
+
+// runsSession reports whether this agent is running bs right now. A
+// session claimed under this agent's name that it does not run (a claim
+// the API server applied though the call failed) is an orphan too.
+func (a *Agent) runsSession(bs *stashv1beta1.BackupSession) bool {
+	if bs.Status.ClaimedBy != a.identity {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running[bs.Spec.Invoker.Name] == bs.Name
 }
 
 // updateStatus re-reads an object and writes its status, retrying on
@@ -518,8 +573,14 @@ var ErrSettled = errors.New("the session was already settled")
 // orphaned; whichever writes first wins, and the other hears ErrSettled
 // and neither retries nor reports.
 func (a *Agent) finalSessionStatus(ctx context.Context, name, claimedBy string, mutate func(*stashv1beta1.BackupSession)) error {
+	return a.settleSession(ctx, name, func(s *stashv1beta1.BackupSession) bool { return s.Status.ClaimedBy == claimedBy }, mutate)
+}
+
+// settleSession writes a session's outcome while it is Running and still
+// passes the check, ErrSettled otherwise.
+func (a *Agent) settleSession(ctx context.Context, name string, still func(*stashv1beta1.BackupSession) bool, mutate func(*stashv1beta1.BackupSession)) error {
 	return updateStatusDurableIf(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, func(s *stashv1beta1.BackupSession) error {
-		if s.Status.Phase != stashv1beta1.BackupSessionRunning || s.Status.ClaimedBy != claimedBy {
+		if s.Status.Phase != stashv1beta1.BackupSessionRunning || !still(s) {
 			return fmt.Errorf("%w: it is %s, claimed by %s", ErrSettled, s.Status.Phase, s.Status.ClaimedBy)
 		}
 		mutate(s)

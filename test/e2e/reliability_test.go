@@ -261,6 +261,69 @@ func logHas(path, needle string) bool {
 	return err == nil && strings.Contains(string(b), needle)
 }
 
+// TestSessionsWaitForAnOrphansVerdict: after a crash mid-backup on a
+// schedule, the restarted agent's catch-up and scheduled sessions find the
+// dead agent's session still Running until its heartbeat has been silent
+// for a lease. They wait for that verdict instead of being Skipped behind
+// it, and a backup runs once it is settled.
+func TestSessionsWaitForAnOrphansVerdict(t *testing.T) {
+	f := newBackupFixture(t, "verdict-e2e", s.env.MariaDBs[0])
+	ns := f.ns
+	ctx := context.Background()
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "crashy", "--target", "appbinding/db", "--repository", "repo",
+		"--schedule", "@every 5s", "--param", "args=--databases shop", "--backup-history-limit", "50"), "bc")
+	first := startAgent(t, ns, "db")
+	release := stallDump(t, f.db)
+	waitDumping(t, first)
+	var orphan string
+	l, err := f.st.BackupSessions(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bs := range l.Items {
+		if bs.Status.Phase == stashv1beta1.BackupSessionRunning {
+			orphan = bs.Name
+		}
+	}
+	if orphan == "" {
+		t.Fatal("no Running session while the dump is stalled")
+	}
+	killContainer(first)
+	release()
+	time.Sleep(6 * time.Second) // a slot passes with no agent
+	restarted := time.Now()
+	startAgent(t, ns, "db")
+	waitPhase(t, f, orphan, 90*time.Second, stashv1beta1.BackupSessionFailed)
+	var ran string
+	eventually(t, 2*time.Minute, "a backup after the orphan was settled", func() bool {
+		l, err := f.st.BackupSessions(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false
+		}
+		for _, bs := range l.Items {
+			if bs.Name != orphan && bs.CreationTimestamp.After(restarted.Add(-time.Second)) && bs.Status.Phase == stashv1beta1.BackupSessionSucceeded {
+				ran = bs.Name
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("%s ran after %s was settled", ran, orphan)
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "pause", "backupconfig", "crashy"), "pause")
+	l, err = f.st.BackupSessions(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bs := range l.Items {
+		// Skips by the first agent, while the orphan really ran, are right.
+		if bs.CreationTimestamp.After(restarted.Add(-time.Second)) && bs.Status.Phase == stashv1beta1.BackupSessionSkipped && strings.Contains(bs.Status.Message, orphan) {
+			t.Errorf("session %s was Skipped behind the orphan: %s", bs.Name, bs.Status.Message)
+		}
+	}
+}
+
 // TestAgentKilledAfterSnapshot: an agent killed after restic saved the
 // snapshot but before it wrote the session's status. The next agent finds
 // the snapshot by the session's tag: the session Succeeded, with no retry
