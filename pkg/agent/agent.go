@@ -176,7 +176,7 @@ type term struct {
 	queue    workqueue.TypedRateLimitingInterface[string]
 	sched    *schedule.Scheduler
 	// sightings of other agents' Running sessions, used only by the
-	// queue's worker (recoverOrphans).
+	// queue's worker (recoverOrphans, syncSession).
 	sightings map[string]sighting
 }
 

@@ -147,8 +147,11 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 		return nil // another database's session, or its config is gone
 	}
 	if bs.Status.Phase == stashv1beta1.BackupSessionRunning && !a.runsSession(bs) {
-		// Another agent's (or a stale claim): time its heartbeat.
-		t.queue.Add("orphans")
+		// Another agent's (or a stale claim): time its heartbeat, unless
+		// that is under way (every beat is an update that lands here).
+		if _, timed := t.sightings[bs.Name]; !timed {
+			t.queue.Add("orphans")
+		}
 		return nil
 	}
 	if bs.Status.Phase != "" && bs.Status.Phase != stashv1beta1.BackupSessionPending {

@@ -42,6 +42,14 @@ type backupFixture struct {
 	st       *client.Stash
 }
 
+// localRepo creates the Secret repo-creds with the fixture's restic
+// password and the Repository repo on a local path.
+func (f *backupFixture) localRepo(t *testing.T, dir string) {
+	t.Helper()
+	createSecret(t, f.ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
+	mustOK(t, kubectl(t, "", "stash", "-n", f.ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+}
+
 func newBackupFixture(t *testing.T, ns string, db *testenv.MariaDB) *backupFixture {
 	t.Helper()
 	newNamespace(t, ns)
@@ -97,17 +105,34 @@ func resticDump(t *testing.T, repo, password string, extraEnv []string, file str
 
 func resticSnapshots(t *testing.T, repo, password string, extraEnv []string) int {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", repo, "--no-cache", "snapshots", "--json")
-	cmd.Env = append(os.Environ(), append(extraEnv, "RESTIC_PASSWORD="+password)...)
-	out, err := cmd.Output()
+	ids, err := listSnapshots(t, repo, password, extraEnv)
 	if err != nil {
 		return 0 // not initialised: no snapshots
 	}
-	var snaps []json.RawMessage
+	return len(ids)
+}
+
+// listSnapshots runs `restic snapshots --json` with extra args (filters)
+// and returns the snapshot IDs.
+func listSnapshots(t *testing.T, repo, password string, extraEnv []string, args ...string) ([]string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), append([]string{"-r", repo, "--no-cache", "snapshots", "--json"}, args...)...)
+	cmd.Env = append(os.Environ(), append(extraEnv, "RESTIC_PASSWORD="+password)...)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, err
+	}
+	var snaps []struct {
+		ID string `json:"id"`
+	}
 	if err := json.Unmarshal(out, &snaps); err != nil {
 		t.Fatalf("restic snapshots --json: %v", err)
 	}
-	return len(snaps)
+	ids := make([]string, len(snaps))
+	for i, s := range snaps {
+		ids[i] = s.ID
+	}
+	return ids, nil
 }
 
 func TestBackupToLocalRestAndS3(t *testing.T) {

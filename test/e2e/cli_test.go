@@ -16,8 +16,7 @@ func TestPluginCommands(t *testing.T) {
 	f := newBackupFixture(t, "cli-e2e", s.env.MariaDBs[1])
 	ns := f.ns
 	dir := t.TempDir()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "nightly", "--target", "appbinding/db", "--repository", "repo",
 		"--schedule", "0 3 * * *", "--param", "args=--databases inventory"), "bc")
 

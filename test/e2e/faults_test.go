@@ -89,8 +89,7 @@ func TestAPIServerRestartDuringBackup(t *testing.T) {
 	f := newBackupFixture(t, "apirestart-e2e", s.env.MariaDBs[0])
 	ns := f.ns
 	dir := t.TempDir()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "outage", "--target", "appbinding/db", "--repository", "repo",
 		"--param", "args=--databases shop"), "bc")
 	agent := startAgent(t, ns, "db")
@@ -202,8 +201,7 @@ func TestDatabaseRestartMidDump(t *testing.T) {
 	f := newBackupFixture(t, "dbrestart-e2e", s.env.MariaDBs[1])
 	ns := f.ns
 	dir := t.TempDir()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "dbr", "--target", "appbinding/db", "--repository", "repo",
 		"--param", "args=--databases shop"), "bc")
 	agent := startAgent(t, ns, "db")
@@ -242,8 +240,7 @@ func TestMissedSlotsCatchUp(t *testing.T) {
 	f := newBackupFixture(t, "catchup-e2e", s.env.MariaDBs[1])
 	ns := f.ns
 	ctx := context.Background()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	f.localRepo(t, t.TempDir())
 	for _, c := range []struct{ name, mode string }{{"eager", "one"}, {"lazy", "none"}} {
 		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", c.name, "--target", "appbinding/db", "--repository", "repo",
 			"--schedule", "@every 5s", "--param", "args=--databases inventory", "--backup-history-limit", "50", "--catch-up", c.mode), "bc "+c.name)
@@ -315,8 +312,7 @@ func TestSIGTERMDuringBackup(t *testing.T) {
 	f := newBackupFixture(t, "sigterm-e2e", s.env.MariaDBs[0])
 	ns := f.ns
 	dir := t.TempDir()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "term", "--target", "appbinding/db", "--repository", "repo",
 		"--param", "args=--databases shop", "--max-retry", "1", "--retry-delay", "1s", "--backup-history-limit", "10"), "bc")
 
@@ -381,8 +377,7 @@ func TestTimeoutStopsHangingDump(t *testing.T) {
 	f := newBackupFixture(t, "hang-e2e", s.env.MariaDBs[1])
 	ns := f.ns
 	dir := t.TempDir()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "hang", "--target", "appbinding/db", "--repository", "repo",
 		"--param", "args=--databases shop", "--timeout", "8s"), "bc")
 	agent := startAgent(t, ns, "db")
@@ -421,8 +416,7 @@ func TestTwoAgentsInitOneRepository(t *testing.T) {
 	ns := f.ns
 	dir := t.TempDir()
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "appbinding", "db2", "--url", fmt.Sprintf("tcp(%s)/", f.db.Addr()), "--secret", "db-auth", "--type", "mariadb", "--version", "10.11"), "second appbinding")
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	for _, c := range [][2]string{{"one", "db"}, {"two", "db2"}} {
 		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", c[0], "--target", "appbinding/"+c[1], "--repository", "repo",
 			"--param", "args=--databases shop"), "backupconfig "+c[0])

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,8 +25,7 @@ func TestTriggerStorm(t *testing.T) {
 	f := newBackupFixture(t, "storm-e2e", s.env.MariaDBs[1])
 	ns := f.ns
 	ctx := context.Background()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	f.localRepo(t, t.TempDir())
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "storm", "--target", "appbinding/db", "--repository", "repo",
 		"--param", "args=--databases shop", "--backup-history-limit", "30"), "bc")
 	startAgent(t, ns, "db")
@@ -92,8 +89,7 @@ func TestAgentKilledMidBackup(t *testing.T) {
 	ns := f.ns
 	ctx := context.Background()
 	dir := t.TempDir()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "killme", "--target", "appbinding/db", "--repository", "repo",
 		"--param", "args=--databases shop", "--max-retry", "1", "--retry-delay", "1s", "--backup-history-limit", "5"), "bc")
 	first := startAgent(t, ns, "db")
@@ -148,8 +144,7 @@ func TestTwoReplicas(t *testing.T) {
 	ns := f.ns
 	ctx := context.Background()
 	dir := t.TempDir()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "often", "--target", "appbinding/db", "--repository", "repo",
 		"--schedule", "@every 3s", "--param", "args=--databases inventory", "--backup-history-limit", "100", "--replicas", "2"), "bc")
 	a := startAgent(t, ns, "db")
@@ -256,10 +251,7 @@ func logTime(t *testing.T, path, needle string) time.Time {
 	return time.Time{}
 }
 
-func logHas(path, needle string) bool {
-	b, err := os.ReadFile(path)
-	return err == nil && strings.Contains(string(b), needle)
-}
+func logHas(path, needle string) bool { return logCount(path, needle) > 0 }
 
 // TestSessionsWaitForAnOrphansVerdict: after a crash mid-backup on a
 // schedule, the restarted agent's catch-up and scheduled sessions find the
@@ -270,8 +262,7 @@ func TestSessionsWaitForAnOrphansVerdict(t *testing.T) {
 	f := newBackupFixture(t, "verdict-e2e", s.env.MariaDBs[0])
 	ns := f.ns
 	ctx := context.Background()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	f.localRepo(t, t.TempDir())
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "crashy", "--target", "appbinding/db", "--repository", "repo",
 		"--schedule", "@every 5s", "--param", "args=--databases shop", "--backup-history-limit", "50"), "bc")
 	first := startAgent(t, ns, "db")
@@ -333,8 +324,7 @@ func TestAgentKilledAfterSnapshot(t *testing.T) {
 	ns := f.ns
 	ctx := context.Background()
 	dir := t.TempDir()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", dir, "--secret", "repo-creds"), "repo")
+	f.localRepo(t, dir)
 	// With one snapshot there and --keep-last 1, the session's retention
 	// forgets one and prunes after its snapshot is saved: the window the
 	// kill lands in.
@@ -370,8 +360,8 @@ func TestAgentKilledAfterSnapshot(t *testing.T) {
 	if st := bs.Status.Targets; len(st) == 1 && len(st[0].Stats) == 1 && len(st[0].Stats[0].Snapshots) == 1 {
 		snap = st[0].Stats[0].Snapshots[0].Name
 	}
-	if ids := resticSnapshotIDs(t, dir, f.repoPass, "session="+name); len(ids) != 1 || ids[0] != snap {
-		t.Errorf("status names snapshot %q; the repository has %v for the session", snap, ids)
+	if ids, err := listSnapshots(t, dir, f.repoPass, nil, "--tag", "session="+name); err != nil || len(ids) != 1 || ids[0] != snap {
+		t.Errorf("status names snapshot %q; the repository has %v for the session (err %v)", snap, ids, err)
 	}
 	bc, err := f.st.BackupConfigurations(ns).Get(ctx, "saved")
 	if err != nil || bc.Status.LastSuccessfulSession != name {
@@ -392,8 +382,7 @@ func TestSettledSessionIsNotOverwritten(t *testing.T) {
 	f := newBackupFixture(t, "settled-e2e", s.env.MariaDBs[0])
 	ns := f.ns
 	ctx := context.Background()
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	f.localRepo(t, t.TempDir())
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "settled", "--target", "appbinding/db", "--repository", "repo",
 		"--param", "args=--databases shop", "--max-retry", "1", "--retry-delay", "1s"), "bc")
 	agent := startAgent(t, ns, "db")
@@ -440,28 +429,6 @@ func TestSettledSessionIsNotOverwritten(t *testing.T) {
 func logCount(path, needle string) int {
 	b, _ := os.ReadFile(path)
 	return strings.Count(string(b), needle)
-}
-
-// resticSnapshotIDs lists the IDs of the snapshots carrying tag.
-func resticSnapshotIDs(t *testing.T, repo, password, tag string) []string {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", repo, "--no-cache", "snapshots", "--json", "--tag", tag)
-	cmd.Env = append(os.Environ(), "RESTIC_PASSWORD="+password)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("restic snapshots --tag %s: %v", tag, err)
-	}
-	var snaps []struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(out, &snaps); err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, s := range snaps {
-		ids = append(ids, s.ID)
-	}
-	return ids
 }
 
 // killContainer SIGKILLs an agent and everything it started, as killing its
