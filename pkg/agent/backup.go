@@ -127,7 +127,7 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	}
 	// 3. Wait for the database.
 	log.Info("waiting for the database", "host", conn.Host, "port", conn.Port, "task", taskName)
-	if err := client.WaitReady(ctx, dbFiles, nil, step.WaitTimeout, 2*time.Second); err != nil {
+	if err := client.WaitReady(ctx, dbFiles, a.childEnv(), step.WaitTimeout, 2*time.Second); err != nil {
 		return dbError(ab, err)
 	}
 	if a.mayBeLocked(rr.URL) {

@@ -268,5 +268,6 @@ func (a *Agent) openRepo(ctx context.Context, ref stashv1beta1.RepositoryRef, ca
 		rr.CacheDir = ""
 	}
 	rr.BackendTimeout = a.cfg.BackendTimeout
+	rr.TempDir = TempDir(a.cfg.ScratchDir)
 	return repo, rr, cleanup, nil
 }

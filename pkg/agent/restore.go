@@ -163,7 +163,7 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	client, err := database.FindClient()
 	if err == nil {
 		a.log.Info("waiting for the database", "restore", rs.Name, "host", conn.Host, "port", conn.Port, "task", taskName)
-		if werr := client.WaitReady(prepCtx, dbFiles, nil, step.WaitTimeout, 2*time.Second); werr != nil {
+		if werr := client.WaitReady(prepCtx, dbFiles, a.childEnv(), step.WaitTimeout, 2*time.Second); werr != nil {
 			err = dbError(ab, werr)
 		}
 	}
@@ -192,7 +192,7 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	stop := a.restoreProgress(ctx, run, total)
 	loader, err := sqlload.Start(ctx, sqlload.Options{
 		Argv:        argv,
-		Env:         append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, dbFiles.Env...),
+		Env:         append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, a.childEnv()...), dbFiles.Env...),
 		Connections: a.cfg.RestoreConnections,
 		SpoolDir:    dbFiles.Dir,
 		SpoolLimit:  spoolLimit(dbFiles.Dir, a.cfg.RestoreSpool),

@@ -27,25 +27,60 @@ type Client struct {
 	MySQL string // mysql or mariadb
 }
 
-// FindClient looks the binaries up on PATH.
-func FindClient() (Client, error) {
+// FindClient looks the binaries up on $PATH.
+func FindClient() (Client, error) { return FindClientIn(os.Getenv("PATH")) }
+
+// FindClientIn looks the binaries up in path (a PATH value). The error
+// names the binary missing and the PATH searched.
+func FindClientIn(path string) (Client, error) {
 	var c Client
-	for _, n := range []string{"mysqldump", "mariadb-dump"} {
-		if p, err := exec.LookPath(n); err == nil {
-			c.Dump = p
-			break
-		}
+	var err error
+	if c.Dump, err = lookFirst(path, "mysqldump", "mariadb-dump"); err != nil {
+		return c, err
 	}
-	for _, n := range []string{"mysql", "mariadb"} {
-		if p, err := exec.LookPath(n); err == nil {
-			c.MySQL = p
-			break
-		}
-	}
-	if c.Dump == "" || c.MySQL == "" {
-		return c, fmt.Errorf("the MySQL client (mysqldump and mysql) is not on PATH; the agent image ships it, or install mariadb-client")
+	if c.MySQL, err = lookFirst(path, "mysql", "mariadb"); err != nil {
+		return c, err
 	}
 	return c, nil
+}
+
+// ErrNotFound marks a binary that is not on PATH.
+var ErrNotFound = errors.New("not found")
+
+func lookFirst(path string, names ...string) (string, error) {
+	for _, n := range names {
+		if p, err := LookPath(n, path); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("the MySQL client: %w: neither %s is on PATH=%s: use the agent image (`make image`), which ships it, or install mariadb-client",
+		ErrNotFound, strings.Join(names, " nor "), path)
+}
+
+// LookPath finds an executable name in path, like exec.LookPath but on a
+// PATH given rather than read from the environment. A name with a slash is
+// checked as it is.
+func LookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		if isExecutable(name) {
+			return name, nil
+		}
+		return "", fmt.Errorf("%s: %w or not executable", name, ErrNotFound)
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			continue // an empty entry would mean the working directory
+		}
+		if p := filepath.Join(dir, name); isExecutable(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: %w on PATH=%s", name, ErrNotFound, path)
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
 // DumpArgv is the full mysqldump argv: option file first (it must be), then

@@ -35,6 +35,9 @@ const (
 
 	// ScratchDir is the agent's writable emptyDir (the root filesystem is read-only).
 	ScratchDir = "/stash-tmp"
+	// TempDir is TMPDIR in the container: restic's temporary packs go
+	// there, so it must be on the scratch volume. The agent creates it.
+	TempDir = ScratchDir + "/tmp"
 	// MetricsPort serves /metrics, /healthz and /readyz.
 	MetricsPort = 8080
 	// AgentCommand is the agent binary on the image's PATH.
@@ -229,6 +232,9 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 		{Name: "HOME", Value: ScratchDir},
+		// Everything in the container writes its temporary files to the
+		// scratch volume (the agent sets the same for its children anyway).
+		{Name: "TMPDIR", Value: TempDir},
 	}
 	res := corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},

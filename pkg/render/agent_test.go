@@ -1,6 +1,7 @@
 package render
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,5 +104,35 @@ func TestCrossNamespaceRepositoryRole(t *testing.T) {
 		if strings.Contains(strings.Join(r.ResourceNames, ","), "stash-repo-init-shared") {
 			t.Errorf("the agent's own Role names another namespace's Lease: %+v", r)
 		}
+	}
+}
+
+// TestTempDirIsOnTheScratchVolume: restic writes temporary packs to
+// $TMPDIR, and the root filesystem is read-only, so TMPDIR must be under
+// the writable scratch mount, where the agent (--scratch-dir) creates it.
+func TestTempDirIsOnTheScratchVolume(t *testing.T) {
+	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}}
+	objs, err := AgentObjects(AgentInput{AppBinding: ab, Image: "img:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := objs[3].(*appsv1.Deployment).Spec.Template.Spec.Containers[0]
+	tmpdir := ""
+	for _, e := range ctr.Env {
+		if e.Name == "TMPDIR" {
+			tmpdir = e.Value
+		}
+	}
+	scratch := ""
+	for _, m := range ctr.VolumeMounts {
+		if m.Name == "scratch" && !m.ReadOnly {
+			scratch = m.MountPath
+		}
+	}
+	if scratch == "" || !strings.HasPrefix(tmpdir, scratch+"/") {
+		t.Fatalf("TMPDIR=%q is not under the writable scratch mount %q", tmpdir, scratch)
+	}
+	if !slices.Contains(ctr.Args, "--scratch-dir="+scratch) || tmpdir != scratch+"/tmp" {
+		t.Errorf("the agent's --scratch-dir (%v) and TMPDIR %q disagree: the agent creates <scratch-dir>/tmp", ctr.Args, tmpdir)
 	}
 }

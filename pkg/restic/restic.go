@@ -67,6 +67,10 @@ type Repo struct {
 	// BackendTimeout stops restic when the backend keeps failing for this
 	// long (restic alone retries for 15 minutes); 0 leaves it to restic.
 	BackendTimeout time.Duration
+	// TempDir is TMPDIR for restic and the command it runs, whatever ours
+	// is: restic writes its temporary packs there, and a read-only one
+	// stalls a backup (see StallTimeout). "" inherits ours.
+	TempDir string
 }
 
 // Limits caps restic's bandwidth in KiB/s; 0 means unlimited.
@@ -116,7 +120,7 @@ func (r *Repo) globalArgs() []string {
 // environ builds the child's environment: ours minus any inherited RESTIC_*
 // variable (an inherited RESTIC_PASSWORD_FILE or RESTIC_REPOSITORY_FILE
 // would silently override what the caller asked for), then Repo.Env, then
-// extra, then RESTIC_REPOSITORY.
+// extra, then TMPDIR (when TempDir is set) and RESTIC_REPOSITORY.
 func (r *Repo) environ(extra map[string]string) ([]string, error) {
 	if r.URL == "" {
 		return nil, errors.New("restic: repository URL is empty")
@@ -139,6 +143,9 @@ func (r *Repo) environ(extra map[string]string) ([]string, error) {
 			}
 			m[k] = v
 		}
+	}
+	if r.TempDir != "" {
+		m["TMPDIR"] = r.TempDir
 	}
 	m["RESTIC_REPOSITORY"] = r.URL
 	env := make([]string, 0, len(m))

@@ -408,6 +408,17 @@ func TestArgsAndEnv(t *testing.T) {
 	if slices.Contains(env, "RESTIC_PASSWORD_FILE=/inherited") {
 		t.Error("inherited RESTIC_PASSWORD_FILE passed on")
 	}
+	// TempDir wins over an inherited TMPDIR and over Env.
+	t.Setenv("TMPDIR", "/read-only")
+	r.TempDir = "/scratch/tmp"
+	r.Env["TMPDIR"] = "/elsewhere"
+	env, err = r.environ(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(env, "TMPDIR=/scratch/tmp") || slices.Contains(env, "TMPDIR=/read-only") || slices.Contains(env, "TMPDIR=/elsewhere") {
+		t.Errorf("TMPDIR is not TempDir: %q", env)
+	}
 	if _, err := r.environ(map[string]string{"A=B": "x"}); err == nil {
 		t.Error("bad variable name accepted")
 	}

@@ -2,13 +2,14 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
@@ -48,14 +49,14 @@ func newRunCmd() *cobra.Command {
 		Short: "Watch the namespace and run the AppBinding's backups and restores",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			if err := preflight(cmd.Context(), &cfg, log); err != nil {
+				return err
+			}
 			rc, err := restConfig(kubeconfig)
 			if err != nil {
 				return err
 			}
 			rc.UserAgent = "stash-agent/" + version.Version
-			if cfg.ResticBin == "" {
-				cfg.ResticBin = findRestic()
-			}
 			a, err := agent.New(cfg, rc, log)
 			if err != nil {
 				return err
@@ -96,17 +97,26 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return rc, nil
 }
 
-func findRestic() string {
+// preflight checks the tools and the scratch directory before the agent
+// serves anything: a pod that lacks one exits at once, and is never ready.
+func preflight(ctx context.Context, cfg *agent.Config, log *slog.Logger) error {
+	exeDir := ""
 	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "restic")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
+		exeDir = filepath.Dir(exe)
 	}
-	if p, err := exec.LookPath("restic"); err == nil {
-		return p
+	tools, err := agent.FindTools(ctx, cfg.ResticBin, exeDir, os.Getenv("PATH"))
+	if err != nil {
+		return fmt.Errorf("the agent cannot start: %w", err)
 	}
-	return "restic"
+	if tools.Warning != "" {
+		log.Warn(tools.Warning)
+	}
+	cfg.ResticBin = tools.Restic
+	if err := agent.PrepareScratch(cfg.ScratchDir); err != nil {
+		return fmt.Errorf("the agent cannot start: %w", err)
+	}
+	log.Info("tools found", "restic", tools.Restic, "resticVersion", tools.ResticVersion, "mysqldump", tools.Client.Dump, "mysql", tools.Client.MySQL, "tmpdir", agent.TempDir(cfg.ScratchDir))
+	return nil
 }
 
 // quantityValue is a flag holding a byte size written as a Kubernetes
