@@ -86,7 +86,7 @@ func startControlPlane(ctx context.Context, dir, binDir string, detach bool) (*C
 		cp.Stop()
 		return nil, err
 	}
-	saKey, saPub, err := rsaKeyPair()
+	saKey, saPub, err := RSAKeyPair()
 	if err != nil {
 		cp.Stop()
 		return nil, err

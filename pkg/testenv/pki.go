@@ -81,8 +81,8 @@ func (ca *CA) Issue(cn string, orgs, hosts []string, client bool) (certPEM, keyP
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
 }
 
-// rsaKeyPair makes the ServiceAccount token signing key.
-func rsaKeyPair() (privPEM, pubPEM []byte, err error) {
+// RSAKeyPair makes the ServiceAccount token signing key.
+func RSAKeyPair() (privPEM, pubPEM []byte, err error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, nil, err
