@@ -252,3 +252,10 @@ func (r *Resource[T, L]) String() string {
 	}
 	return fmt.Sprintf("%s in namespace %s", r.resource, r.ns)
 }
+
+// Ping asks the API server for its version: every authenticated user may
+// (system:public-info-viewer), so it tells whether the server answers.
+func (c *Core) Ping(ctx context.Context) error {
+	_, err := c.core.Get().AbsPath("/version").DoRaw(ctx)
+	return err
+}
