@@ -56,7 +56,9 @@ type BackupOptions struct {
 // SIGTERM to restic and Command, then kills them after 10s.
 //
 // If restic exits 3 (snapshot written, source incomplete) both the summary
-// and an error wrapping ErrIncomplete are returned.
+// and an error wrapping ErrIncomplete are returned. With Repo.StallTimeout,
+// a stream that stopped moving (restic not reading a dump blocked on its
+// pipe) is stopped with an error wrapping ErrStalled and restic's cause.
 //
 // Command's arguments are visible to other local processes: pass its
 // secrets through ExtraEnv. Command also sees Repo.Env.
@@ -67,8 +69,9 @@ func (r *Repo) Backup(ctx context.Context, o BackupOptions) (*Summary, error) {
 	if err := checkTags(o.Tags); err != nil {
 		return nil, fmt.Errorf("restic backup: %w", err)
 	}
+	watch := r.newStallWatch(true)
 	args := []string{"backup"}
-	if o.Progress == nil {
+	if o.Progress == nil && watch == nil {
 		args = append(args, "--quiet") // the summary is still printed
 	}
 	if o.Host != "" {
@@ -99,13 +102,18 @@ func (r *Repo) Backup(ctx context.Context, o BackupOptions) (*Summary, error) {
 			return // garbled lines are not worth failing a backup for
 		}
 		switch {
-		case ev.Status != nil && o.Progress != nil:
-			o.Progress(*ev.Status)
+		case ev.Status != nil:
+			if watch != nil {
+				watch.progress.Store(ev.Status.BytesDone)
+			}
+			if o.Progress != nil {
+				o.Progress(*ev.Status)
+			}
 		case ev.Summary != nil:
 			summary = ev.Summary
 		}
 	}}
-	err := r.run(ctx, "backup", args, o.ExtraEnv, out)
+	err := r.runWatched(ctx, "backup", args, o.ExtraEnv, out, watch)
 	out.flush()
 	if err != nil {
 		if errors.Is(err, ErrIncomplete) {
@@ -307,7 +315,12 @@ func (r *Repo) DumpTar(ctx context.Context, snapshot, dir string, w io.Writer) e
 // cause worth reporting.
 func (r *Repo) dump(ctx context.Context, args []string, w io.Writer) error {
 	ew := &errWriter{w: w}
-	err := r.run(ctx, "dump", args, nil, ew)
+	var out io.Writer = ew
+	watch := r.newStallWatch(false)
+	if watch != nil {
+		out = meterWriter{w: ew, watch: watch}
+	}
+	err := r.runWatched(ctx, "dump", args, nil, out, watch)
 	if ew.err != nil {
 		return fmt.Errorf("restic dump: write: %w", ew.err)
 	}

@@ -25,6 +25,7 @@ var (
 	ErrIncomplete       = errors.New("snapshot created but source incomplete") // exit 3
 	ErrCertificate      = errors.New("backend certificate not trusted")        // x509 verify failure; restic would retry for 15 min
 	ErrBackendTimeout   = errors.New("backend failed for longer than allowed") // Repo.BackendTimeout passed while restic retried
+	ErrStalled          = errors.New("the stream stalled")                     // Repo.StallTimeout passed with nothing moving
 )
 
 // Bounds on what is kept of restic's stderr.
@@ -145,6 +146,9 @@ type stderrSink struct {
 	fatal    string
 	fatalErr error
 	onFatal  func()
+	// stalled says why the stall watch stopped the run; set by the watch
+	// before it stops anything, read once restic has exited.
+	stalled string
 	// backendBudget bounds a streak of backend retries; 0 means restic's own.
 	backendBudget time.Duration
 	now           func() time.Time
@@ -291,6 +295,10 @@ func (s *stderrSink) newError(ctx context.Context, op string, code int) *Error {
 			errs = append(errs, ErrBackend)
 		}
 		s.exitMsg = s.fatal
+	case s.stalled != "":
+		// restic's own message (exitMsg), if it gave one once the dump
+		// was stopped, stays the detail: it names the cause.
+		errs = append(errs, fmt.Errorf("%w: %s", ErrStalled, s.stalled))
 	case ctx.Err() != nil:
 		errs = append(errs, ErrInterrupted, context.Cause(ctx))
 	case code == 10:

@@ -30,6 +30,12 @@
 //   - An unreachable REST/S3 backend is retried with backoff for many
 //     minutes ("connection refused", "no such host" on stderr); give the
 //     context a deadline.
+//   - `backup --stdin-from-command` with an unwritable TMPDIR and a command
+//     writing more than a pipe buffer never returns: restic stops reading
+//     once it cannot create a temporary pack, prints nothing, and waits for
+//     the command, which blocks on the full pipe. Once the command is
+//     killed, restic prints the cause ("open $TMPDIR/restic-temp-pack-...:
+//     read-only file system") and exits 1. Repo.StallTimeout does that.
 package restic
 
 import (
@@ -67,6 +73,9 @@ type Repo struct {
 	// BackendTimeout stops restic when the backend keeps failing for this
 	// long (restic alone retries for 15 minutes); 0 leaves it to restic.
 	BackendTimeout time.Duration
+	// StallTimeout stops a backup or dump stream that has not moved for
+	// this long while its processes live (see stall.go); 0 disables.
+	StallTimeout time.Duration
 	// TempDir is TMPDIR for restic and the command it runs, whatever ours
 	// is: restic writes its temporary packs there, and a read-only one
 	// stalls a backup (see StallTimeout). "" inherits ours.
@@ -160,6 +169,11 @@ func (r *Repo) environ(extra map[string]string) ([]string, error) {
 // nil. A failed run returns an *Error unless restic could not be started at
 // all or stdout could not be written.
 func (r *Repo) run(ctx context.Context, op string, args []string, extraEnv map[string]string, stdout io.Writer) error {
+	return r.runWatched(ctx, op, args, extraEnv, stdout, nil)
+}
+
+// runWatched is run with a stall watch on the running restic; w may be nil.
+func (r *Repo) runWatched(ctx context.Context, op string, args []string, extraEnv map[string]string, stdout io.Writer, w *stallWatch) error {
 	env, err := r.environ(extraEnv)
 	if err != nil {
 		return err
@@ -174,10 +188,21 @@ func (r *Repo) run(ctx context.Context, op string, args []string, extraEnv map[s
 	cmd.Env = env
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
+	if w != nil {
+		// restic's own I/O is counted without what it writes to us.
+		if stdout != nil {
+			cmd.Stdout = countWriter{stdout, &w.stdio}
+		}
+		cmd.Stderr = countWriter{stderr, &w.stdio}
+	}
 	cmd.WaitDelay = waitDelay
 	setProcessGroup(cmd)
 
-	err = cmd.Run()
+	if err = cmd.Start(); err == nil {
+		unwatch := startWatch(w, cmd.Process.Pid, stderr, stop)
+		err = cmd.Wait()
+		unwatch()
+	}
 	killProcessGroup(cmd)
 	stderr.flush()
 	if err == nil {
@@ -193,4 +218,32 @@ func (r *Repo) run(ctx context.Context, op string, args []string, extraEnv map[s
 		return stderr.newError(ctx, op, -1)
 	}
 	return fmt.Errorf("restic %s: %w", op, err)
+}
+
+// startWatch runs w on restic (pid) until the returned func is called,
+// which waits for the watch to end; the stall is recorded in sink before
+// anything is stopped.
+func startWatch(w *stallWatch, pid int, sink *stderrSink, stop func()) (unwatch func()) {
+	if w == nil || w.timeout <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.watch(ctx, pid, func(msg string) { sink.stalled = msg }, stop)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// newStallWatch is the watch for one backup (backup) or dump, nil when
+// StallTimeout is not set.
+func (r *Repo) newStallWatch(backup bool) *stallWatch {
+	if r.StallTimeout <= 0 {
+		return nil
+	}
+	return &stallWatch{timeout: r.StallTimeout, backup: backup, now: time.Now}
 }
