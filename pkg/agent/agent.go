@@ -45,6 +45,12 @@ type Config struct {
 	LeaseDuration time.Duration
 	// BackendTimeout stops restic when the backend keeps failing this long.
 	BackendTimeout time.Duration
+	// StallTimeout stops a backup or restore stream that has not moved
+	// for this long while its processes live; 0 disables.
+	StallTimeout time.Duration
+	// SessionTimeout bounds a session whose spec.timeOut is not set; 0
+	// means no limit.
+	SessionTimeout time.Duration
 	// ShutdownGrace is how long running sessions may go on after SIGTERM
 	// before they are stopped and marked Failed; keep it under the pod's
 	// terminationGracePeriodSeconds.

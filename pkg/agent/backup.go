@@ -45,6 +45,9 @@ type backupRun struct {
 	pre      []string
 	post     []string
 	snapshot string
+	// limit and deadline bound the session; zero when it has none.
+	limit    sessionLimit
+	deadline time.Time
 	// after runs once the session's status is written and the config is
 	// free for its next session; it owns the repository's cleanup when
 	// backup set it.
@@ -75,17 +78,21 @@ func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
 func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) (after func(context.Context)) {
 	run := &backupRun{bc: bc, bs: bs, start: a.clock()}
 	log := a.log.With("session", bs.Name, "config", bc.Name)
-	if bc.Spec.TimeOut != "" {
-		if d, err := time.ParseDuration(bc.Spec.TimeOut); err == nil && d > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, d)
-			defer cancel()
-			_ = a.updateSessionStatus(context.WithoutCancel(ctx), bs.Name, func(s *stashv1beta1.BackupSession) {
-				s.Status.SessionDeadline = &metav1.Time{Time: run.start.Add(d)}
-			})
-		}
+	limit, err := a.sessionLimit(bc.Spec.TimeOut, stashv1beta1.KindBackupConfiguration, bc.Name)
+	if err != nil {
+		a.finishBackup(context.WithoutCancel(ctx), run, err, log)
+		return run.after
 	}
-	err := a.backup(ctx, run, log)
+	if limit.d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit.d)
+		defer cancel()
+		run.limit, run.deadline = limit, run.start.Add(limit.d)
+		_ = a.updateSessionStatus(context.WithoutCancel(ctx), bs.Name, func(s *stashv1beta1.BackupSession) {
+			s.Status.SessionDeadline = &metav1.Time{Time: run.deadline}
+		})
+	}
+	err = a.backup(ctx, run, log)
 	if err != nil && errors.Is(context.Cause(ctx), ErrShutdown) {
 		err = fmt.Errorf("%w (%s) before the backup finished: restic was stopped and removed its lock, and no snapshot was saved: %w", ErrShutdown, a.cfg.ShutdownGrace, err)
 	}
@@ -179,8 +186,11 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		run.cond(stashv1beta1.ConditionBackendRepositoryInitialized, true, "Initialized", msg)
 	}
 	if err != nil {
-		if errors.Is(err, restic.ErrBackend) || errors.Is(err, restic.ErrInterrupted) {
+		if errors.Is(err, restic.ErrBackend) || errors.Is(err, restic.ErrInterrupted) || errors.Is(err, restic.ErrStalled) {
 			a.markLocked(rr.URL, true)
+		}
+		if errors.Is(err, restic.ErrStalled) {
+			return fmt.Errorf("the backup stalled, so restic and mysqldump were stopped and no snapshot was saved: %w%s", err, a.tempDirHint(err))
 		}
 		if errors.Is(err, restic.ErrCommandFailed) {
 			why := dbFiles.DumpError()
@@ -312,8 +322,8 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 	if err != nil {
 		phase, hostPhase = stashv1beta1.BackupSessionFailed, stashv1beta1.HostFailed
 		msg = err.Error()
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, restic.ErrInterrupted) && run.bs.Status.SessionDeadline != nil && !end.Before(run.bs.Status.SessionDeadline.Time) {
-			msg = fmt.Sprintf("the session passed its timeOut %s and was stopped; no snapshot was saved (%v)", run.bc.Spec.TimeOut, err)
+		if pastDeadline(err, run.deadline, end) {
+			msg = fmt.Sprintf("the session passed its time limit, %s, and was stopped; no snapshot was saved (%v)", run.limit.raise, err)
 			run.cond(stashv1beta1.ConditionDeadlineExceeded, true, "DeadlineExceeded", msg)
 		}
 	} else {

@@ -268,6 +268,7 @@ func (a *Agent) openRepo(ctx context.Context, ref stashv1beta1.RepositoryRef, ca
 		rr.CacheDir = ""
 	}
 	rr.BackendTimeout = a.cfg.BackendTimeout
+	rr.StallTimeout = a.cfg.StallTimeout
 	rr.TempDir = TempDir(a.cfg.ScratchDir)
 	return repo, rr, cleanup, nil
 }

@@ -90,19 +90,29 @@ type restoreRun struct {
 	written  atomic.Int64
 	// touched is set once the first byte reached the database.
 	touched atomic.Bool
+	// limit and deadline bound the session; zero when it has none.
+	limit    sessionLimit
+	deadline time.Time
 }
 
 // runRestore is the whole restore data path, top to bottom.
 func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession) {
 	run := &restoreRun{rs: rs, start: a.clock()}
-	if rs.Spec.TimeOut != "" {
-		if d, err := time.ParseDuration(rs.Spec.TimeOut); err == nil && d > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, d)
-			defer cancel()
-		}
+	limit, err := a.sessionLimit(rs.Spec.TimeOut, stashv1beta1.KindRestoreSession, rs.Name)
+	if err != nil {
+		a.finishRestore(context.WithoutCancel(ctx), run, err)
+		return
 	}
-	err := a.restore(ctx, run)
+	if limit.d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit.d)
+		defer cancel()
+		run.limit, run.deadline = limit, run.start.Add(limit.d)
+		_ = a.updateRestoreStatus(ctx, rs.Name, func(s *stashv1beta1.RestoreSession) {
+			s.Status.SessionDeadline = &metav1.Time{Time: run.deadline}
+		})
+	}
+	err = a.restore(ctx, run)
 	if err != nil && errors.Is(context.Cause(ctx), ErrShutdown) {
 		state := "the database was not changed"
 		if run.touched.Load() {
@@ -414,8 +424,8 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 	if err != nil {
 		phase, hostPhase = stashv1beta1.RestoreFailed, stashv1beta1.HostFailed
 		msg = err.Error()
-		if errors.Is(err, context.DeadlineExceeded) {
-			msg = fmt.Sprintf("the restore passed its timeOut %s and was stopped; %s", run.rs.Spec.TimeOut, map[bool]string{true: "the database is partially restored", false: "the database was not changed"}[run.touched.Load()])
+		if pastDeadline(err, run.deadline, end) {
+			msg = fmt.Sprintf("the restore passed its time limit, %s, and was stopped; %s", run.limit.raise, map[bool]string{true: "the database is partially restored", false: "the database was not changed"}[run.touched.Load()])
 		}
 	} else {
 		msg = fmt.Sprintf("snapshot %s restored (%s) in %s", shortID(run.snapshot), session.HumanBytes(run.written.Load()), dur)

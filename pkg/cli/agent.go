@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,10 +22,11 @@ import (
 
 // agentFlags are the flags of every command that renders an agent.
 type agentFlags struct {
-	Image       string
-	Pushgateway string
-	Replicas    int32
-	cmd         *cobra.Command
+	Image        string
+	Pushgateway  string
+	Replicas     int32
+	StallTimeout time.Duration
+	cmd          *cobra.Command
 }
 
 func (f *agentFlags) add(cmd *cobra.Command) {
@@ -32,6 +34,7 @@ func (f *agentFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.Image, "image", version.AgentImage(), "agent image")
 	cmd.Flags().StringVar(&f.Pushgateway, "pushgateway", "", "Pushgateway URL the agent pushes metrics to")
 	cmd.Flags().Int32Var(&f.Replicas, "replicas", 1, "agent replicas (leader election on a Lease keeps one active)")
+	cmd.Flags().DurationVar(&f.StallTimeout, "stall-timeout", 0, "the agent stops a backup or restore stream that has not moved this long while restic and the dump live (default: the agent's, 5m)")
 }
 
 // render builds the agent for an AppBinding. Connected, it reads the
@@ -40,6 +43,9 @@ func (f *agentFlags) add(cmd *cobra.Command) {
 func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, extraRepos []stashv1beta1.RepositoryRef, extra ...*stashv1beta1.BackupConfiguration) ([]runtime.Object, error) {
 	if f.Image == "" {
 		return nil, usageErr("--image must not be empty")
+	}
+	if f.StallTimeout < 0 {
+		return nil, usageErr("--stall-timeout must be positive")
 	}
 	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: appBinding, Namespace: w.ns}}
 	type ref struct{ ns, name string }
@@ -111,11 +117,11 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 	}
 	return render.AgentObjects(render.AgentInput{
 		AppBinding: ab, Repositories: repos, Config: cfg, Image: f.Image, Version: version.Version,
-		Pushgateway: f.Pushgateway, Replicas: f.Replicas,
+		Pushgateway: f.Pushgateway, Replicas: f.Replicas, StallTimeout: f.StallTimeout,
 	})
 }
 
-// keepExisting carries over the image, Pushgateway and replicas of an agent
+// keepExisting carries over the image, Pushgateway, stall timeout and replicas of an agent
 // already deployed, unless the flags were given: re-rendering it for a
 // restore must not drop what the backup side configured.
 func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding string) {
@@ -128,10 +134,13 @@ func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding str
 	if !changed("image") {
 		f.Image = ctr.Image
 	}
-	if !changed("pushgateway") {
-		for _, a := range ctr.Args {
-			if v, ok := strings.CutPrefix(a, "--pushgateway="); ok {
-				f.Pushgateway = v
+	for _, a := range ctr.Args {
+		if v, ok := strings.CutPrefix(a, "--pushgateway="); ok && !changed("pushgateway") {
+			f.Pushgateway = v
+		}
+		if v, ok := strings.CutPrefix(a, "--stall-timeout="); ok && !changed("stall-timeout") {
+			if d, err := time.ParseDuration(v); err == nil && d > 0 {
+				f.StallTimeout = d
 			}
 		}
 	}

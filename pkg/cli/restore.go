@@ -27,7 +27,9 @@ type RestoreOptions struct {
 	Params                                                                  []string
 	Wait                                                                    bool
 	Timeout                                                                 time.Duration
-	at                                                                      time.Time
+	// SessionTimeout is the restore's own time limit (spec.timeOut).
+	SessionTimeout time.Duration
+	at             time.Time
 }
 
 func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -61,6 +63,7 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	fl.StringArrayVar(&o.Params, "param", nil, "task param KEY=VALUE (repeatable), e.g. args=--force")
 	fl.BoolVar(&o.Wait, "wait", false, "wait until the restore ends, showing progress")
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
+	fl.DurationVar(&o.SessionTimeout, "session-timeout", 0, "the restore's time limit, spec.timeOut (default: the agent's, 24h)")
 	o.agentFlags.add(cmd)
 	o.flags.AddFlags(cmd)
 	completeFlag(cmd, f, "target", "appbindings", "appbinding/")
@@ -92,6 +95,9 @@ func (o *RestoreOptions) Validate() error {
 	if o.Timeout <= 0 {
 		return usageErr("--timeout must be positive")
 	}
+	if o.SessionTimeout < 0 {
+		return usageErr("--session-timeout must be positive")
+	}
 	_, err := parseParams(o.Params)
 	return err
 }
@@ -115,6 +121,9 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 	}
 	if o.Name == "" {
 		rs.GenerateName = ShortNamePrefix(target+"-restore-", 50)
+	}
+	if o.SessionTimeout > 0 {
+		rs.Spec.TimeOut = o.SessionTimeout.String()
 	}
 	if o.At != "" {
 		rs.Annotations = map[string]string{AnnotationRestoreAt: o.at.UTC().Format(time.RFC3339)}

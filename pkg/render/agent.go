@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -62,6 +63,8 @@ type AgentInput struct {
 	Version     string
 	Pushgateway string
 	Replicas    int32
+	// StallTimeout is the agent's --stall-timeout; 0 keeps its default.
+	StallTimeout time.Duration
 }
 
 // AgentName is the name of the agent's objects for an AppBinding. Names that
@@ -227,6 +230,9 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 	}
 	if in.Pushgateway != "" {
 		args = append(args, "--pushgateway="+in.Pushgateway)
+	}
+	if in.StallTimeout > 0 {
+		args = append(args, "--stall-timeout="+in.StallTimeout.String())
 	}
 	env := []corev1.EnvVar{
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -134,5 +135,24 @@ func TestTempDirIsOnTheScratchVolume(t *testing.T) {
 	}
 	if !slices.Contains(ctr.Args, "--scratch-dir="+scratch) || tmpdir != scratch+"/tmp" {
 		t.Errorf("the agent's --scratch-dir (%v) and TMPDIR %q disagree: the agent creates <scratch-dir>/tmp", ctr.Args, tmpdir)
+	}
+}
+
+func TestStallTimeoutIsPassedToTheAgent(t *testing.T) {
+	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}}
+	for d, want := range map[time.Duration]string{0: "", 3 * time.Second: "--stall-timeout=3s"} {
+		objs, err := AgentObjects(AgentInput{AppBinding: ab, Image: "img:1", StallTimeout: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		for _, a := range objs[3].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Args {
+			if strings.HasPrefix(a, "--stall-timeout") {
+				got = a
+			}
+		}
+		if got != want {
+			t.Errorf("StallTimeout %s: arg %q, want %q", d, got, want)
+		}
 	}
 }

@@ -372,14 +372,16 @@ func TestSIGTERMDuringBackup(t *testing.T) {
 
 // TestTimeoutStopsHangingDump: a dump blocked on a locked table hangs; at
 // spec.timeOut the dump and restic are stopped, no process is left, and
-// the session is Failed with DeadlineExceeded.
+// the session is Failed with DeadlineExceeded. The dump waits on its
+// database with its pipe empty, so a stall timeout far shorter than the
+// timeOut does not take it for a stalled stream.
 func TestTimeoutStopsHangingDump(t *testing.T) {
 	f := newBackupFixture(t, "hang-e2e", s.env.MariaDBs[1])
 	ns := f.ns
 	dir := t.TempDir()
 	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "hang", "--target", "appbinding/db", "--repository", "repo",
-		"--param", "args=--databases shop", "--timeout", "8s"), "bc")
+		"--param", "args=--databases shop", "--timeout", "8s", "--stall-timeout", "2s"), "bc")
 	agent := startAgent(t, ns, "db")
 	stallDump(t, f.db)
 	r := kubectl(t, "", "stash", "-n", ns, "trigger", "hang")
@@ -390,7 +392,7 @@ func TestTimeoutStopsHangingDump(t *testing.T) {
 	if bs.Status.Phase != stashv1beta1.BackupSessionFailed || !meta(bs.Status.Conditions, stashv1beta1.ConditionDeadlineExceeded) {
 		t.Fatalf("session %s is %s without DeadlineExceeded: %s", name, bs.Status.Phase, bs.Status.Message)
 	}
-	if !strings.Contains(bs.Status.Message, "timeOut 8s") {
+	if !strings.Contains(bs.Status.Message, "timeOut 8s") || strings.Contains(bs.Status.Message, "stalled") {
 		t.Errorf("message: %s", bs.Status.Message)
 	}
 	for _, prog := range []string{"restic", "mysqldump", "mariadb-dump"} {

@@ -75,6 +75,8 @@ func newRunCmd() *cobra.Command {
 	f.DurationVar(&cfg.ProgressEvery, "progress-interval", 3*time.Second, "how often progress is written to a session's status")
 	f.DurationVar(&cfg.LeaseDuration, "lease-duration", 15*time.Second, "leader Lease duration")
 	f.DurationVar(&cfg.BackendTimeout, "backend-timeout", 3*time.Minute, "stop a backup or restore when the backend keeps failing this long (0: leave it to restic, which retries for 15 minutes)")
+	f.DurationVar(&cfg.StallTimeout, "stall-timeout", agent.DefaultStallTimeout, "stop a backup or restore whose stream has not moved this long while restic and the dump live (restic stopped reading a dump that waits to write, or sent nothing while the database waited); 0 disables")
+	f.DurationVar(&cfg.SessionTimeout, "session-timeout", agent.DefaultSessionTimeout, "time limit of a session whose spec.timeOut is not set (0: none)")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 30*time.Second, "after SIGTERM, how long running sessions may go on before they are stopped and marked Failed (the pod allows 60s)")
 	f.IntVar(&cfg.RestoreConnections, "restore-connections", 2, "client connections that load a restore's tables at once (1: one after another, in dump order)")
 	f.Var(&quantityValue{&cfg.RestoreSpool, "1Gi"}, "restore-spool", "at most this much of a restore's dump waits in --scratch-dir for a free connection (at most half the free space there is used)")
