@@ -18,6 +18,7 @@ import (
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/catalog"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/render"
 	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 )
@@ -257,6 +258,9 @@ func (a *Agent) openRepo(ctx context.Context, ref stashv1beta1.RepositoryRef, ca
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := a.checkLocal(repo); err != nil {
+		return nil, nil, nil, err
+	}
 	if err := os.MkdirAll(a.cfg.ScratchDir, 0o700); err != nil {
 		return nil, nil, nil, fmt.Errorf("scratch directory %s: %w", a.cfg.ScratchDir, err)
 	}
@@ -271,4 +275,31 @@ func (a *Agent) openRepo(ctx context.Context, ref stashv1beta1.RepositoryRef, ca
 	rr.StallTimeout = a.cfg.StallTimeout
 	rr.TempDir = TempDir(a.cfg.ScratchDir)
 	return repo, rr, cleanup, nil
+}
+
+// checkLocal says why a local Repository's volume cannot be reached: a
+// PVC of another namespace (no pod here can mount it), a subPath outside
+// the volume, or a volume the agent's Deployment does not mount (rendered
+// before the Repository).
+func (a *Agent) checkLocal(repo *stashv1alpha1.Repository) error {
+	l := repo.Spec.Backend.Local
+	if l == nil {
+		return nil
+	}
+	if repo.Namespace != a.cfg.Namespace && render.NamespacedVolume(l.VolumeSource) {
+		return fmt.Errorf("%w: Repository %s/%s is a volume of namespace %s (a PersistentVolumeClaim), which a pod in %s cannot mount: use a Repository in %s, or an object-store backend", ErrInvalid, repo.Namespace, repo.Name, repo.Namespace, a.cfg.Namespace, a.cfg.Namespace)
+	}
+	if err := repository.CheckSubPath(l.SubPath); err != nil {
+		return fmt.Errorf("%w: Repository %s/%s: %v", ErrInvalid, repo.Namespace, repo.Name, err)
+	}
+	// A hostPath is the host's directory when the agent runs as a process
+	// (make up, the tests), and restic creates it; other volumes exist
+	// only where the Deployment mounts them.
+	if l.HostPath != nil {
+		return nil
+	}
+	if st, err := os.Stat(l.MountPath); err != nil || !st.IsDir() {
+		return fmt.Errorf("the volume of Repository %s/%s is not mounted at %s in the agent: update the agent with `kubectl stash agent apply --target appbinding/%s -n %s`", repo.Namespace, repo.Name, l.MountPath, a.cfg.AppBinding, a.cfg.Namespace)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 
@@ -89,7 +91,18 @@ type CreateRepositoryOptions struct {
 	Name, Backend, Secret, Bucket, Prefix, Endpoint, Region, URL, Path, AllowedNamespaces string
 	MaxConnections                                                                        int64
 	InsecureTLS                                                                           bool
+	// PVC and SubPath place a local repository in a PersistentVolumeClaim.
+	PVC, SubPath string
 }
+
+// PVCMountPath is where the agent mounts a local repository's
+// PersistentVolumeClaim: one directory per claim, so repositories on
+// different claims never share a mount.
+func PVCMountPath(claim string) string { return "/stash-repo/" + claim }
+
+// hostPathWarning is printed for --path: the agent's pod is then refused
+// where the restricted Pod Security Standard is enforced.
+const hostPathWarning = "Warning: --path makes a hostPath volume, which namespaces enforcing the restricted Pod Security Standard refuse: the agent then gets no pod. Use --pvc NAME (a PersistentVolumeClaim) there.\n"
 
 func newCreateRepositoryCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &CreateRepositoryOptions{writer: writer{factory: f, streams: streams, flags: newApplyFlags()}, AllowedNamespaces: "Same"}
@@ -100,12 +113,16 @@ func newCreateRepositoryCmd(f *Factory, streams genericiooptions.IOStreams) *cob
       --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...
   kubectl stash create repository s3-repo --backend s3 --endpoint s3.amazonaws.com --bucket backups --prefix prod/mysql --secret s3-creds
   kubectl stash create repository rest-repo --backend rest --url http://rest-server:8000/mysql --secret rest-creds
+  kubectl stash create repository pvc-repo --backend local --pvc backups --sub-path mysql --secret local-creds
   kubectl stash create repository local-repo --backend local --path /backups/mysql --secret local-creds --dry-run=client -o yaml`,
 		Args: exactName,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Name = args[0]
 			if err := o.Validate(); err != nil {
 				return err
+			}
+			if o.Path != "" {
+				fmt.Fprint(o.streams.ErrOut, hostPathWarning)
 			}
 			if err := o.complete(); err != nil {
 				return err
@@ -121,7 +138,9 @@ func newCreateRepositoryCmd(f *Factory, streams genericiooptions.IOStreams) *cob
 	fl.StringVar(&o.Endpoint, "endpoint", "", "S3 endpoint, with or without scheme")
 	fl.StringVar(&o.Region, "region", "", "S3 region")
 	fl.StringVar(&o.URL, "url", "", "REST server URL")
-	fl.StringVar(&o.Path, "path", "", "local backend: directory of a hostPath volume, mounted at the same path in the agent")
+	fl.StringVar(&o.Path, "path", "", "local backend: directory of a hostPath volume, mounted at the same path in the agent (refused where the restricted Pod Security Standard is enforced; prefer --pvc)")
+	fl.StringVar(&o.PVC, "pvc", "", "local backend: a PersistentVolumeClaim in this namespace, mounted in the agent at "+PVCMountPath("NAME"))
+	fl.StringVar(&o.SubPath, "sub-path", "", "local backend: the repository's directory inside the volume (default: its root)")
 	fl.StringVar(&o.AllowedNamespaces, "allowed-namespaces", o.AllowedNamespaces, "Same, All or Selector: which namespaces may use it")
 	fl.Int64Var(&o.MaxConnections, "max-connections", 0, "gcs, azure, b2: parallel connections")
 	fl.BoolVar(&o.InsecureTLS, "insecure-tls", false, "s3: skip TLS verification")
@@ -161,16 +180,39 @@ func (o *CreateRepositoryOptions) Validate() error {
 			return usageErr("--url must start with http:// or https://")
 		}
 	case "local":
-		if !strings.HasPrefix(o.Path, "/") {
-			return usageErr("--backend local needs --path, an absolute directory")
+		if err := o.validateLocal(); err != nil {
+			return err
 		}
 	default:
 		return usageErr("--backend must be one of local, s3, gcs, azure, b2, swift, rest (got %q)", o.Backend)
+	}
+	if o.Backend != "local" && (o.Path != "" || o.PVC != "" || o.SubPath != "") {
+		return usageErr("--path, --pvc and --sub-path are for --backend local, not %s", o.Backend)
 	}
 	switch o.AllowedNamespaces {
 	case "Same", "All", "Selector":
 	default:
 		return usageErr("--allowed-namespaces must be Same, All or Selector")
+	}
+	return nil
+}
+
+// validateLocal wants one volume, --pvc or --path, and a subPath inside it.
+func (o *CreateRepositoryOptions) validateLocal() error {
+	switch {
+	case o.Path != "" && o.PVC != "":
+		return usageErr("give --pvc or --path, not both: --pvc %s is a PersistentVolumeClaim, --path %s a hostPath volume", o.PVC, o.Path)
+	case o.PVC != "":
+		if errs := validation.IsDNS1123Subdomain(o.PVC); len(errs) > 0 {
+			return usageErr("--pvc %q is not a PersistentVolumeClaim name: %s", o.PVC, strings.Join(errs, "; "))
+		}
+	case o.Path == "":
+		return usageErr("--backend local needs --pvc NAME (a PersistentVolumeClaim) or --path DIR (a hostPath volume)")
+	case !strings.HasPrefix(o.Path, "/"):
+		return usageErr("--path %q must be an absolute directory", o.Path)
+	}
+	if err := repository.CheckSubPath(o.SubPath); err != nil {
+		return usageErr("--sub-path: %v", err)
 	}
 	return nil
 }
@@ -192,8 +234,7 @@ func (o *CreateRepositoryOptions) Object() *stashv1alpha1.Repository {
 	case "rest":
 		b.Rest = &stashv1alpha1.RestServerSpec{URL: o.URL}
 	case "local":
-		hp := corev1.HostPathDirectoryOrCreate
-		b.Local = &stashv1alpha1.LocalSpec{MountPath: o.Path, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: o.Path, Type: &hp}}}
+		b.Local = o.localSpec()
 	}
 	from := stashv1alpha1.FromNamespaces(o.AllowedNamespaces)
 	return &stashv1alpha1.Repository{
@@ -203,8 +244,23 @@ func (o *CreateRepositoryOptions) Object() *stashv1alpha1.Repository {
 	}
 }
 
+// localSpec is the volume: a PVC mounted at PVCMountPath, or a hostPath
+// mounted at its own path; the repository is subPath inside it.
+func (o *CreateRepositoryOptions) localSpec() *stashv1alpha1.LocalSpec {
+	sub := strings.Trim(path.Clean("/"+o.SubPath), "/")
+	if o.PVC != "" {
+		return &stashv1alpha1.LocalSpec{MountPath: PVCMountPath(o.PVC), SubPath: sub,
+			VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: o.PVC}}}
+	}
+	hp := corev1.HostPathDirectoryOrCreate
+	return &stashv1alpha1.LocalSpec{MountPath: o.Path, SubPath: sub, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: o.Path, Type: &hp}}}
+}
+
 // Run checks the Secret's keys, then applies.
 func (o *CreateRepositoryOptions) Run(ctx context.Context) error {
+	if o.clients != nil && o.PVC != "" {
+		o.warnMissingPVC(ctx)
+	}
 	if o.clients != nil {
 		data, err := o.secretData(ctx, o.Secret)
 		if err != nil {
@@ -215,6 +271,15 @@ func (o *CreateRepositoryOptions) Run(ctx context.Context) error {
 		}
 	}
 	return o.emit(ctx, []runtime.Object{o.Object()})
+}
+
+// warnMissingPVC warns, without failing, when the claim is not there yet
+// (it may be applied next): the agent's pod waits for it.
+func (o *CreateRepositoryOptions) warnMissingPVC(ctx context.Context) {
+	_, err := o.clients.Kube.CoreV1().PersistentVolumeClaims(o.ns).Get(ctx, o.PVC, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		fmt.Fprintf(o.streams.ErrOut, "Warning: PersistentVolumeClaim %s not found in namespace %s: the agent's pod waits until it exists\n", o.PVC, o.ns)
+	}
 }
 
 // ---- appbinding

@@ -34,6 +34,7 @@ func TestCreateDryRunGolden(t *testing.T) {
 	cases := map[string][]string{
 		"repository-s3":    {"create", "repository", "s3-repo", "--backend", "s3", "--endpoint", "https://minio.example:9000", "--bucket", "backups", "--prefix", "/prod/mysql", "--region", "eu-west-1", "--secret", "s3-creds", "--allowed-namespaces", "All"},
 		"repository-local": {"create", "repository", "local-repo", "--backend", "local", "--path", "/backups/mysql", "--secret", "local-creds"},
+		"repository-pvc":   {"create", "repository", "pvc-repo", "--backend", "local", "--pvc", "backups", "--sub-path", "prod/mysql/", "--secret", "local-creds"},
 		"repository-rest":  {"create", "repository", "rest-repo", "--backend", "rest", "--url", "http://rest:8000/mysql", "--secret", "rest-creds"},
 		"appbinding":       {"create", "appbinding", "mysql", "--service", "mysql:3306", "--secret", "mysql-auth", "--type", "mysql", "--version", "8.0.35"},
 		"backupconfig": {"create", "backupconfig", "mysql-nightly", "--target", "appbinding/mysql", "--repository", "s3-repo", "--schedule", "0 2 * * *",
@@ -79,6 +80,12 @@ func TestBadInputIsRejectedBeforeAnythingIsApplied(t *testing.T) {
 		{[]string{"create", "backupconfig", "b", "--target", "appbinding/db", "--repository", "r", "--task", "nope"}, "unknown --task"},
 		{[]string{"create", "backupconfig", "b", "--target", "appbinding/db", "--repository", "r", "--param", "novalue"}, "KEY=VALUE"},
 		{[]string{"create", "appbinding", "a", "--service", "mysql", "--secret", "s"}, "NAME:PORT"},
+		{[]string{"create", "repository", "r", "--backend", "local", "--path", "/b", "--pvc", "backups", "--secret", "s"}, "--pvc backups is a PersistentVolumeClaim, --path /b a hostPath"},
+		{[]string{"create", "repository", "r", "--backend", "local", "--secret", "s"}, "needs --pvc NAME"},
+		{[]string{"create", "repository", "r", "--backend", "local", "--pvc", "Bad_Name", "--secret", "s"}, "not a PersistentVolumeClaim name"},
+		{[]string{"create", "repository", "r", "--backend", "local", "--pvc", "backups", "--sub-path", "../other", "--secret", "s"}, "--sub-path"},
+		{[]string{"create", "repository", "r", "--backend", "local", "--path", "relative", "--secret", "s"}, "absolute"},
+		{[]string{"create", "repository", "r", "--backend", "rest", "--url", "http://r:8000", "--pvc", "backups", "--secret", "s"}, "for --backend local"},
 		{[]string{"restore", "--repository", "r", "--target", "appbinding/db", "--at", "yesterday"}, "RFC 3339"},
 		{[]string{"install", "--dry-run=maybe"}, "--dry-run must be"},
 	}
@@ -102,5 +109,23 @@ func TestEveryCommandHasExamples(t *testing.T) {
 				t.Errorf("%q has no examples", cur.CommandPath())
 			}
 		}
+	}
+}
+
+// TestHostPathWarns: --path prints, on stderr, that restricted namespaces
+// refuse hostPath volumes and what to use instead; --pvc does not.
+func TestHostPathWarns(t *testing.T) {
+	_, stderr, err := run(t, "-n", "golden", "create", "repository", "r", "--backend", "local", "--path", "/b", "--secret", "s", "--dry-run=client", "-o", "yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"hostPath", "restricted Pod Security Standard", "--pvc"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr does not say %q:\n%s", w, stderr)
+		}
+	}
+	_, stderr, err = run(t, "-n", "golden", "create", "repository", "r", "--backend", "local", "--pvc", "backups", "--secret", "s", "--dry-run=client", "-o", "yaml")
+	if err != nil || stderr != "" {
+		t.Errorf("--pvc: %v, stderr %q", err, stderr)
 	}
 }

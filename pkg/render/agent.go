@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -264,19 +265,11 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 	}
 	volumes := []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	mounts := []corev1.VolumeMount{{Name: "scratch", MountPath: ScratchDir}}
-	mounted := map[string]bool{}
-	for i, r := range in.Repositories {
-		if l := r.Spec.Backend.Local; l != nil && r.Namespace == ab.Namespace {
-			// Repositories on one volume share its mount.
-			if mounted[l.MountPath] {
-				continue
-			}
-			mounted[l.MountPath] = true
-			vn := fmt.Sprintf("repo-%d", i)
-			volumes = append(volumes, corev1.Volume{Name: vn, VolumeSource: l.VolumeSource})
-			mounts = append(mounts, corev1.VolumeMount{Name: vn, MountPath: l.MountPath})
-		}
+	repoVolumes, repoMounts, err := localVolumes(ab.Namespace, in.Repositories)
+	if err != nil {
+		return nil, err
 	}
+	volumes, mounts = append(volumes, repoVolumes...), append(mounts, repoMounts...)
 	pod := corev1.PodSpec{
 		ServiceAccountName:            name,
 		AutomountServiceAccountToken:  ptr.To(true),
@@ -353,6 +346,44 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 			},
 		},
 	}, nil
+}
+
+// localVolumes mounts the volume of each local Repository, whole, at its
+// mountPath; the repository is the directory mountPath/subPath in it,
+// where the agent runs restic (pkg/repository.URL). Repositories on one
+// volume at one mountPath share the mount; two different volumes at one
+// mountPath are an error, since one would silently take the other's data.
+// A Repository of another namespace is mounted only when its volume is not
+// bound to that namespace (a hostPath, not a PersistentVolumeClaim): the
+// agent refuses the others with the reason.
+func localVolumes(ns string, repos []*stashv1alpha1.Repository) ([]corev1.Volume, []corev1.VolumeMount, error) {
+	var volumes []corev1.Volume
+	var mounts []corev1.VolumeMount
+	byPath := map[string]*stashv1alpha1.Repository{}
+	for i, r := range repos {
+		l := r.Spec.Backend.Local
+		if l == nil || r.Namespace != "" && r.Namespace != ns && NamespacedVolume(l.VolumeSource) {
+			continue
+		}
+		if prev, ok := byPath[l.MountPath]; ok {
+			if !equality.Semantic.DeepEqual(prev.Spec.Backend.Local.VolumeSource, l.VolumeSource) {
+				return nil, nil, fmt.Errorf("two Repositories, %s/%s and %s/%s, mount a volume at %s, but not the same one: give one of them another spec.backend.local.mountPath",
+					prev.Namespace, prev.Name, r.Namespace, r.Name, l.MountPath)
+			}
+			continue
+		}
+		byPath[l.MountPath] = r
+		vn := fmt.Sprintf("repo-%d", i)
+		volumes = append(volumes, corev1.Volume{Name: vn, VolumeSource: l.VolumeSource})
+		mounts = append(mounts, corev1.VolumeMount{Name: vn, MountPath: l.MountPath})
+	}
+	return volumes, mounts, nil
+}
+
+// NamespacedVolume says a volume refers to an object of the pod's own
+// namespace, so a pod in another namespace cannot mount it.
+func NamespacedVolume(v corev1.VolumeSource) bool {
+	return v.PersistentVolumeClaim != nil || v.ConfigMap != nil || v.Secret != nil || v.Projected != nil
 }
 
 func copyMap(m map[string]string) map[string]string {

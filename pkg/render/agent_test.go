@@ -156,3 +156,60 @@ func TestStallTimeoutIsPassedToTheAgent(t *testing.T) {
 		}
 	}
 }
+
+func localRepo(ns, name, mountPath, subPath string, vs corev1.VolumeSource) *stashv1alpha1.Repository {
+	return &stashv1alpha1.Repository{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: stashv1alpha1.RepositorySpec{Backend: stashv1alpha1.Backend{StorageSecretName: "creds",
+			Local: &stashv1alpha1.LocalSpec{MountPath: mountPath, SubPath: subPath, VolumeSource: vs}}}}
+}
+
+func pvc(name string) corev1.VolumeSource {
+	return corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name}}
+}
+
+// TestLocalRepositoriesAreMounted: a local Repository's volume is mounted
+// whole at its mountPath (the agent uses mountPath/subPath in it), shared
+// by Repositories on the same volume, refused when two volumes claim one
+// path, and skipped for a PVC of another namespace, which no pod here can
+// mount.
+func TestLocalRepositoriesAreMounted(t *testing.T) {
+	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}}
+	hostPath := corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/srv/backups"}}
+	repos := []*stashv1alpha1.Repository{
+		localRepo("ns", "a", "/stash-repo/backups", "prod", pvc("backups")),
+		localRepo("ns", "b", "/stash-repo/backups", "staging", pvc("backups")),
+		localRepo("other", "c", "/stash-repo/theirs", "", pvc("theirs")),
+		localRepo("other", "d", "/srv/backups", "", hostPath),
+	}
+	objs, err := AgentObjects(AgentInput{AppBinding: ab, Image: "img:1", Repositories: repos})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := objs[3].(*appsv1.Deployment).Spec.Template.Spec
+	got := map[string]string{}
+	for _, m := range pod.Containers[0].VolumeMounts {
+		if m.SubPath != "" || m.ReadOnly {
+			t.Errorf("mount %+v: the volume is mounted whole and writable; the subPath is the agent's", m)
+		}
+		for _, v := range pod.Volumes {
+			if v.Name != m.Name {
+				continue
+			}
+			switch {
+			case v.PersistentVolumeClaim != nil:
+				got[m.MountPath] = "pvc:" + v.PersistentVolumeClaim.ClaimName
+			case v.HostPath != nil:
+				got[m.MountPath] = "hostPath:" + v.HostPath.Path
+			}
+		}
+	}
+	want := map[string]string{"/stash-repo/backups": "pvc:backups", "/srv/backups": "hostPath:/srv/backups"}
+	if len(got) != len(want) || got["/stash-repo/backups"] != want["/stash-repo/backups"] || got["/srv/backups"] != want["/srv/backups"] {
+		t.Errorf("mounts = %v, want %v", got, want)
+	}
+
+	clash := append(repos, localRepo("ns", "e", "/stash-repo/backups", "", pvc("other-claim")))
+	if _, err := AgentObjects(AgentInput{AppBinding: ab, Image: "img:1", Repositories: clash}); err == nil || !strings.Contains(err.Error(), "/stash-repo/backups") || !strings.Contains(err.Error(), "ns/e") {
+		t.Errorf("two volumes at one mountPath: %v", err)
+	}
+}

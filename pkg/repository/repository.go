@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -107,6 +108,9 @@ func URL(b stashv1alpha1.Backend) (string, error) {
 	clean := func(p string) string { return strings.Trim(p, "/") }
 	switch {
 	case b.Local != nil:
+		if err := CheckSubPath(b.Local.SubPath); err != nil {
+			return "", err
+		}
 		return path.Join(b.Local.MountPath, b.Local.SubPath), nil
 	case b.S3 != nil:
 		ep := strings.TrimRight(b.S3.Endpoint, "/")
@@ -127,6 +131,19 @@ func URL(b stashv1alpha1.Backend) (string, error) {
 		return "rest:" + b.Rest.URL, nil
 	}
 	return "", fmt.Errorf("repository has no backend set")
+}
+
+// CheckSubPath accepts a local backend's subPath: a directory inside the
+// volume, so relative and without "..", as Kubernetes requires of a
+// volumeMount's subPath.
+func CheckSubPath(sub string) error {
+	if sub == "" {
+		return nil
+	}
+	if path.IsAbs(sub) || slices.Contains(strings.Split(sub, "/"), "..") {
+		return fmt.Errorf("spec.backend.local.subPath %q must be a directory inside the volume: a relative path without \"..\"", sub)
+	}
+	return nil
 }
 
 // Config builds a restic.Repo. Files (CA, Google key) are written 0600 into
