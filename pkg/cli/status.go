@@ -35,22 +35,24 @@ type StatusOptions struct {
 
 // ConfigStatus is one BackupConfiguration's health.
 type ConfigStatus struct {
-	Namespace      string     `json:"namespace"`
-	Name           string     `json:"name"`
-	Target         string     `json:"target"`
-	Schedule       string     `json:"schedule,omitempty"`
-	Paused         bool       `json:"paused"`
-	LastSession    string     `json:"lastSession,omitempty"`
-	LastPhase      string     `json:"lastPhase,omitempty"`
-	LastTime       *time.Time `json:"lastTime,omitempty"`
-	LastSuccess    *time.Time `json:"lastSuccess,omitempty"`
-	NextSchedule   *time.Time `json:"nextSchedule,omitempty"`
-	Agent          string     `json:"agent"`
-	AgentHealthy   bool       `json:"agentHealthy"`
-	Repository     string     `json:"repository"`
-	RepositorySize string     `json:"repositorySize,omitempty"`
-	SnapshotCount  int64      `json:"snapshotCount"`
-	Problems       []string   `json:"problems,omitempty"`
+	Namespace    string     `json:"namespace"`
+	Name         string     `json:"name"`
+	Target       string     `json:"target"`
+	Schedule     string     `json:"schedule,omitempty"`
+	Paused       bool       `json:"paused"`
+	LastSession  string     `json:"lastSession,omitempty"`
+	LastPhase    string     `json:"lastPhase,omitempty"`
+	LastTime     *time.Time `json:"lastTime,omitempty"`
+	LastSuccess  *time.Time `json:"lastSuccess,omitempty"`
+	NextSchedule *time.Time `json:"nextSchedule,omitempty"`
+	Agent        string     `json:"agent"`
+	AgentHealthy bool       `json:"agentHealthy"`
+	// AgentReason says why the agent's Deployment has no available pod.
+	AgentReason    string   `json:"agentReason,omitempty"`
+	Repository     string   `json:"repository"`
+	RepositorySize string   `json:"repositorySize,omitempty"`
+	SnapshotCount  int64    `json:"snapshotCount"`
+	Problems       []string `json:"problems,omitempty"`
 }
 
 func newStatusCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -199,7 +201,15 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 					r.Agent += fmt.Sprintf(", lease stale %s", duration.HumanDuration(age))
 				}
 			}
-			if !r.AgentHealthy {
+			why := ""
+			if d.Status.AvailableReplicas == 0 {
+				why = AgentNoPodReason(ctx, c.Kube, d)
+			}
+			switch {
+			case why != "":
+				r.AgentReason = why
+				r.Problems = append(r.Problems, fmt.Sprintf("agent %s has no pod: %s", agentName, why))
+			case !r.AgentHealthy:
 				r.Problems = append(r.Problems, fmt.Sprintf("agent %s is not running (no ready replica, no fresh Lease): check `kubectl describe deployment %s -n %s`", agentName, agentName, bc.Namespace))
 			}
 		}
