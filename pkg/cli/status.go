@@ -35,24 +35,23 @@ type StatusOptions struct {
 
 // ConfigStatus is one BackupConfiguration's health.
 type ConfigStatus struct {
-	Namespace    string     `json:"namespace"`
-	Name         string     `json:"name"`
-	Target       string     `json:"target"`
-	Schedule     string     `json:"schedule,omitempty"`
-	Paused       bool       `json:"paused"`
-	LastSession  string     `json:"lastSession,omitempty"`
-	LastPhase    string     `json:"lastPhase,omitempty"`
-	LastTime     *time.Time `json:"lastTime,omitempty"`
-	LastSuccess  *time.Time `json:"lastSuccess,omitempty"`
-	NextSchedule *time.Time `json:"nextSchedule,omitempty"`
-	Agent        string     `json:"agent"`
-	AgentHealthy bool       `json:"agentHealthy"`
-	// AgentReason says why the agent's Deployment has no available pod.
-	AgentReason    string   `json:"agentReason,omitempty"`
-	Repository     string   `json:"repository"`
-	RepositorySize string   `json:"repositorySize,omitempty"`
-	SnapshotCount  int64    `json:"snapshotCount"`
-	Problems       []string `json:"problems,omitempty"`
+	Namespace      string     `json:"namespace"`
+	Name           string     `json:"name"`
+	Target         string     `json:"target"`
+	Schedule       string     `json:"schedule,omitempty"`
+	Paused         bool       `json:"paused"`
+	LastSession    string     `json:"lastSession,omitempty"`
+	LastPhase      string     `json:"lastPhase,omitempty"`
+	LastTime       *time.Time `json:"lastTime,omitempty"`
+	LastSuccess    *time.Time `json:"lastSuccess,omitempty"`
+	NextSchedule   *time.Time `json:"nextSchedule,omitempty"`
+	Agent          string     `json:"agent"`
+	AgentHealthy   bool       `json:"agentHealthy"`
+	AgentReason    string     `json:"agentReason,omitempty"` // why its Deployment has no available pod
+	Repository     string     `json:"repository"`
+	RepositorySize string     `json:"repositorySize,omitempty"`
+	SnapshotCount  int64      `json:"snapshotCount"`
+	Problems       []string   `json:"problems,omitempty"`
 }
 
 func newStatusCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
