@@ -4,8 +4,10 @@
 # and the pinned restic in /usr/local/bin, the MariaDB client (mariadb-dump,
 # mariadb, and the mysqldump/mysql names) from Debian, running as 65534
 # (nobody), like the rendered Deployment's securityContext.
-# Build it with `make image`; test/image checks this file against the
-# Makefile, the restic pin in hack/tools/restic and the rendered Deployment.
+# `make image` builds the same image without a docker engine (hack/image);
+# `make image-docker` builds it from this file. test/image checks this file
+# against the Makefile, hack/image/agent.env, the restic pin in
+# hack/tools/restic and the rendered Deployment.
 
 FROM golang:1.26-bookworm AS build
 ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false
@@ -30,12 +32,19 @@ RUN go build -trimpath \
       -o /out/stash-agent ./cmd/agent
 
 FROM debian:bookworm-slim
-# ca-certificates: restic talks TLS to S3, GCS, Azure, B2 and Swift.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates mariadb-client \
- && rm -rf /var/lib/apt/lists/*
+# hack/image/agent.env is the recipe `make image` builds the same image from
+# without a docker engine: its PACKAGES are installed and its REMOVE paths
+# deleted here, and USER, ENV PATH, ENTRYPOINT and the /usr/local/bin paths
+# below are its IMAGE_USER, IMAGE_PATH, ENTRYPOINT and FILES (test/image
+# checks that they agree).
+COPY hack/image/agent.env /tmp/agent.env
+RUN . /tmp/agent.env \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends $PACKAGES \
+ && rm -rf /var/lib/apt/lists/* $REMOVE /tmp/agent.env
 COPY --from=build /out/restic /usr/local/bin/restic
 COPY --from=build /out/stash-agent /usr/local/bin/stash-agent
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 USER 65534:65534
 # The Deployment sets command [stash-agent] and args [run, ...] itself.
 ENTRYPOINT ["stash-agent"]

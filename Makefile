@@ -35,13 +35,16 @@ dist: ## Cross-compile kubectl-stash into reproducible dist/ archives with sha25
 	go run ./hack/dist -version '$(VERSION)' -ldflags '$(LDFLAGS)' -out $(DIST_DIR) \
 		-krew-template krew/stash.yaml.tmpl -krew-out krew/stash.yaml
 
+IMAGES ?= agent,mariadb
+
 .PHONY: image
-image: ## Build the agent image (IMAGE_REPO:VERSION) from the Dockerfile; needs a docker engine
-	@if ! docker info >/dev/null 2>&1; then \
-		echo "make image: no docker engine answers 'docker info'. Where one runs, build with:" >&2; \
-		echo "  $(IMAGE_BUILD)" >&2; \
-		exit 1; \
-	fi
+image: ## Build the agent image (IMAGE) and the MariaDB test image as reproducible OCI archives in dist/, no docker engine needed
+	@hack/install-image-tools.sh
+	go run ./hack/image -version '$(VERSION)' -ldflags '$(LDFLAGS)' -ref agent='$(IMAGE)' \
+		-images '$(IMAGES)' -out $(DIST_DIR)
+
+.PHONY: image-docker
+image-docker: ## Build the agent image from the Dockerfile with a docker engine
 	$(IMAGE_BUILD)
 
 .PHONY: generate

@@ -1,8 +1,10 @@
 // Package image checks the agent image's recipe without a docker engine:
 // the Dockerfile builds the pinned restic and the agent, the final stage
-// runs as the rendered Deployment's non-root user with a MySQL/MariaDB
-// client and both binaries on PATH, .dockerignore lets in what the build
-// copies, and `make image` tags the image the plugin deploys by default.
+// installs hack/image/agent.env's packages and runs as the rendered
+// Deployment's non-root user with a MySQL/MariaDB client and both binaries
+// on PATH, .dockerignore lets in what the build copies, and `make image`
+// tags the image the plugin deploys by default. archive_test.go builds the
+// images `make image` builds and runs what is inside them.
 package image
 
 import (
@@ -291,7 +293,24 @@ func TestDockerfile(t *testing.T) {
 		if !strings.HasPrefix(final.Image, "debian:") || !strings.HasSuffix(final.Image, "-slim") {
 			t.Errorf("final stage FROM %s, want a Debian slim image", final.Image)
 		}
-		// A MySQL/MariaDB client from apt, lean.
+		// The recipe `make image` builds from is the one the stage installs.
+		spec := recipe(t, root, "agent")
+		specCopy := ""
+		for _, in := range final.all("COPY") {
+			if f := strings.Fields(in.Args); len(f) == 2 && f[0] == "hack/image/agent.env" {
+				specCopy = f[1]
+			}
+		}
+		if specCopy == "" {
+			t.Fatal("final stage does not COPY hack/image/agent.env, the package list `make image` installs too")
+		}
+		pkgs := " " + spec["PACKAGES"] + " "
+		if !regexp.MustCompile(` (mariadb-client|default-mysql-client|mysql-client) `).MatchString(pkgs) {
+			t.Errorf("agent.env PACKAGES %q has no MySQL/MariaDB client (mysqldump/mariadb-dump, mysql/mariadb)", spec["PACKAGES"])
+		}
+		if !strings.Contains(pkgs, " ca-certificates ") {
+			t.Errorf("agent.env PACKAGES %q lacks ca-certificates: restic talks TLS to the clouds", spec["PACKAGES"])
+		}
 		installs := false
 		for _, run := range final.all("RUN") {
 			a := run.Args
@@ -299,39 +318,50 @@ func TestDockerfile(t *testing.T) {
 				continue
 			}
 			installs = true
-			if !regexp.MustCompile(`(^|\s)(mariadb-client|default-mysql-client|mysql-client)(\s|$)`).MatchString(a) {
-				t.Errorf("line %d: installs no MySQL/MariaDB client (mysqldump/mariadb-dump, mysql/mariadb): %s", run.Line, a)
-			}
-			for _, want := range []string{"apt-get update", "--no-install-recommends", "-y", "ca-certificates", "rm -rf /var/lib/apt/lists/*"} {
+			for _, want := range []string{". " + specCopy, "apt-get update", "--no-install-recommends", "-y", "$PACKAGES", "rm -rf /var/lib/apt/lists/*", "$REMOVE"} {
 				if !strings.Contains(a, want) {
 					t.Errorf("line %d: the apt-get RUN lacks %q", run.Line, want)
 				}
 			}
 		}
 		if !installs {
-			t.Error("final stage runs no apt-get install of a MySQL/MariaDB client")
+			t.Error("final stage runs no apt-get install of agent.env's PACKAGES")
 		}
-		// Both binaries in a PATH directory; the agent under the name the
-		// Deployment's command uses, restic next to it.
-		if !copyDest(final, agentStage.Name, agentOut, "/usr/local/bin/"+render.AgentCommand) {
-			t.Errorf("final stage does not COPY --from=%s %s to /usr/local/bin/%s", agentStage.Name, agentOut, render.AgentCommand)
+		// Both binaries where agent.env puts them, in a PATH directory; the
+		// agent under the name the Deployment's command uses.
+		files := map[string]string{} // source -> destination
+		for _, f := range strings.Fields(spec["FILES"]) {
+			dest, src, _ := strings.Cut(f, "=")
+			files[src] = dest
 		}
-		if !copyDest(final, resticStage.Name, resticOut, "/usr/local/bin/restic") {
-			t.Errorf("final stage does not COPY --from=%s %s to /usr/local/bin/restic", resticStage.Name, resticOut)
+		if dest := files["go:./cmd/agent"]; dest != "/usr/local/bin/"+render.AgentCommand {
+			t.Errorf("agent.env puts ./cmd/agent at %q, want /usr/local/bin/%s", dest, render.AgentCommand)
 		}
+		if dest := files["tool:restic"]; dest != "/usr/local/bin/restic" {
+			t.Errorf("agent.env puts restic at %q, want /usr/local/bin/restic", dest)
+		}
+		if !copyDest(final, agentStage.Name, agentOut, files["go:./cmd/agent"]) {
+			t.Errorf("final stage does not COPY --from=%s %s to %s", agentStage.Name, agentOut, files["go:./cmd/agent"])
+		}
+		if !copyDest(final, resticStage.Name, resticOut, files["tool:restic"]) {
+			t.Errorf("final stage does not COPY --from=%s %s to %s", resticStage.Name, resticOut, files["tool:restic"])
+		}
+		path := ""
 		for _, env := range final.all("ENV") {
-			if strings.HasPrefix(env.Args, "PATH") && !strings.Contains(env.Args, "/usr/local/bin") {
-				t.Errorf("line %d: PATH without /usr/local/bin", env.Line)
+			if strings.HasPrefix(env.Args, "PATH=") {
+				path = strings.TrimPrefix(env.Args, "PATH=")
 			}
+		}
+		if path != spec["IMAGE_PATH"] || !strings.Contains(":"+path+":", ":/usr/local/bin:") {
+			t.Errorf("final stage ENV PATH=%s, agent.env IMAGE_PATH=%s (with /usr/local/bin)", path, spec["IMAGE_PATH"])
 		}
 		users := final.all("USER")
 		if len(users) == 0 {
 			t.Fatal("final stage has no USER: the image would run as root")
 		}
 		u := users[len(users)-1]
-		uid, gid, _ := strings.Cut(u.Args, ":")
-		if uid != strconv.Itoa(render.AgentUID) || (gid != "" && gid != strconv.Itoa(render.AgentUID)) {
-			t.Errorf("line %d: USER %s, want %d:%d, the rendered Deployment's runAsUser (numeric, so runAsNonRoot can verify it)", u.Line, u.Args, render.AgentUID, render.AgentUID)
+		if want := fmt.Sprintf("%d:%d", render.AgentUID, render.AgentUID); u.Args != want || spec["IMAGE_USER"] != want {
+			t.Errorf("line %d: USER %s, agent.env IMAGE_USER %s, want %s, the rendered Deployment's runAsUser (numeric, so runAsNonRoot can verify it)", u.Line, u.Args, spec["IMAGE_USER"], want)
 		}
 		for i, in := range final.Instrs {
 			if in.Cmd == "USER" && in.Line == u.Line {
@@ -342,11 +372,13 @@ func TestDockerfile(t *testing.T) {
 				}
 			}
 		}
-		if eps := final.all("ENTRYPOINT"); len(eps) > 0 {
-			var argv []string
-			if err := json.Unmarshal([]byte(eps[len(eps)-1].Args), &argv); err != nil || len(argv) == 0 || argv[0] != render.AgentCommand {
-				t.Errorf("ENTRYPOINT %s, want the exec form starting with %q", eps[len(eps)-1].Args, render.AgentCommand)
-			}
+		eps := final.all("ENTRYPOINT")
+		var argv []string
+		if len(eps) > 0 {
+			_ = json.Unmarshal([]byte(eps[len(eps)-1].Args), &argv)
+		}
+		if len(argv) == 0 || argv[0] != render.AgentCommand || strings.Join(argv, " ") != spec["ENTRYPOINT"] {
+			t.Errorf("ENTRYPOINT %v, want the exec form of agent.env's %q, starting with %q", argv, spec["ENTRYPOINT"], render.AgentCommand)
 		}
 	})
 
@@ -427,26 +459,57 @@ func TestMakefileImageIsThePluginDefault(t *testing.T) {
 	}
 }
 
-// TestMakeImageWithoutDocker: with no docker engine, `make image` fails and
-// says what it would have run.
-func TestMakeImageWithoutDocker(t *testing.T) {
+// TestMakeImage: `make image` needs no docker engine: it installs
+// mmdebstrap and runs hack/image with the Makefile's version, ldflags and
+// image reference, and agent.env's reference is the plugin's default.
+func TestMakeImage(t *testing.T) {
 	root := testenv.RepoRoot()
-	fake := t.TempDir()
-	// A docker whose `docker info` fails, as with no engine running.
-	if err := os.WriteFile(filepath.Join(fake, "docker"), []byte("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("make", "-s", "--no-print-directory", "-C", root, "image", "VERSION=v9.8.7", "COMMIT=abc1234")
-	cmd.Env = append(cleanEnv(), "PATH="+fake+string(os.PathListSeparator)+os.Getenv("PATH"))
+	const v, c = "v9.8.7", "abc1234"
+	cmd := exec.Command("make", "-n", "--no-print-directory", "-C", root, "image", "VERSION="+v, "COMMIT="+c)
+	cmd.Env = cleanEnv()
 	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("make image succeeded without a docker engine:\n%s", out)
+	if err != nil {
+		t.Fatalf("make -n image: %v\n%s", err, out)
 	}
-	for _, want := range []string{"docker info", "docker build --build-arg VERSION=v9.8.7", version.DefaultAgentImageRepo + ":v9.8.7"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("make image output lacks %q:\n%s", want, out)
+	saved := version.Version
+	version.Version = v
+	defaultImage := version.AgentImage()
+	version.Version = saved
+	ldflags := makeVars(t, root, v, c, "LDFLAGS")["LDFLAGS"]
+	text := strings.Join(strings.Fields(string(out)), " ")
+	for _, want := range []string{"hack/install-image-tools.sh", "go run ./hack/image", "-version '" + v + "'",
+		"-ldflags '" + ldflags + "'", "-ref agent='" + defaultImage + "'", "-images 'agent,mariadb'"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("make image does not run %q:\n%s", want, out)
 		}
 	}
+	if strings.Contains(text, "docker") {
+		t.Errorf("make image still runs docker:\n%s", out)
+	}
+	if ref := strings.ReplaceAll(recipe(t, root, "agent")["REF"], "${VERSION}", v); ref != defaultImage {
+		t.Errorf("agent.env REF gives %q for %s, the plugin deploys %q", ref, v, defaultImage)
+	}
+}
+
+// recipe sources hack/image/<name>.env with /bin/sh, as the Dockerfile
+// does, and returns its variables.
+func recipe(t *testing.T, root, name string) map[string]string {
+	t.Helper()
+	keys := []string{"NAME", "REF", "PACKAGES", "ACCOUNTS", "DIRS", "REMOVE", "FILES", "IMAGE_USER", "ENTRYPOINT", "IMAGE_PATH"}
+	script := `. "$1"`
+	for _, k := range keys {
+		script += fmt.Sprintf(` && printf '%%s=%%s\n' %s "$%s"`, k, k)
+	}
+	out, err := exec.Command("/bin/sh", "-c", script, "sh", filepath.Join(root, "hack", "image", name+".env")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sh cannot source hack/image/%s.env: %v\n%s", name, err, out)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		k, val, _ := strings.Cut(line, "=")
+		vars[k] = val
+	}
+	return vars
 }
 
 // makeVars prints Makefile variables as make expands them.
