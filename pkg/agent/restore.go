@@ -249,6 +249,10 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 		return sqlError(ab, stderr, loadErr, run.touched.Load())
 	}
 	if dumpErr != nil {
+		if errors.Is(dumpErr, restic.ErrStalled) || errors.Is(dumpErr, restic.ErrBackend) {
+			// restic was cut short and may have left its lock behind.
+			a.markLocked(rr.URL, true)
+		}
 		state := "the database was not changed"
 		if run.touched.Load() {
 			state = "part of the dump was applied, so the database is partially restored: restore again into an empty database"

@@ -1,10 +1,12 @@
 package restic
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -189,5 +191,56 @@ func TestSlowConsumerIsNotAStall(t *testing.T) {
 	}
 	if w.n != 3000000 {
 		t.Errorf("dumped %d bytes", w.n)
+	}
+}
+
+// freezeOnFirstWrite stops the backend (SIGSTOP) when the first bytes of
+// the dump arrive, so the rest of the stream never comes.
+type freezeOnFirstWrite struct {
+	srv *os.Process
+	n   int
+}
+
+func (w *freezeOnFirstWrite) Write(p []byte) (int, error) {
+	if w.n == 0 {
+		_ = w.srv.Signal(syscall.SIGSTOP)
+	}
+	w.n += len(p)
+	return len(p), nil
+}
+
+// TestDumpStallOnFrozenBackend: a restore's restic dump whose backend stops
+// answering mid-stream (its connections stay open, so restic neither fails
+// nor retries for minutes) sends nothing more while the database waits. It
+// is stopped once nothing has moved for StallTimeout.
+func TestDumpStallOnFrozenBackend(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	dir, addr := t.TempDir(), freeAddr(t)
+	srv := startRestServer(t, dir, addr)
+	t.Cleanup(func() { _ = srv.Process.Signal(syscall.SIGCONT) })
+	r := &Repo{Binary: resticBinary(t), URL: "rest:http://" + addr + "/repo", Env: map[string]string{"RESTIC_PASSWORD": testPassword}}
+	if _, err := r.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Backup(ctx, BackupOptions{StdinFilename: "db.sql", Command: []string{"head", "-c", "60000000", "/dev/urandom"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.StallTimeout = 3 * time.Second
+	w := &freezeOnFirstWrite{srv: srv.Process}
+	start := time.Now()
+	err = r.Dump(ctx, sum.SnapshotID, "/db.sql", w)
+	took := time.Since(start)
+	t.Logf("dump stopped after %s, %d of 60000000 bytes: %v", took.Round(100*time.Millisecond), w.n, err)
+	if w.n >= 60000000 {
+		t.Skip("restic had fetched the whole file before the backend froze")
+	}
+	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "restic dump sent nothing for 3s") {
+		t.Fatalf("Dump() error = %v, want ErrStalled", err)
+	}
+	if took > 30*time.Second {
+		t.Errorf("took %s, bound 30s", took)
 	}
 }
