@@ -12,11 +12,15 @@ import (
 	"time"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+	"github.com/kubectl-stash/kubectl-stash/pkg/testenv/node"
 )
 
 func main() {
 	dir := flag.String("dir", ".stash-env", "where the environment keeps its data, logs and kubeconfig")
 	dbs := flag.Int("mariadb", 2, "how many MariaDB servers to start")
+	onNode := flag.Bool("node", false, "start the real single-node cluster (kubelet, containerd) instead of the process-mode parts")
+	var imgs []string
+	flag.Func("image", "OCI archive to import into the real node (repeatable)", func(v string) error { imgs = append(imgs, v); return nil })
 	flag.Parse()
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -24,8 +28,16 @@ func main() {
 	}
 	switch flag.Arg(0) {
 	case "up":
-		if _, err := os.Stat(filepath.Join(abs, "state.json")); err == nil {
-			fail(fmt.Errorf("an environment is already up in %s: run `make down` first", abs))
+		for _, f := range []string{"state.json", "plan.json"} {
+			if _, err := os.Stat(filepath.Join(abs, f)); err == nil {
+				fail(fmt.Errorf("an environment is already up in %s: run `make down` first", abs))
+			}
+		}
+		if *onNode {
+			if err := nodeUp(abs, imgs); err != nil {
+				fail(err)
+			}
+			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
@@ -67,12 +79,15 @@ func main() {
 			fail(err)
 		}
 	case "down":
+		if err := node.StopDetached(abs); err != nil {
+			fail(err)
+		}
 		if err := testenv.StopDetached(abs); err != nil {
 			fail(err)
 		}
 		fmt.Println("environment is down")
 	default:
-		fail(fmt.Errorf("usage: env [-dir D] up|down|agent NAMESPACE DEPLOYMENT"))
+		fail(fmt.Errorf("usage: env [-dir D] [-node [-image ARCHIVE]...] up | down | agent NAMESPACE DEPLOYMENT"))
 	}
 }
 

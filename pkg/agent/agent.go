@@ -24,6 +24,7 @@ import (
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/election"
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
+	"github.com/kubectl-stash/kubectl-stash/pkg/apihealth"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
@@ -71,6 +72,7 @@ type Agent struct {
 	clock    func() time.Time
 	identity string
 	metrics  *metrics.Store
+	api      *apihealth.Tracker // does the API server answer?
 
 	// workCtx is what sessions run under: it outlives a lost Lease (a
 	// running backup finishes and writes its status) and ends only when
@@ -217,10 +219,15 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	if cfg.LeaseName == "" {
 		cfg.LeaseName = "stash-agent-" + cfg.AppBinding
 	}
+	// Readiness follows whether the API server answers this agent.
+	api := apihealth.New(time.Now, 10*time.Second)
+	rc = rest.CopyConfig(rc)
+	rc.Wrap(api.Wrap)
 	kube, err := client.NewCore(rc)
 	if err != nil {
 		return nil, err
 	}
+	api.SetProbe(kube.Ping)
 	st, err := client.NewStash(rc)
 	if err != nil {
 		return nil, err
@@ -232,7 +239,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		pod = "stash-agent"
 	}
 	return &Agent{
-		cfg: cfg, kube: kube, stash: st, log: log, clock: time.Now,
+		cfg: cfg, kube: kube, stash: st, log: log, clock: time.Now, api: api,
 		identity: pod + "_" + hex.EncodeToString(b),
 		metrics:  metrics.NewStore(),
 		running:  map[string]string{},
@@ -335,12 +342,20 @@ func (a *Agent) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", a.metrics.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
 		ok := a.ready
 		a.mu.Unlock()
 		if !ok {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		// Unready, not dead: liveness stays up, so a backup running while
+		// the API server is away is never killed.
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := a.api.Ready(ctx); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok"))

@@ -7,6 +7,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/coremain"
 
+	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/health"
@@ -17,6 +18,6 @@ import (
 
 func main() {
 	// The order in which the plugins handle a query, as in CoreDNS's plugin.cfg.
-	dnsserver.Directives = []string{"ready", "health", "errors", "log", "cache", "kubernetes"}
+	dnsserver.Directives = []string{"bind", "ready", "health", "errors", "log", "cache", "kubernetes"}
 	coremain.Run()
 }

@@ -37,7 +37,7 @@ func New() *cobra.Command {
 			return err
 		},
 	})
-	root.AddCommand(newRunCmd())
+	root.AddCommand(newRunCmd(), newCheckAccessCmd())
 	return root
 }
 
