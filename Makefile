@@ -20,9 +20,11 @@ help: ## Show this help
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: ## Build the pinned tools into bin/ (cached in ~/.cache) and install MariaDB
+tools: ## Build the pinned tools into bin/ (cached in ~/.cache); install MariaDB, the real node's and the images' Debian packages
 	@hack/tools.sh
 	@hack/install-mariadb.sh
+	@hack/install-node-deps.sh
+	@hack/install-image-tools.sh
 
 .PHONY: build
 build: ## Build bin/kubectl-stash and bin/stash-agent
@@ -72,9 +74,14 @@ bench: tools build ## Benchmark against mysqldump, mariadb and Stash's pipeline:
 	$(BIN)/stash-bench -mode $(BENCH_MODE) $(BENCH_ARGS)
 
 .PHONY: up
-up: tools build ## Start the local environment in the background and print KUBECONFIG
+up: tools build ## Start the local environment in the background and print KUBECONFIG (NODE=1: the real node, with the images)
 	@go build -o $(BIN)/stash-env ./hack/env
-	@$(BIN)/stash-env -dir $(ENV_DIR) up
+	@if [ -n "$(NODE)" ]; then \
+		$(MAKE) --no-print-directory image && \
+		$(BIN)/stash-env -dir $(ENV_DIR) -node \
+			-image $(DIST_DIR)/stash-agent-image_$(VERSION)_linux_amd64.tar \
+			-image $(DIST_DIR)/stash-mariadb-image_$(VERSION)_linux_amd64.tar up; \
+	else $(BIN)/stash-env -dir $(ENV_DIR) up; fi
 
 .PHONY: down
 down: ## Stop the local environment
@@ -82,5 +89,5 @@ down: ## Stop the local environment
 	@$(BIN)/stash-env -dir $(ENV_DIR) down
 
 .PHONY: demo
-demo: tools build ## Run the main job on the embedded environment: backup and restore through kubectl stash
-	@hack/demo.sh
+demo: tools build ## Run the main job on the real node (Pods), or in process mode where it cannot start
+	@VERSION='$(VERSION)' hack/demo.sh
