@@ -244,7 +244,7 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 		{Name: "TMPDIR", Value: TempDir},
 	}
 	res := corev1.ResourceRequirements{
-		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("192Mi")},
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
 	}
 	sc := &corev1.SecurityContext{
