@@ -45,10 +45,10 @@ func nodeUp(dir string, imgs []string) error {
 		BinDir: bin, Supervisor: sup, Dir: dir, Detach: true, Images: imgs,
 		Fixtures: []node.Fixture{
 			{Name: "versitygw", Bin: filepath.Join(bin, "versitygw"), Port: nodeS3Port,
-				Args: []string{"--port", node.DefaultNodeIP + ":" + strconv.Itoa(nodeS3Port), "posix", s3Dir},
+				Args: []string{"--port", node.NodeIPVar + ":" + strconv.Itoa(nodeS3Port), "posix", s3Dir},
 				Env:  []string{"ROOT_ACCESS_KEY_ID=" + access, "ROOT_SECRET_ACCESS_KEY=" + secret}},
 			{Name: "pushgateway", Bin: filepath.Join(bin, "pushgateway"), Port: nodePushgatewayPort,
-				Args: []string{"--web.listen-address=" + node.DefaultNodeIP + ":" + strconv.Itoa(nodePushgatewayPort)}},
+				Args: []string{"--web.listen-address=" + node.NodeIPVar + ":" + strconv.Itoa(nodePushgatewayPort)}},
 		},
 	})
 	if err != nil {

@@ -15,11 +15,13 @@ import (
 const cgroupFS = "/sys/fs/cgroup"
 
 // cgroupHierarchies lists the mounted cgroup v1 hierarchies.
-func cgroupHierarchies() []string {
-	ents, _ := os.ReadDir(cgroupFS)
+func cgroupHierarchies() []string { return hierarchiesIn(cgroupFS) }
+
+func hierarchiesIn(root string) []string {
+	ents, _ := os.ReadDir(root)
 	var out []string
 	for _, e := range ents {
-		p := filepath.Join(cgroupFS, e.Name())
+		p := filepath.Join(root, e.Name())
 		if fi, err := os.Lstat(p); err != nil || !fi.IsDir() {
 			continue // cpu,cpuacct style links
 		}

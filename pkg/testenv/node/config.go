@@ -133,7 +133,7 @@ state = %q
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-        BinaryName = "/usr/sbin/runc"
+        BinaryName = %q
         SystemdCgroup = false
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = [%q]
@@ -152,7 +152,7 @@ state = %q
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, p.Path("containerd", "root"), p.Path("containerd", "state"),
-		p.ContainerdSocket(), p.Path("run", "containerd-ttrpc.sock"),
+		p.ContainerdSocket(), p.Path("run", "containerd-ttrpc.sock"), p.Runc,
 		p.Path("cni", "bin"), p.Path("cni", "net.d"), PauseImage, p.Path("containerd", "opt"))
 }
 

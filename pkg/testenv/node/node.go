@@ -32,6 +32,9 @@ type Options struct {
 	Images []string
 	// Fixtures are servers run on the node's address (see Fixture).
 	Fixtures []Fixture
+	// Runc is the OCI runtime (Debian's /usr/sbin/runc) and CgroupFS where
+	// the cgroup v1 hierarchies are mounted (/sys/fs/cgroup).
+	Runc, CgroupFS string
 	// Detach lets the node outlive the caller (`make up`); StopDetached
 	// stops it. Otherwise the caller's death tears it down.
 	Detach bool
@@ -58,25 +61,24 @@ const (
 	DefaultNodeCIDR    = "10.250.0.0/24"
 	DefaultPodCIDR     = "10.251.0.0/24"
 	DefaultServiceCIDR = "10.252.0.0/24"
-	// DefaultNodeIP is the node's address with the default ranges.
-	DefaultNodeIP = "10.250.0.1"
 )
 
 // Start checks the machine, then starts a node. It fails within seconds, with
 // the cause and the fix, when the machine cannot run one.
 func Start(ctx context.Context, o Options) (n *Node, err error) {
 	began := time.Now()
-	if o.NodeCIDR == "" {
-		o.NodeCIDR = DefaultNodeCIDR
-	}
-	if o.PodCIDR == "" {
-		o.PodCIDR = DefaultPodCIDR
-	}
-	if o.ServiceCIDR == "" {
-		o.ServiceCIDR = DefaultServiceCIDR
-	}
+	// Ranges not given come from STASH_NODE_{NODE,POD,SERVICE}_CIDR, else the defaults.
+	o.NodeCIDR = orEnv(o.NodeCIDR, "STASH_NODE_NODE_CIDR", DefaultNodeCIDR)
+	o.PodCIDR = orEnv(o.PodCIDR, "STASH_NODE_POD_CIDR", DefaultPodCIDR)
+	o.ServiceCIDR = orEnv(o.ServiceCIDR, "STASH_NODE_SERVICE_CIDR", DefaultServiceCIDR)
 	if o.Supervisor == "" {
 		o.Supervisor = filepath.Join(o.BinDir, "stash-node")
+	}
+	if o.Runc == "" {
+		o.Runc = "/usr/sbin/runc"
+	}
+	if o.CgroupFS == "" {
+		o.CgroupFS = cgroupFS
 	}
 	if err := Preflight(o); err != nil {
 		return nil, err
@@ -94,7 +96,7 @@ func Start(ctx context.Context, o Options) (n *Node, err error) {
 	p := &Plan{
 		Dir: o.Dir, BinDir: o.BinDir, Netns: name, NodeName: "stash-node", CgroupRoot: name,
 		NodeCIDR: o.NodeCIDR, PodCIDR: o.PodCIDR, ServiceCIDR: o.ServiceCIDR,
-		SavedSysctls: map[string]string{}, Fixtures: o.Fixtures,
+		SavedSysctls: map[string]string{}, Fixtures: o.Fixtures, Runc: o.Runc,
 	}
 	for _, k := range kernelSysctls() {
 		b, err := os.ReadFile("/proc/sys/" + k)
@@ -347,4 +349,14 @@ func supervised(id uint64) bool {
 		}
 	}
 	return false
+}
+
+func orEnv(v, env, def string) string {
+	if v != "" {
+		return v
+	}
+	if e := os.Getenv(env); e != "" {
+		return e
+	}
+	return def
 }

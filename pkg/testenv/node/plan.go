@@ -29,6 +29,7 @@ type Plan struct {
 	// CgroupRoot is the kubelet's cgroupRoot in every v1 hierarchy: the
 	// pods' cgroups live under it and leave with it.
 	CgroupRoot string `json:"cgroupRoot"`
+	Runc       string `json:"runc"`
 
 	NodeCIDR    string `json:"nodeCIDR"`    // the veth's network; .1 is the node
 	PodCIDR     string `json:"podCIDR"`     // the cni0 bridge; .1 is the gateway
@@ -42,6 +43,9 @@ type Plan struct {
 	// stops before it.
 	Fixtures []Fixture `json:"fixtures,omitempty"`
 }
+
+// NodeIPVar in a Fixture's Args becomes the node's address.
+const NodeIPVar = "$(NODE_IP)"
 
 // Fixture is a server run on the node. Env may hold test credentials, so
 // plan.json is 0600.

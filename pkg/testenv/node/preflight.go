@@ -22,8 +22,8 @@ func Preflight(o Options) error {
 	if os.Geteuid() != 0 {
 		fail("it must run as root (network and mount namespaces, cgroups)")
 	}
-	if _, err := os.Stat("/usr/sbin/runc"); err != nil {
-		fail("no runc at /usr/sbin/runc: run `hack/install-node-deps.sh` (Debian package runc)")
+	if _, err := os.Stat(o.Runc); err != nil {
+		fail("no runc at %s: run `hack/install-node-deps.sh` (Debian package runc)", o.Runc)
 	}
 	for _, t := range []string{"ip", "nsenter", "iptables", "iptables-restore"} {
 		if _, err := exec.LookPath(t); err != nil {
@@ -40,12 +40,12 @@ func Preflight(o Options) error {
 		fail("no node supervisor at %s: run `make build`", o.Supervisor)
 	}
 	have := map[string]bool{}
-	for _, h := range cgroupHierarchies() {
+	for _, h := range hierarchiesIn(o.CgroupFS) {
 		have[filepath.Base(h)] = true
 	}
 	for _, c := range []string{"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "pids"} {
 		if !have[c] {
-			fail("the cgroup v1 controller %s is not mounted under %s: the kubelet needs it (mount it, or run on a machine with cgroup v1 controllers)", c, cgroupFS)
+			fail("the cgroup v1 controller %s is not mounted under %s: the kubelet needs it (mount it, or run on a machine with cgroup v1 controllers)", c, o.CgroupFS)
 		}
 	}
 	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {

@@ -238,7 +238,11 @@ func (s *supervisor) cgroups() error {
 // startFixture runs a fixture server and waits for its port.
 func (s *supervisor) startFixture(ctx context.Context, f Fixture) error {
 	addr := net.JoinHostPort(s.plan.NodeIP(), strconv.Itoa(f.Port))
-	return s.run(ctx, f.Name, f.Bin, f.Args, f.Env, func(ctx context.Context) error {
+	args := make([]string, len(f.Args))
+	for i, a := range f.Args {
+		args[i] = strings.ReplaceAll(a, NodeIPVar, s.plan.NodeIP())
+	}
+	return s.run(ctx, f.Name, f.Bin, args, f.Env, func(ctx context.Context) error {
 		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return err
