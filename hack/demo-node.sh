@@ -49,6 +49,7 @@ kubectl get pods -o wide
 step "sample data in the mariadb Pod"
 sql mariadb <<'SQL'
 CREATE DATABASE shop CHARACTER SET utf8mb4;
+USE shop;
 CREATE TABLE shop.customers (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(100), note TEXT);
 INSERT INTO shop.customers (name, note) VALUES ('Ada', 'first 🐬'), ('Grace', 'O''Brien');
 CREATE TABLE shop.orders (id INT PRIMARY KEY AUTO_INCREMENT, customer INT, total DECIMAL(10,2), payload BLOB);
