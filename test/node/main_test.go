@@ -77,6 +77,10 @@ func run(m *testing.M) int {
 	s = suite{node: n, binDir: binDir, path: binDir + ":" + tools + ":" + os.Getenv("PATH"), kube: kube, images: imgs}
 	code := m.Run()
 	n.Stop()
+	if left := n.Plan.Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "the node left %v on the machine\n", left)
+		code = 1
+	}
 	if code != 0 || os.Getenv("STASH_KEEP_ENV") != "" {
 		fmt.Fprintf(os.Stderr, "node logs kept in %s\n", n.Plan.Path("logs"))
 	} else {

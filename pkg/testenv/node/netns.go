@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os/exec"
 	"strings"
 )
@@ -39,5 +37,3 @@ func createNetns(ctx context.Context, p *Plan) error {
 func kernelSysctls() []string {
 	return []string{"vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"}
 }
-
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

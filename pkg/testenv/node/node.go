@@ -96,14 +96,7 @@ func Start(ctx context.Context, o Options) (n *Node, err error) {
 	p := &Plan{
 		Dir: o.Dir, BinDir: o.BinDir, Netns: name, NodeName: "stash-node", CgroupRoot: name,
 		NodeCIDR: o.NodeCIDR, PodCIDR: o.PodCIDR, ServiceCIDR: o.ServiceCIDR,
-		SavedSysctls: map[string]string{}, Fixtures: o.Fixtures, Runc: o.Runc,
-	}
-	for _, k := range kernelSysctls() {
-		b, err := os.ReadFile("/proc/sys/" + k)
-		if err != nil {
-			return nil, fmt.Errorf("read sysctl %s: %w", k, err)
-		}
-		p.SavedSysctls[k] = strings.TrimSpace(string(b))
+		Fixtures: o.Fixtures, Runc: o.Runc,
 	}
 	if err := p.write(); err != nil {
 		return nil, err
@@ -113,6 +106,9 @@ func Start(ctx context.Context, o Options) (n *Node, err error) {
 	}
 	if err := writePauseImage(p.Path("images", "pause.tar"), o.Supervisor); err != nil {
 		return nil, fmt.Errorf("pause image: %w", err)
+	}
+	if err := register(p); err != nil {
+		return nil, fmt.Errorf("register the node: %w", err)
 	}
 	n = &Node{Plan: p}
 	defer func() {
@@ -299,8 +295,8 @@ func cleanupNode(p *Plan) {
 	}
 	killCgroupTree(p.CgroupRoot)
 	_ = removeCgroupTree(p.CgroupRoot)
-	restoreSysctls(p.SavedSysctls, discardLogger())
 	_ = exec.Command("ip", "netns", "delete", p.Netns).Run()
+	_ = unregister(p)
 	if p.Dir != "" {
 		if _, err := os.Stat(p.Path("created-var-lib-cni")); err == nil {
 			_ = os.Remove("/var/lib/cni") // only if still empty
@@ -309,24 +305,27 @@ func cleanupNode(p *Plan) {
 }
 
 // SweepStale removes nodes whose supervisor is gone: a test binary killed
-// outright leaves its namespace, cgroups and perhaps shims behind.
+// outright leaves its namespace, cgroups, perhaps shims, and the machine's
+// changed sysctls behind.
 func SweepStale() {
+	for ns, dir := range registeredIn(registryDir()) {
+		if !supervisorAlive(dir) {
+			cleanupNode(&Plan{Dir: dir, Netns: ns, CgroupRoot: ns})
+		}
+	}
+	// Namespaces and cgroups of nodes that were never registered.
 	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
 		if !strings.HasPrefix(e.Name(), "stash-node-") {
 			continue
 		}
-		id, err := netnsID("/run/netns/" + e.Name())
-		if err != nil || supervised(id) {
+		if _, ok := registeredIn(registryDir())[e.Name()]; ok {
 			continue
 		}
-		p := &Plan{Netns: e.Name(), CgroupRoot: e.Name()}
-		if saved, err := ReadPlan(filepath.Join(os.TempDir(), e.Name())); err == nil {
-			p.SavedSysctls = saved.SavedSysctls
+		if id, err := netnsID("/run/netns/" + e.Name()); err == nil && !supervised(id) {
+			cleanupNode(&Plan{Netns: e.Name(), CgroupRoot: e.Name()})
 		}
-		cleanupNode(p)
 	}
-	// Cgroups of a node whose namespace is already gone.
 	for _, h := range cgroupHierarchies() {
 		ents, _ := os.ReadDir(h)
 		for _, e := range ents {
@@ -338,6 +337,7 @@ func SweepStale() {
 			}
 		}
 	}
+	_ = unregister(&Plan{Netns: "stash-node-none"}) // restores the sysctls if no node is left
 }
 
 // supervised reports whether a live supervisor runs in the namespace.
@@ -359,4 +359,21 @@ func orEnv(v, env, def string) string {
 		return e
 	}
 	return def
+}
+
+// Leftovers lists what the node left on the machine: none after Stop.
+func (p *Plan) Leftovers() []string {
+	var out []string
+	if _, err := os.Stat("/run/netns/" + p.Netns); err == nil {
+		out = append(out, "network namespace "+p.Netns)
+	}
+	for _, h := range cgroupHierarchies() {
+		if _, err := os.Stat(filepath.Join(h, p.CgroupRoot)); err == nil {
+			out = append(out, "cgroup "+filepath.Join(h, p.CgroupRoot))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(registryDir(), p.Netns)); err == nil {
+		out = append(out, "registry entry "+p.Netns)
+	}
+	return out
 }

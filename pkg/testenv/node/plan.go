@@ -35,9 +35,6 @@ type Plan struct {
 	PodCIDR     string `json:"podCIDR"`     // the cni0 bridge; .1 is the gateway
 	ServiceCIDR string `json:"serviceCIDR"` // ClusterIPs; .1 is kubernetes, .10 is DNS
 
-	// Sysctls the kubelet changes on the whole machine, saved before it starts.
-	SavedSysctls map[string]string `json:"savedSysctls"`
-
 	// Fixtures are extra servers (an S3 gateway, a Pushgateway) the
 	// supervisor runs on the node's address after the cluster is up, and
 	// stops before it.

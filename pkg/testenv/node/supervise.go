@@ -416,7 +416,9 @@ func (s *supervisor) teardown() {
 	if err := removeCgroupTree(s.plan.CgroupRoot); err != nil {
 		s.log.Warn("cgroups left", "err", err)
 	}
-	restoreSysctls(s.plan.SavedSysctls, s.log)
+	if err := unregister(s.plan); err != nil {
+		s.log.Warn("restore the machine's sysctls", "err", err)
+	}
 }
 
 func stopDaemon(d *daemon, grace time.Duration) {
@@ -431,18 +433,6 @@ func stopDaemon(d *daemon, grace time.Duration) {
 	case <-time.After(grace):
 		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 		<-d.done
-	}
-}
-
-func restoreSysctls(saved map[string]string, log *slog.Logger) {
-	for k, v := range saved {
-		cur, _ := os.ReadFile("/proc/sys/" + k)
-		if strings.TrimSpace(string(cur)) == v {
-			continue
-		}
-		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
-			log.Warn("restore sysctl", "key", k, "err", err)
-		}
 	}
 }
 
