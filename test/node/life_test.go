@@ -101,15 +101,6 @@ func (f *agentFixture) trigger(t *testing.T) string {
 	return name
 }
 
-func (f *agentFixture) session(t *testing.T, name string) *stashv1beta1.BackupSession {
-	t.Helper()
-	bs, err := f.st.BackupSessions(f.ns).Get(context.Background(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bs
-}
-
 func (f *agentFixture) waitPhase(t *testing.T, name string, timeout time.Duration, want ...stashv1beta1.BackupSessionPhase) *stashv1beta1.BackupSession {
 	t.Helper()
 	var bs *stashv1beta1.BackupSession
