@@ -64,7 +64,7 @@ func newAgentFixture(t *testing.T, ns string, bcArgs ...string) *agentFixture {
 func (f *agentFixture) lockOrders(t *testing.T) (release func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "kubectl", "exec", "-i", "-n", f.ns, f.db.name, "-c", "mariadb", "--",
+	cmd := exec.CommandContext(ctx, kubectlBin(), "exec", "-i", "-n", f.ns, f.db.name, "-c", "mariadb", "--",
 		"sh", "-c", `MYSQL_PWD="$MARIADB_ROOT_PASSWORD" exec mariadb -uroot`)
 	cmd.Env = append(os.Environ(), "PATH="+s.path, "KUBECONFIG="+s.node.Kubeconfig)
 	cmd.Stdin = strings.NewReader("LOCK TABLES shop.orders WRITE; SELECT SLEEP(600) AS held_by_stash_test;\n")

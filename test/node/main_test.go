@@ -110,7 +110,7 @@ func kubectl(t testing.TB, stdin string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", args...)
+	cmd := exec.CommandContext(ctx, kubectlBin(), args...)
 	cmd.Env = append(os.Environ(), "PATH="+s.path, "KUBECONFIG="+s.node.Kubeconfig)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
@@ -131,4 +131,20 @@ func mustOK(t testing.TB, r result, what string) string {
 		t.Fatalf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", what, r.code, r.stdout, r.stderr)
 	}
 	return r.stdout
+}
+
+// kubectlBin is the kubectl `make tools` links into bin/, found on the
+// suite's PATH rather than the caller's.
+func kubectlBin() string {
+	for _, d := range filepath.SplitList(s.path) {
+		if p := filepath.Join(d, "kubectl"); fileExists(p) {
+			return p
+		}
+	}
+	return "kubectl"
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
 }
