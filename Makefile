@@ -61,16 +61,20 @@ lint: ## gofmt, go vet and staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	$(BIN)/staticcheck ./...
+# hack/bench is its own module, which the root's ./... skips.
+	cd hack/bench && go vet ./... && $(BIN)/staticcheck ./...
 
 .PHONY: test
 test: tools build lint ## Install what is needed, then run every test against the real parts
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
+# hack/bench is its own module, which the root's ./... skips.
+	cd hack/bench && go test -count=1 ./...
 
 BENCH_MODE ?= full
 
 .PHONY: bench
 bench: tools build ## Benchmark against mysqldump, mariadb and Stash's pipeline: docs/benchmarks.md (BENCH_MODE=small: bin/bench-small.md)
-	@go build -o $(BIN)/stash-bench ./hack/bench
+	@cd hack/bench && go build -o $(BIN)/stash-bench .
 	$(BIN)/stash-bench -mode $(BENCH_MODE) $(BENCH_ARGS)
 
 .PHONY: up
