@@ -33,9 +33,9 @@ build: ## Build bin/kubectl-stash and bin/stash-agent
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/stash-agent ./cmd/agent
 
 .PHONY: dist
-dist: ## Cross-compile kubectl-stash into reproducible dist/ archives with sha256sums.txt; fill krew/stash.yaml
+dist: ## Cross-compile kubectl-stash into reproducible dist/ archives with sha256sums.txt and the krew manifest dist/stash.yaml
 	go run ./hack/dist -version '$(VERSION)' -ldflags '$(LDFLAGS)' -out $(DIST_DIR) \
-		-krew-template krew/stash.yaml.tmpl -krew-out krew/stash.yaml
+		-krew-template krew/stash.yaml.tmpl -krew-out $(DIST_DIR)/stash.yaml
 
 IMAGES ?= agent,mariadb
 

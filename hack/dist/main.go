@@ -1,6 +1,7 @@
 // Command dist cross-compiles kubectl-stash, packs one reproducible
 // .tar.gz per platform (the binary and LICENSE), writes sha256sums.txt and
-// fills the krew manifest from its template. `make dist` runs it.
+// fills the krew manifest from its template, all into the output directory.
+// `make dist` runs it.
 //
 // It is a Go program rather than hack/dist.sh because archive/tar and
 // compress/gzip give byte-identical archives on any OS a developer builds
@@ -16,11 +17,15 @@
 // no name and no time, like `gzip -n`. The same sources, version and Go
 // toolchain therefore give the same archives and the same sha256 sums.
 //
+// The filled manifest goes next to the archives (dist/stash.yaml), not into
+// the work tree: its version and sums change with every build, and only the
+// template (krew/stash.yaml.tmpl) is checked in.
+//
 // Usage:
 //
 //	go run ./hack/dist -version v1.2.3 -ldflags '...' [-out dist]
 //	    [-platforms linux/amd64,darwin/arm64] [-krew-template krew/stash.yaml.tmpl]
-//	    [-krew-out krew/stash.yaml]
+//	    [-krew-out <out>/stash.yaml]
 package main
 
 import (
@@ -53,6 +58,8 @@ const (
 	binName     = "kubectl-stash"
 	versionPkg  = "github.com/kubectl-stash/kubectl-stash/pkg/version"
 	defaultPlat = "linux/amd64,linux/arm64,darwin/amd64,darwin/arm64,windows/amd64"
+	// manifestName is the krew manifest's file name: krew wants metadata.name.yaml.
+	manifestName = "stash.yaml"
 	// fallbackEpoch is used outside a git checkout without SOURCE_DATE_EPOCH:
 	// 1980-01-01, the earliest time a zip entry can carry.
 	fallbackEpoch = 315532800
@@ -92,15 +99,21 @@ func run(ctx context.Context) error {
 	version := flag.String("version", "", "the build's version (git describe); stamped into the binary by -ldflags")
 	commit := flag.String("commit", "unknown", "commit stamped into the binary when -ldflags is not given")
 	ldflags := flag.String("ldflags", "", "go build -ldflags (default: -s -w and -X for -version and -commit, as in the Makefile)")
-	out := flag.String("out", "dist", "output directory for the archives and sha256sums.txt")
+	out := flag.String("out", "dist", "output directory for the archives, sha256sums.txt and the krew manifest")
 	platforms := flag.String("platforms", defaultPlat, "comma-separated GOOS/GOARCH list")
 	tmpl := flag.String("krew-template", "krew/stash.yaml.tmpl", "krew manifest template")
-	krewOut := flag.String("krew-out", "krew/stash.yaml", "where to write the filled krew manifest (empty: don't)")
+	krewOut := flag.String("krew-out", "", "where to write the filled krew manifest (default: <out>/"+manifestName+"; \"\": don't)")
 	pkg := flag.String("pkg", "./cmd/kubectl-stash", "package of the plugin's main")
 	license := flag.String("license", "LICENSE", "license file packed into every archive")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	// Default by whether the flag was given, so -krew-out "" still means none.
+	krewOutSet := false
+	flag.Visit(func(f *flag.Flag) { krewOutSet = krewOutSet || f.Name == "krew-out" })
+	if !krewOutSet {
+		*krewOut = filepath.Join(*out, manifestName)
 	}
 	if *version == "" {
 		return errors.New("-version is required")
@@ -266,14 +279,14 @@ func parsePlatforms(s string) ([]Platform, error) {
 	return ps, nil
 }
 
-// removeStale deletes archives and checksums of earlier runs (other
-// versions), so the directory holds exactly what sha256sums.txt lists.
+// removeStale deletes archives, checksums and the manifest of earlier runs
+// (other versions), so what the directory holds of ours is this run's.
 func removeStale(dir string) error {
 	old, err := filepath.Glob(filepath.Join(dir, binName+"_*.tar.gz"))
 	if err != nil {
 		return err
 	}
-	old = append(old, filepath.Join(dir, "sha256sums.txt"))
+	old = append(old, filepath.Join(dir, "sha256sums.txt"), filepath.Join(dir, manifestName))
 	for _, f := range old {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
