@@ -46,7 +46,7 @@ func FindTools(ctx context.Context, resticBin, exeDir, path string) (Tools, erro
 		return t, err
 	}
 	if t.Client, err = database.FindClientIn(path); err != nil {
-		return t, fmt.Errorf("%w; %s", err, imageHint)
+		return t, err // it names the image already
 	}
 	return t, nil
 }
