@@ -27,6 +27,7 @@ import (
 	"github.com/kubectl-stash/kubectl-stash/pkg/apihealth"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
 )
 
@@ -217,7 +218,8 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		cfg.RestoreConnections = 1
 	}
 	if cfg.LeaseName == "" {
-		cfg.LeaseName = "stash-agent-" + cfg.AppBinding
+		// The rendered Deployment passes the same name; this is for agents run by hand.
+		cfg.LeaseName = contract.AgentName(cfg.AppBinding)
 	}
 	// Readiness follows whether the API server answers this agent.
 	api := apihealth.New(time.Now, 10*time.Second)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -22,16 +21,13 @@ import (
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
 	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
 	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
-
-// BackupHost is the restic host of database snapshots, as in Stash.
-const BackupHost = "host-0"
 
 // backupRun collects what one session learned, for status, metrics and events.
 type backupRun struct {
@@ -158,10 +154,10 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	argv := client.DumpArgv(dbFiles, args)
 	progress := a.progressWriter(ctx, run.bs.Name)
 	opts := restic.BackupOptions{
-		Host:          BackupHost,
-		StdinFilename: safeFileName(a.cfg.AppBinding) + ".sql",
+		Host:          contract.BackupHost,
+		StdinFilename: strings.TrimPrefix(contract.DumpFile(a.cfg.AppBinding), "/"),
 		Command:       argv,
-		Tags:          sessionTags(a.cfg.AppBinding, run.bs),
+		Tags:          contract.SessionTags(a.cfg.AppBinding, run.bs.Name, string(run.bs.UID)),
 		Progress:      progress,
 		ExtraEnv:      envMap(dbFiles.Env),
 	}
@@ -243,7 +239,7 @@ func (a *Agent) initRepo(ctx context.Context, repo *stashv1alpha1.Repository, rr
 		return false, err
 	}
 	defer unlock()
-	name := render.RepoInitLease(repo.Name)
+	name := contract.RepoInitLease(repo.Name)
 	if _, gerr := a.kube.Leases(repo.Namespace).Get(ctx, name); apierrors.IsForbidden(gerr) {
 		// A Role rendered by an older plugin: initialise as before.
 		a.log.Warn("cannot use the repository init Lease; run `kubectl stash create backupconfig` again to update the agent's Role", "lease", name, "namespace", repo.Namespace)
@@ -379,7 +375,7 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 	}
 	res := metrics.BackupResult{
 		Common: a.common(run.bc), Target: metrics.Target{Kind: ref.Kind, Group: appcatalog.GroupVersion.Group, Name: ref.Name},
-		Hostname: BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start), LastSuccess: lastSuccess,
+		Hostname: contract.BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start), LastSuccess: lastSuccess,
 	}
 	if s := run.summary; s != nil {
 		res.DataSizeBytes, res.DataUploadedBytes = int64(s.TotalBytesProcessed), int64(s.DataAddedPacked)
@@ -405,25 +401,18 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 	}
 }
 
-// sessionTags mark a session's snapshot. The UID tells this session from
-// an earlier one of the same name (recreated after the history trimmed
-// it) and from a same-named config's in another namespace.
-func sessionTags(appBinding string, bs *stashv1beta1.BackupSession) []string {
-	return []string{"appbinding=" + appBinding, "session=" + bs.Name, "session-uid=" + string(bs.UID)}
-}
-
 func savedMessage(s *restic.Summary, dur time.Duration) string {
 	return fmt.Sprintf("snapshot %s saved (%s processed, %s uploaded) in %s", shortID(s.SnapshotID), session.HumanBytes(int64(s.TotalBytesProcessed)), session.HumanBytes(int64(s.DataAddedPacked)), dur)
 }
 
 // hostStats is the host's entry in a session's status; s may be nil.
 func (a *Agent) hostStats(s *restic.Summary, phase stashv1beta1.HostPhase, dur time.Duration) stashv1beta1.HostBackupStats {
-	stats := stashv1beta1.HostBackupStats{Hostname: BackupHost, Phase: phase, Duration: dur.String()}
+	stats := stashv1beta1.HostBackupStats{Hostname: contract.BackupHost, Phase: phase, Duration: dur.String()}
 	if s != nil {
 		total := int64(s.TotalFilesProcessed)
 		nw, mod, un := int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
 		stats.Snapshots = []stashv1beta1.SnapshotStats{{
-			Name: s.SnapshotID, Path: "/" + safeFileName(a.cfg.AppBinding) + ".sql",
+			Name: s.SnapshotID, Path: contract.DumpFile(a.cfg.AppBinding),
 			TotalSize: session.HumanBytes(int64(s.TotalBytesProcessed)), Uploaded: session.HumanBytes(int64(s.DataAddedPacked)),
 			ProcessingTime: (time.Duration(s.TotalDuration * float64(time.Second))).Round(time.Millisecond).String(),
 			FileStats:      stashv1beta1.FileStats{TotalFiles: &total, NewFiles: &nw, ModifiedFiles: &mod, UnmodifiedFiles: &un},
@@ -465,7 +454,7 @@ func (a *Agent) push(ctx context.Context, bc *stashv1beta1.BackupConfiguration, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(a.common(bc)), Grouping: metrics.Grouping(BackupHost)}
+	p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(a.common(bc)), Grouping: metrics.Grouping(contract.BackupHost)}
 	if err := p.Push(ctx, g); err != nil {
 		a.log.Warn("could not push metrics", "err", err)
 	}
@@ -482,7 +471,7 @@ func policy(p stashv1alpha1.RetentionPolicy) *restic.Policy {
 		return nil // no policy: keep everything
 	}
 	return &restic.Policy{KeepLast: int(p.KeepLast), KeepHourly: int(p.KeepHourly), KeepDaily: int(p.KeepDaily), KeepWeekly: int(p.KeepWeekly),
-		KeepMonthly: int(p.KeepMonthly), KeepYearly: int(p.KeepYearly), KeepTags: p.KeepTags, Prune: p.Prune, DryRun: p.DryRun, Host: BackupHost}
+		KeepMonthly: int(p.KeepMonthly), KeepYearly: int(p.KeepYearly), KeepTags: p.KeepTags, Prune: p.Prune, DryRun: p.DryRun, Host: contract.BackupHost}
 }
 
 func dbError(ab *appcatalog.AppBinding, err error) error {
@@ -523,29 +512,12 @@ func envMap(env []string) map[string]string {
 	return m
 }
 
-func safeFileName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '/' || r == 0 || r == '\\' {
-			return '_'
-		}
-		return r
-	}, filepath.Base(s))
-}
-
 func shortID(id string) string {
 	if len(id) > 8 {
 		return id[:8]
 	}
 	return id
 }
-
-// Annotations of retry sessions.
-const (
-	// AnnotationNotBefore delays a retry session until a time (RFC 3339).
-	AnnotationNotBefore = "stash.appscode.com/not-before"
-	// AnnotationRetryOf names the failed session a retry repeats.
-	AnnotationRetryOf = "stash.appscode.com/retry-of"
-)
 
 var retrySuffix = regexp.MustCompile(`-retry-[0-9]+$`)
 
@@ -562,12 +534,12 @@ func (a *Agent) scheduleRetry(ctx context.Context, bc *stashv1beta1.BackupConfig
 	base := retrySuffix.ReplaceAllString(bs.Name, "")
 	name := fmt.Sprintf("%s-retry-%d", base, attempt)
 	if len(name) > 63 {
-		name = render.ShortName(name, 63)
+		name = contract.ShortName(name, 63)
 	}
 	at := a.clock().Add(rc.Delay.Duration)
 	next := session.NewBackup(bc, name)
 	next.Spec.RetryLeft = bs.Spec.RetryLeft - 1
-	next.Annotations = map[string]string{AnnotationNotBefore: at.UTC().Format(time.RFC3339), AnnotationRetryOf: bs.Name}
+	next.Annotations = map[string]string{contract.AnnotationNotBefore: at.UTC().Format(time.RFC3339), contract.AnnotationRetryOf: bs.Name}
 	if _, err := a.stash.BackupSessions(a.cfg.Namespace).Create(ctx, next, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		a.log.Error("could not create the retry session", "session", bs.Name, "err", err)
 		return

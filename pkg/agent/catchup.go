@@ -7,8 +7,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
 
@@ -36,8 +37,8 @@ func (a *Agent) catchUp(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		bs := session.NewBackup(bc, schedule.SessionName(bc.Name, slot))
-		bs.Annotations = map[string]string{"stash.appscode.com/slot": slot.UTC().Format(time.RFC3339), stashv1beta1.AnnotationCatchUp: "true"}
+		bs := session.NewBackup(bc, contract.SessionName(bc.Name, slot))
+		bs.Annotations = map[string]string{contract.AnnotationSlot: slot.UTC().Format(time.RFC3339), stashv1beta1.AnnotationCatchUp: "true"}
 		_, err = a.stash.BackupSessions(a.cfg.Namespace).Create(ctx, bs, metav1.CreateOptions{})
 		switch {
 		case apierrors.IsAlreadyExists(err):
@@ -62,7 +63,7 @@ func (a *Agent) lastActivity(t *term, bc *stashv1beta1.BackupConfiguration) time
 			continue
 		}
 		at := bs.CreationTimestamp.Time
-		if v := bs.Annotations["stash.appscode.com/slot"]; v != "" {
+		if v := bs.Annotations[contract.AnnotationSlot]; v != "" {
 			if slot, err := time.Parse(time.RFC3339, v); err == nil {
 				at = slot
 			}

@@ -16,10 +16,10 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
@@ -119,8 +119,8 @@ func (a *Agent) fireSlot(ctx context.Context, config string, slot time.Time) {
 	if !ok || bc.Spec.Paused {
 		return
 	}
-	bs := session.NewBackup(bc, schedule.SessionName(config, slot))
-	bs.Annotations = map[string]string{"stash.appscode.com/slot": slot.UTC().Format(time.RFC3339)}
+	bs := session.NewBackup(bc, contract.SessionName(config, slot))
+	bs.Annotations = map[string]string{contract.AnnotationSlot: slot.UTC().Format(time.RFC3339)}
 	_, err := a.stash.BackupSessions(a.cfg.Namespace).Create(ctx, bs, metav1.CreateOptions{})
 	switch {
 	case apierrors.IsAlreadyExists(err):
@@ -157,7 +157,7 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 	if bs.Status.Phase != "" && bs.Status.Phase != stashv1beta1.BackupSessionPending {
 		return nil
 	}
-	if nb := bs.Annotations[AnnotationNotBefore]; nb != "" {
+	if nb := bs.Annotations[contract.AnnotationNotBefore]; nb != "" {
 		if t, err := time.Parse(time.RFC3339, nb); err == nil && t.After(a.clock()) {
 			a.cur().queue.AddAfter("bs/"+nsName, t.Sub(a.clock()))
 			return nil
@@ -201,7 +201,7 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 			}
 		}
 	}
-	if other != "" && other != bs.Name && other == bs.Annotations[AnnotationRetryOf] {
+	if other != "" && other != bs.Name && other == bs.Annotations[contract.AnnotationRetryOf] {
 		// The session this one retries is still finishing: wait for it.
 		a.mu.Unlock()
 		t.queue.AddAfter("bs/"+nsName, time.Second)
@@ -434,7 +434,7 @@ func (a *Agent) inspectOrphan(ctx context.Context, bc *stashv1beta1.BackupConfig
 	} else {
 		a.log.Info("removed stale locks", "repository", repo.Name)
 	}
-	snaps, err := rr.Snapshots(ctx, BackupHost, sessionTags(a.cfg.AppBinding, bs))
+	snaps, err := rr.Snapshots(ctx, contract.BackupHost, contract.SessionTags(a.cfg.AppBinding, bs.Name, string(bs.UID)))
 	switch {
 	case errors.Is(err, restic.ErrRepoNotExist):
 		return nil, nil

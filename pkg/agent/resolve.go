@@ -17,6 +17,7 @@ import (
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/catalog"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
 	"github.com/kubectl-stash/kubectl-stash/pkg/render"
 	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
@@ -231,14 +232,8 @@ func (a *Agent) repository(ctx context.Context, ref stashv1beta1.RepositoryRef) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("read Repository %s/%s: %w", ns, ref.Name, err)
 	}
-	if ns != a.cfg.Namespace {
-		from := stashv1alpha1.NamespacesFromSame
-		if up := repo.Spec.UsagePolicy; up != nil && up.AllowedNamespaces.From != nil {
-			from = *up.AllowedNamespaces.From
-		}
-		if from != stashv1alpha1.NamespacesFromAll {
-			return nil, nil, fmt.Errorf("%w: Repository %s/%s does not allow use from namespace %s (usagePolicy.allowedNamespaces.from is %s): set it to All on the Repository", ErrInvalid, ns, ref.Name, a.cfg.Namespace, from)
-		}
+	if from, ok := contract.UsageAllowed(repo, a.cfg.Namespace); !ok {
+		return nil, nil, fmt.Errorf("%w: Repository %s/%s does not allow use from namespace %s (usagePolicy.allowedNamespaces.from is %s): set it to All on the Repository", ErrInvalid, ns, ref.Name, a.cfg.Namespace, from)
 	}
 	name := repo.Spec.Backend.StorageSecretName
 	sec, err := a.kube.Secrets(ns).Get(ctx, name)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,15 +21,13 @@ import (
 
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
 	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 	"github.com/kubectl-stash/kubectl-stash/pkg/sqlload"
 )
-
-// AnnotationRestoreAt asks for the newest snapshot taken at or before a time (RFC 3339).
-const AnnotationRestoreAt = "stash.appscode.com/restore-at"
 
 func (a *Agent) syncRestore(ctx context.Context, nsName string) error {
 	obj, ok, _ := a.cur().restores.GetByKey(nsName)
@@ -186,7 +183,7 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	}
 	snap := p.snap
 	run.snapshot = snap.ID
-	file := "/" + safeFileName(a.cfg.AppBinding) + ".sql"
+	file := contract.DumpFile(a.cfg.AppBinding)
 	if len(snap.Paths) > 0 {
 		file = snap.Paths[0]
 	}
@@ -274,7 +271,7 @@ var hexID = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
 func (w snapshotWant) isID() bool { return w.at == "" && hexID.MatchString(w.snapshot) }
 
 func wantedSnapshot(rs *stashv1beta1.RestoreSession, step StepOptions) snapshotWant {
-	want, host := "latest", ""
+	want, host := contract.Latest, ""
 	rules := rs.Spec.Rules
 	if rs.Spec.Target != nil && len(rs.Spec.Target.Rules) > 0 {
 		rules = rs.Spec.Target.Rules
@@ -291,11 +288,11 @@ func wantedSnapshot(rs *stashv1beta1.RestoreSession, step StepOptions) snapshotW
 	if step.SourceHost != "" {
 		host = step.SourceHost
 	}
-	at := rs.Annotations[AnnotationRestoreAt]
+	at := rs.Annotations[contract.AnnotationRestoreAt]
 	// "latest" and a time mean the newest backup of this product's host
 	// unless a sourceHost says otherwise; an explicit ID is looked up anywhere.
-	if host == "" && (want == "latest" || at != "") {
-		host = BackupHost
+	if host == "" && (want == contract.Latest || at != "") {
+		host = contract.BackupHost
 	}
 	return snapshotWant{snapshot: want, host: host, at: at}
 }
@@ -308,29 +305,22 @@ func (a *Agent) pickSnapshot(ctx context.Context, rr *restic.Repo, rs *stashv1be
 	if err != nil {
 		return restic.Snapshot{}, fmt.Errorf("list snapshots of Repository %s (the database was not changed): %w", rs.Spec.Repository.Name, err)
 	}
-	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Time.Before(snaps[j].Time) })
-	if at := w.at; at != "" {
-		t, err := time.Parse(time.RFC3339, at)
+	var at time.Time
+	if w.at != "" {
+		t, err := time.Parse(time.RFC3339, w.at)
 		if err != nil {
-			return restic.Snapshot{}, fmt.Errorf("%w: annotation %s=%q is not an RFC 3339 time", ErrInvalid, AnnotationRestoreAt, at)
+			return restic.Snapshot{}, fmt.Errorf("%w: annotation %s=%q is not an RFC 3339 time", ErrInvalid, contract.AnnotationRestoreAt, w.at)
 		}
-		for i := len(snaps) - 1; i >= 0; i-- {
-			if !snaps[i].Time.After(t) {
-				return snaps[i], nil
-			}
-		}
-		return restic.Snapshot{}, fmt.Errorf("%w: Repository %s has no snapshot taken at or before %s (the database was not changed): list them with `kubectl stash snapshots %s`", ErrInvalid, rs.Spec.Repository.Name, at, rs.Spec.Repository.Name)
+		at = t
 	}
-	if want == "latest" {
-		if len(snaps) == 0 {
-			return restic.Snapshot{}, fmt.Errorf("%w: Repository %s has no snapshots%s (the database was not changed)", ErrInvalid, rs.Spec.Repository.Name, hostNote(host))
-		}
-		return snaps[len(snaps)-1], nil
+	if s, ok := contract.FindSnapshot(snaps, want, at); ok {
+		return s, nil
 	}
-	for _, s := range snaps {
-		if s.ID == want || s.ShortID == want || (len(want) >= 8 && strings.HasPrefix(s.ID, want)) {
-			return s, nil
-		}
+	switch {
+	case w.at != "":
+		return restic.Snapshot{}, fmt.Errorf("%w: Repository %s has no snapshot taken at or before %s (the database was not changed): list them with `kubectl stash snapshots %s`", ErrInvalid, rs.Spec.Repository.Name, w.at, rs.Spec.Repository.Name)
+	case want == contract.Latest:
+		return restic.Snapshot{}, fmt.Errorf("%w: Repository %s has no snapshots%s (the database was not changed)", ErrInvalid, rs.Spec.Repository.Name, hostNote(host))
 	}
 	return restic.Snapshot{}, fmt.Errorf("%w: snapshot %q not found in Repository %s%s (the database was not changed): list them with `kubectl stash snapshots %s`", ErrInvalid, want, rs.Spec.Repository.Name, hostNote(host), rs.Spec.Repository.Name)
 }
@@ -434,7 +424,7 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 	} else {
 		msg = fmt.Sprintf("snapshot %s restored (%s) in %s", shortID(run.snapshot), session.HumanBytes(run.written.Load()), dur)
 	}
-	stats := stashv1beta1.HostRestoreStats{Hostname: BackupHost, Phase: hostPhase, Duration: dur.String()}
+	stats := stashv1beta1.HostRestoreStats{Hostname: contract.BackupHost, Phase: hostPhase, Duration: dur.String()}
 	if err != nil {
 		stats.Error = msg
 	}
@@ -468,12 +458,12 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 	}
 	common := metrics.Common{InvokerKind: stashv1beta1.KindRestoreSession, InvokerName: run.rs.Name, Namespace: run.rs.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: run.rs.Spec.Repository.Name}
 	res := metrics.RestoreResult{Common: common, Target: metrics.Target{Kind: appcatalog.KindAppBinding, Group: appcatalog.GroupVersion.Group, Name: a.cfg.AppBinding},
-		Hostname: BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start)}
+		Hostname: contract.BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start)}
 	a.metrics.SetRestore(res)
 	if a.cfg.Pushgateway != "" {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(common), Grouping: metrics.Grouping(BackupHost)}
+		p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(common), Grouping: metrics.Grouping(contract.BackupHost)}
 		if err := p.Push(pctx, metrics.RestoreRegistry(res)); err != nil {
 			a.log.Warn("could not push metrics", "err", err)
 		}

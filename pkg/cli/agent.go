@@ -16,6 +16,7 @@ import (
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/render"
 	"github.com/kubectl-stash/kubectl-stash/pkg/version"
 )
@@ -125,7 +126,7 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 // already deployed, unless the flags were given: re-rendering it for a
 // restore must not drop what the backup side configured.
 func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding string) {
-	dep, err := w.clients.Kube.AppsV1().Deployments(w.ns).Get(ctx, render.AgentName(appBinding), metav1.GetOptions{})
+	dep, err := w.clients.Kube.AppsV1().Deployments(w.ns).Get(ctx, contract.AgentName(appBinding), metav1.GetOptions{})
 	if err != nil || len(dep.Spec.Template.Spec.Containers) == 0 {
 		return
 	}
@@ -191,14 +192,8 @@ func newAgentCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command 
 
 // CheckUsage applies a Repository's usagePolicy to a user in namespace ns.
 func CheckUsage(repo *stashv1alpha1.Repository, ns string) error {
-	if repo.Namespace == ns {
-		return nil
-	}
-	from := stashv1alpha1.NamespacesFromSame
-	if up := repo.Spec.UsagePolicy; up != nil && up.AllowedNamespaces.From != nil {
-		from = *up.AllowedNamespaces.From
-	}
-	if from == stashv1alpha1.NamespacesFromAll {
+	from, ok := contract.UsageAllowed(repo, ns)
+	if ok {
 		return nil
 	}
 	return usageErr("Repository %s/%s may not be used from namespace %s: its usagePolicy.allowedNamespaces.from is %s; set it to All (`kubectl stash create repository %s -n %s --allowed-namespaces All ...`)", repo.Namespace, repo.Name, ns, from, repo.Name, repo.Namespace)

@@ -18,12 +18,12 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/apply"
 	"github.com/kubectl-stash/kubectl-stash/pkg/catalog"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
 	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 )
 

@@ -12,7 +12,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 )
 
 // DeleteOptions deletes a BackupConfiguration and, when nothing else uses
@@ -146,11 +146,11 @@ func (o *DeleteOptions) Run(ctx context.Context, c *Clients, name string) error 
 	}
 	if agentInUse || target == "" {
 		if target != "" {
-			fmt.Fprintf(o.streams.Out, "agent %s kept: another BackupConfiguration or a RestoreSession uses it\n", render.AgentName(target))
+			fmt.Fprintf(o.streams.Out, "agent %s kept: another BackupConfiguration or a RestoreSession uses it\n", contract.AgentName(target))
 		}
 		return nil
 	}
-	agent := render.AgentName(target)
+	agent := contract.AgentName(target)
 	del := func(kind string, err error) {
 		if err == nil {
 			fmt.Fprintf(o.streams.Out, "%s/%s deleted\n", kind, agent)

@@ -13,11 +13,9 @@ import (
 
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
-
-// AnnotationRestoreAt matches the agent's: restore the newest snapshot at or before this time.
-const AnnotationRestoreAt = "stash.appscode.com/restore-at"
 
 // RestoreOptions creates a RestoreSession (and the target's agent).
 type RestoreOptions struct {
@@ -33,7 +31,7 @@ type RestoreOptions struct {
 }
 
 func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &RestoreOptions{writer: writer{factory: f, streams: streams, flags: newApplyFlags()}, Snapshot: "latest", Timeout: time.Hour}
+	o := &RestoreOptions{writer: writer{factory: f, streams: streams, flags: newApplyFlags()}, Snapshot: contract.Latest, Timeout: time.Hour}
 	cmd := &cobra.Command{
 		Use:   "restore --repository REPO --target appbinding/NAME [--snapshot ID|latest | --at TIME] [--wait]",
 		Short: "Restore a snapshot into a database: create a RestoreSession (and the database's agent if it has none)",
@@ -85,7 +83,7 @@ func (o *RestoreOptions) Validate() error {
 			return usageErr("--at %q is not an RFC 3339 time like 2026-11-20T02:00:00Z", o.At)
 		}
 		o.at = t
-		if o.Snapshot != "latest" && o.Snapshot != "" {
+		if o.Snapshot != contract.Latest && o.Snapshot != "" {
 			return usageErr("give --snapshot or --at, not both")
 		}
 	}
@@ -126,7 +124,7 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 		rs.Spec.TimeOut = o.SessionTimeout.String()
 	}
 	if o.At != "" {
-		rs.Annotations = map[string]string{AnnotationRestoreAt: o.at.UTC().Format(time.RFC3339)}
+		rs.Annotations = map[string]string{contract.AnnotationRestoreAt: o.at.UTC().Format(time.RFC3339)}
 		rs.Spec.Target.Rules[0].Snapshots = nil
 		if o.SourceHost == "" {
 			rs.Spec.Target.Rules = nil

@@ -19,6 +19,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
@@ -207,18 +208,8 @@ func (o *DownloadOptions) Run(ctx context.Context, c *Clients, name string) erro
 	if err != nil {
 		return fmt.Errorf("list snapshots of Repository %s: %w", name, err)
 	}
-	var pick *restic.Snapshot
-	for i := range snaps {
-		s := &snaps[i]
-		if o.Snapshot == "latest" {
-			if pick == nil || s.Time.After(pick.Time) {
-				pick = s
-			}
-		} else if s.ShortID == o.Snapshot || s.ID == o.Snapshot || (len(o.Snapshot) >= 8 && strings.HasPrefix(s.ID, o.Snapshot)) {
-			pick = s
-		}
-	}
-	if pick == nil {
+	pick, ok := contract.FindSnapshot(snaps, o.Snapshot, time.Time{})
+	if !ok {
 		return usageErr("snapshot %q not found in Repository %s: list them with `kubectl stash snapshots %s`", o.Snapshot, name, name)
 	}
 	file := "/dumpfile.sql"

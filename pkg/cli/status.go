@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 )
 
 // StatusOptions shows one view per BackupConfiguration.
@@ -107,7 +107,7 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 	if err != nil {
 		return nil, fmt.Errorf("list Repositories: %w", err)
 	}
-	deps, err := c.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: render.AgentSelectorString()})
+	deps, err := c.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{LabelSelector: contract.AgentSelectorString()})
 	if err != nil {
 		return nil, fmt.Errorf("list agent Deployments: %w", err)
 	}
@@ -173,7 +173,7 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 				r.Problems = append(r.Problems, fmt.Sprintf("the slot at %s passed %s ago with no newer schedule: the agent may be down", t.UTC().Format(time.RFC3339), duration.HumanDuration(now.Sub(t))))
 			}
 		}
-		agentName := render.AgentName(target)
+		agentName := contract.AgentName(target)
 		d := depBy[bc.Namespace+"/"+agentName]
 		switch {
 		case d == nil:

@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
 
@@ -69,7 +70,7 @@ func (o *TriggerOptions) Run(ctx context.Context) error {
 	if len(bs.GenerateName) > 50 {
 		bs.GenerateName = bs.GenerateName[:50]
 	}
-	bs.Annotations = map[string]string{"stash.appscode.com/triggered-by": "kubectl-stash"}
+	bs.Annotations = map[string]string{contract.AnnotationTriggeredBy: contract.ManagedBy}
 	created, err := o.clients.Stash.BackupSessions(ns).Create(ctx, bs, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("create BackupSession for %s/%s: %w", ns, o.Config, err)

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/version"
 )
 
@@ -53,7 +53,7 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("reach the API server: %w", err)
 	}
 	fmt.Fprintf(o.streams.Out, "Server Version: %s\n", sv.GitVersion)
-	deps, err := c.Kube.AppsV1().Deployments(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: render.AgentSelectorString()})
+	deps, err := c.Kube.AppsV1().Deployments(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: contract.AgentSelectorString()})
 	if err != nil {
 		return fmt.Errorf("list agents in namespace %s: %w", c.Namespace, err)
 	}
@@ -69,7 +69,7 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 		if len(d.Spec.Template.Spec.Containers) > 0 {
 			img = d.Spec.Template.Spec.Containers[0].Image
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Labels[render.LabelVersion], img)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Labels[contract.LabelVersion], img)
 	}
 	return tw.Flush()
 }

@@ -3,8 +3,6 @@
 package render
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
@@ -16,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -24,17 +21,12 @@ import (
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 )
 
-// Labels on every agent object.
+// The agent's container. Its object names, labels and Leases are in
+// pkg/contract, since the agent and the plugin look them up too.
 const (
-	LabelName      = "app.kubernetes.io/name"
-	LabelInstance  = "app.kubernetes.io/instance"
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	LabelVersion   = "app.kubernetes.io/version"
-	AgentAppName   = "stash-agent"
-	ManagedBy      = "kubectl-stash"
-
 	// ScratchDir is the agent's writable emptyDir (the root filesystem is read-only).
 	ScratchDir = "/stash-tmp"
 	// TempDir is TMPDIR in the container: restic's temporary packs go
@@ -47,11 +39,6 @@ const (
 	// AgentUID is the non-root user the agent runs as.
 	AgentUID = 65534
 )
-
-// AgentSelectorString selects every agent Deployment.
-func AgentSelectorString() string {
-	return labels.SelectorFromSet(labels.Set{LabelName: AgentAppName, LabelManagedBy: ManagedBy}).String()
-}
 
 // AgentInput is what one agent is rendered from.
 type AgentInput struct {
@@ -68,31 +55,9 @@ type AgentInput struct {
 	StallTimeout time.Duration
 }
 
-// AgentName is the name of the agent's objects for an AppBinding. Names that
-// would pass 63 characters are shortened with a hash, so they stay unique.
-func AgentName(appBinding string) string { return ShortName("stash-agent-"+appBinding, 63) }
-
-// RepoInitLease names the Lease, in a Repository's namespace, that every
-// agent using the Repository takes before it initialises it: two restic
-// inits at once both write a key and a config, and the repository is left
-// with a config that half of its keys cannot open.
-func RepoInitLease(repository string) string {
-	return ShortName("stash-repo-init-"+repository, 63)
-}
-
-// ShortName returns name, or a prefix of it plus a hash when it is longer than max.
-func ShortName(name string, max int) string {
-	if len(name) <= max {
-		return name
-	}
-	sum := sha256.Sum256([]byte(name))
-	h := hex.EncodeToString(sum[:])[:10]
-	p := name[:max-11]
-	for len(p) > 0 && (p[len(p)-1] == '-' || p[len(p)-1] == '.') {
-		p = p[:len(p)-1]
-	}
-	return p + "-" + h
-}
+// AgentName is contract.AgentName, kept only for hack/bench, which is
+// edited elsewhere; remove it once hack/bench calls contract.AgentName.
+func AgentName(appBinding string) string { return contract.AgentName(appBinding) }
 
 // AgentObjects renders the ServiceAccount, Role, RoleBinding and Deployment.
 func AgentObjects(in AgentInput) ([]runtime.Object, error) {
@@ -103,13 +68,13 @@ func AgentObjects(in AgentInput) ([]runtime.Object, error) {
 	if in.Image == "" {
 		return nil, fmt.Errorf("render agent for AppBinding %s/%s: no image", ab.Namespace, ab.Name)
 	}
-	name := AgentName(ab.Name)
+	name := contract.AgentName(ab.Name)
 	ns := ab.Namespace
-	lbl := map[string]string{LabelName: AgentAppName, LabelInstance: ShortName(ab.Name, 63), LabelManagedBy: ManagedBy}
+	lbl := map[string]string{contract.LabelName: contract.AgentAppName, contract.LabelInstance: contract.ShortName(ab.Name, 63), contract.LabelManagedBy: contract.ManagedBy}
 	if in.Version != "" {
-		lbl[LabelVersion] = ShortName(in.Version, 63)
+		lbl[contract.LabelVersion] = contract.ShortName(in.Version, 63)
 	}
-	sel := map[string]string{LabelName: AgentAppName, LabelInstance: ShortName(ab.Name, 63)}
+	sel := map[string]string{contract.LabelName: contract.AgentAppName, contract.LabelInstance: contract.ShortName(ab.Name, 63)}
 	meta := func() metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: copyMap(lbl)}
 	}
@@ -155,14 +120,14 @@ func crossNamespace(in AgentInput, saName string, lbl map[string]string) []runti
 		namespaces = append(namespaces, ns)
 	}
 	sort.Strings(namespaces)
-	name := ShortName("stash-agent-"+ab.Namespace+"-"+ab.Name, 63)
+	name := contract.ShortName("stash-agent-"+ab.Namespace+"-"+ab.Name, 63)
 	var out []runtime.Object
 	for _, ns := range namespaces {
 		repos, secrets, initLeases := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		for _, r := range byNS[ns] {
 			repos[r.Name] = true
 			secrets[r.Spec.Backend.StorageSecretName] = true
-			initLeases[RepoInitLease(r.Name)] = true
+			initLeases[contract.RepoInitLease(r.Name)] = true
 		}
 		om := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: copyMap(lbl)}
 		out = append(out,
@@ -202,7 +167,7 @@ func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, le
 		if r.Spec.Backend.StorageSecretName != "" {
 			secrets[r.Spec.Backend.StorageSecretName] = true
 		}
-		initLeases[RepoInitLease(r.Name)] = true
+		initLeases[contract.RepoInitLease(r.Name)] = true
 	}
 	group := stashv1beta1.GroupVersion.Group
 	rules := []rbacv1.PolicyRule{

@@ -57,14 +57,6 @@ func TestAgentObjectsAreLeastPrivilegeAndRestricted(t *testing.T) {
 	}
 }
 
-func TestNamesStayWithin63(t *testing.T) {
-	long := strings.Repeat("a", 80)
-	n := AgentName(long)
-	if len(n) > 63 || AgentName(long) != n || AgentName(long+"b") == n {
-		t.Errorf("AgentName(%d chars) = %q (%d)", len(long), n, len(n))
-	}
-}
-
 // A Repository in another namespace: the agent reads it and its Secret,
 // and takes its init Lease there, by name.
 func TestCrossNamespaceRepositoryRole(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
 )
 
@@ -44,7 +44,7 @@ func createSecret(t *testing.T, ns, name string, data map[string]string) {
 func startAgent(t *testing.T, ns, appBinding string) *testenv.AgentProcess {
 	t.Helper()
 	p, err := s.env.Control.StartAgent(context.Background(), testenv.AgentOptions{
-		Namespace: ns, Deployment: render.AgentName(appBinding), BinDir: s.binDir, Path: s.path, Dir: t.TempDir(),
+		Namespace: ns, Deployment: contract.AgentName(appBinding), BinDir: s.binDir, Path: s.path, Dir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatalf("start agent: %v", err)

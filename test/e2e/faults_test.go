@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
 )
 
@@ -270,7 +271,7 @@ func TestMissedSlotsCatchUp(t *testing.T) {
 			if bs.Spec.Invoker.Name != config {
 				continue
 			}
-			slot, err := time.Parse(time.RFC3339, bs.Annotations["stash.appscode.com/slot"])
+			slot, err := time.Parse(time.RFC3339, bs.Annotations[contract.AnnotationSlot])
 			if err != nil {
 				t.Fatalf("session %s has no slot annotation: %v", bs.Name, bs.Annotations)
 			}

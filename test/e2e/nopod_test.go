@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 )
 
 // TestStatusSaysWhyTheAgentHasNoPod: in a namespace enforcing the
@@ -41,7 +41,7 @@ func TestStatusSaysWhyTheAgentHasNoPod(t *testing.T) {
 	}
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "appbinding", "db", "--url", "db:3306", "--secret", "db-auth"), "appbinding")
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "nightly", "--target", "appbinding/db", "--repository", "repo"), "backupconfig")
-	dep, err := kube(t).AppsV1().Deployments(ns).Get(ctx, render.AgentName("db"), metav1.GetOptions{})
+	dep, err := kube(t).AppsV1().Deployments(ns).Get(ctx, contract.AgentName("db"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 )
 
 // TestPVCRepositoryIsMounted: a local Repository on a PersistentVolumeClaim
@@ -27,7 +27,7 @@ func TestPVCRepositoryIsMounted(t *testing.T) {
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "appbinding", "db", "--url", "tcp(127.0.0.1:3306)/", "--secret", "db-auth"), "appbinding")
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "nightly", "--target", "appbinding/db", "--repository", "repo"), "backupconfig")
 
-	dep, err := kube(t).AppsV1().Deployments(ns).Get(context.Background(), render.AgentName("db"), metav1.GetOptions{})
+	dep, err := kube(t).AppsV1().Deployments(ns).Get(context.Background(), contract.AgentName("db"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,13 +23,13 @@ import (
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 )
 
 // agentClient authenticates as the agent's ServiceAccount.
 func agentClient(t *testing.T, ns, appBinding string) (kubernetes.Interface, *client.Stash) {
 	t.Helper()
-	tok, err := kube(t).CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), render.AgentName(appBinding),
+	tok, err := kube(t).CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), contract.AgentName(appBinding),
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -154,9 +154,9 @@ func TestAgentLeastPrivilegeAndSecretHygiene(t *testing.T) {
 		forbidden("delete a CRD", err)
 		_, err = cs.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "escalate"}, Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"*"}}}}, metav1.CreateOptions{})
 		forbidden("create a Role", err)
-		_, err = cs.RbacV1().Roles(ns).Patch(ctx, render.AgentName("db"), types.MergePatchType, []byte(`{"rules":[]}`), metav1.PatchOptions{})
+		_, err = cs.RbacV1().Roles(ns).Patch(ctx, contract.AgentName("db"), types.MergePatchType, []byte(`{"rules":[]}`), metav1.PatchOptions{})
 		forbidden("patch its own Role", err)
-		_, err = cs.AppsV1().Deployments(ns).Patch(ctx, render.AgentName("db"), types.MergePatchType, []byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{})
+		_, err = cs.AppsV1().Deployments(ns).Patch(ctx, contract.AgentName("db"), types.MergePatchType, []byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{})
 		forbidden("patch its Deployment", err)
 		_, err = cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		forbidden("list Pods", err)
@@ -207,7 +207,7 @@ func TestRenderedAgentPassesRestrictedPodSecurity(t *testing.T) {
 	createSecret(t, ns, "db-auth", map[string]string{"username": "u", "password": "p"})
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "appbinding", "db", "--url", "db:3306", "--secret", "db-auth"), "appbinding")
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "agent", "apply", "--target", "appbinding/db"), "agent apply")
-	dep, err := kube(t).AppsV1().Deployments(ns).Get(ctx, render.AgentName("db"), metav1.GetOptions{})
+	dep, err := kube(t).AppsV1().Deployments(ns).Get(ctx, contract.AgentName("db"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ spec: {type: mariadb, clientConfig: {url: "%s"}, secret: {name: does-not-exist}}
 		createSecret(t, ns, "long-auth", map[string]string{"username": f.db.User, "password": f.db.Password})
 		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "appbinding", long, "--url", f.db.Addr(), "--secret", "long-auth", "--type", "mariadb"), "appbinding")
 		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", long, "--target", "appbinding/"+long, "--repository", "repo", "--param", "args=--databases inventory"), "bc")
-		name := render.AgentName(long)
+		name := contract.AgentName(long)
 		if len(name) > 63 {
 			t.Fatalf("agent name %q is %d characters", name, len(name))
 		}

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/render"
 )
 
@@ -25,7 +26,7 @@ INSERT INTO shop.orders (customer, total, payload) SELECT 1 + seq % 2, seq * 1.5
 func agentPod(t *testing.T, ns, appBinding string, timeout time.Duration) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
-	sel := render.LabelInstance + "=" + appBinding
+	sel := contract.LabelInstance + "=" + appBinding
 	ok := poll(timeout, func() bool {
 		pods, err := s.kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: sel})
 		if err != nil {

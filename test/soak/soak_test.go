@@ -26,7 +26,7 @@ import (
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
 )
 
@@ -100,7 +100,7 @@ func TestSoak(t *testing.T) {
 	plugin("-n", ns, "create", "backupconfig", "soak", "--target", "appbinding/db", "--repository", "repo",
 		"--schedule", fmt.Sprintf("@every %s", every), "--param", "args=--databases soak", "--backup-history-limit", strconv.Itoa(historyLimit), "--catch-up", "none")
 
-	agent, err := env.Control.StartAgent(bg, testenv.AgentOptions{Namespace: ns, Deployment: render.AgentName("db"), BinDir: binDir, Path: path, Dir: t.TempDir()})
+	agent, err := env.Control.StartAgent(bg, testenv.AgentOptions{Namespace: ns, Deployment: contract.AgentName("db"), BinDir: binDir, Path: path, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,126 +1,18 @@
-// Package schedule runs one gocron job per BackupConfiguration and names
-// each slot deterministically, so a restart or a second replica never makes
-// two BackupSessions for one slot.
+// Package schedule runs one gocron job per BackupConfiguration. Parsing a
+// schedule and naming its slots is the plugin's business too, so those live
+// in pkg/contract/schedule and pkg/contract.
 package schedule
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
-	"github.com/robfig/cron/v3"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
 )
-
-// ErrBadSchedule marks a schedule that cannot be parsed.
-var ErrBadSchedule = errors.New("invalid schedule")
-
-var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// Spec is a parsed schedule.
-type Spec struct {
-	Expr  string
-	Every time.Duration // set for "@every D"
-	cron  cron.Schedule
-}
-
-// Parse accepts 5-field cron, descriptors (@hourly, @daily, ...), "@every D"
-// (D at least 1s) and a CRON_TZ=Zone or TZ=Zone prefix.
-func Parse(expr string) (Spec, error) {
-	e := strings.TrimSpace(expr)
-	if e == "" {
-		return Spec{}, fmt.Errorf("%w: empty", ErrBadSchedule)
-	}
-	if rest, ok := strings.CutPrefix(e, "@every "); ok {
-		d, err := time.ParseDuration(strings.TrimSpace(rest))
-		if err != nil || d < time.Second {
-			return Spec{}, fmt.Errorf("%w %q: @every needs a duration of at least 1s, like @every 30s", ErrBadSchedule, expr)
-		}
-		return Spec{Expr: e, Every: d}, nil
-	}
-	s, err := safeParse(e)
-	if err != nil {
-		return Spec{}, fmt.Errorf("%w %q: %v (use 5 fields, like \"0 2 * * *\", or @hourly, @every 30s)", ErrBadSchedule, expr, err)
-	}
-	return Spec{Expr: e, cron: s}, nil
-}
-
-// safeParse guards against panics in the cron parser on malformed input
-// (found by FuzzParse: "TZ=" with nothing after it), so a user's schedule
-// string can never crash the agent.
-func safeParse(e string) (s cron.Schedule, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s, err = nil, fmt.Errorf("malformed expression")
-		}
-	}()
-	return parser.Parse(e)
-}
-
-// Next is the first slot after t.
-func (s Spec) Next(t time.Time) time.Time {
-	if s.Every > 0 {
-		return t.Truncate(s.Every).Add(s.Every)
-	}
-	return s.cron.Next(t)
-}
-
-// Prev is the newest slot at or before now and after since, if any. Cron
-// schedules are searched forward from widening windows, so a minutely
-// schedule costs at most a day of steps and a yearly one a few.
-func (s Spec) Prev(now, since time.Time) (time.Time, bool) {
-	if !now.After(since) {
-		return time.Time{}, false
-	}
-	if s.Every > 0 {
-		p := now.Truncate(s.Every)
-		return p, p.After(since)
-	}
-	for _, w := range []time.Duration{time.Hour, 25 * time.Hour, 32 * 24 * time.Hour, 367 * 24 * time.Hour} {
-		from := now.Add(-w)
-		if from.Before(since) {
-			from = since
-		}
-		var last time.Time
-		for t, i := from, 0; i < 50000; i++ {
-			n := s.cron.Next(t)
-			if n.IsZero() || n.After(now) {
-				break
-			}
-			last, t = n, n
-		}
-		if !last.IsZero() {
-			return last, true
-		}
-		if !from.After(since) {
-			break
-		}
-	}
-	return time.Time{}, false
-}
-
-// Slot maps a firing time to its slot: fires are aligned, so rounding to
-// the schedule's granularity absorbs scheduling latency.
-func (s Spec) Slot(fired time.Time) time.Time {
-	if s.Every > 0 {
-		return fired.Round(s.Every)
-	}
-	return fired.Truncate(time.Minute)
-}
-
-// SessionName is the BackupSession name for a config's slot.
-func SessionName(config string, slot time.Time) string {
-	suffix := "-" + strconv.FormatInt(slot.Unix(), 10)
-	max := 63 - len(suffix)
-	if len(config) > max {
-		config = strings.TrimRight(config[:max], "-.")
-	}
-	return config + suffix
-}
 
 // FireFunc is called at each slot.
 type FireFunc func(ctx context.Context, config string, slot time.Time)
@@ -138,7 +30,7 @@ type Scheduler struct {
 type entry struct {
 	expr string
 	id   string
-	spec Spec
+	spec schedule.Spec
 }
 
 // New starts a scheduler; Stop ends it.
@@ -155,11 +47,11 @@ func New(ctx context.Context, fire FireFunc, clock func() time.Time) (*Scheduler
 }
 
 // Set (re)schedules a config; an unchanged expression is left alone.
-func (sc *Scheduler) Set(config, expr string) (Spec, error) {
-	spec, err := Parse(expr)
+func (sc *Scheduler) Set(config, expr string) (schedule.Spec, error) {
+	spec, err := schedule.Parse(expr)
 	if err != nil {
 		sc.Remove(config)
-		return Spec{}, err
+		return schedule.Spec{}, err
 	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -186,7 +78,7 @@ func (sc *Scheduler) Set(config, expr string) (Spec, error) {
 	})
 	j, err := sc.s.NewJob(def, task, opts...)
 	if err != nil {
-		return Spec{}, fmt.Errorf("%w %q: %v", ErrBadSchedule, expr, err)
+		return schedule.Spec{}, fmt.Errorf("%w %q: %w", schedule.ErrBadSchedule, expr, err)
 	}
 	sc.jobs[config] = entry{expr: expr, id: j.ID().String(), spec: spec}
 	return spec, nil
