@@ -13,7 +13,7 @@ import (
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
-	"github.com/kubectl-stash/kubectl-stash/pkg/render"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
 )
 
@@ -158,7 +158,7 @@ func (b *bench) createSecret(ctx context.Context, namespace, name string, data m
 // local process, as the e2e tests do, and waits until it holds its Lease.
 func (b *bench) startAgent(ctx context.Context, appBinding string) error {
 	p, err := b.env.Control.StartAgent(ctx, testenv.AgentOptions{
-		Namespace: ns, Deployment: render.AgentName(appBinding), BinDir: b.binDir, Path: b.path,
+		Namespace: ns, Deployment: contract.AgentName(appBinding), BinDir: b.binDir, Path: b.path,
 		Dir: filepath.Join(b.work, "agent-"+appBinding),
 	})
 	if err != nil {

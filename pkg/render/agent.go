@@ -55,10 +55,6 @@ type AgentInput struct {
 	StallTimeout time.Duration
 }
 
-// AgentName is contract.AgentName, kept only for hack/bench, which is
-// edited elsewhere; remove it once hack/bench calls contract.AgentName.
-func AgentName(appBinding string) string { return contract.AgentName(appBinding) }
-
 // AgentObjects renders the ServiceAccount, Role, RoleBinding and Deployment.
 func AgentObjects(in AgentInput) ([]runtime.Object, error) {
 	ab := in.AppBinding
