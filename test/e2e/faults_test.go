@@ -41,8 +41,12 @@ func stallDump(t *testing.T, db *testenv.MariaDB) (release func()) {
 		_ = lock.Wait()
 	}
 	t.Cleanup(release)
-	fmt.Fprintln(stdin, "LOCK TABLES shop.big WRITE; SELECT SLEEP(300);")
-	time.Sleep(500 * time.Millisecond)
+	fmt.Fprintln(stdin, "LOCK TABLES shop.big WRITE; SELECT SLEEP(300) AS stash_e2e_lock;")
+	// The lock is held once its session sleeps; wait for that, not for a guess.
+	eventually(t, 30*time.Second, "the lock on shop.big to be held", func() bool {
+		out, err := db.Exec(context.Background(), "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(300) AS stash_e2e_lock%'")
+		return err == nil && strings.TrimSpace(out) == "1"
+	})
 	return release
 }
 

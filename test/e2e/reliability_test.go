@@ -367,7 +367,7 @@ func TestAgentKilledAfterSnapshot(t *testing.T) {
 	if err != nil || bc.Status.LastSuccessfulSession != name {
 		t.Errorf("config's last successful session = %q (err %v), want %s", bc.Status.LastSuccessfulSession, err, name)
 	}
-	time.Sleep(3 * time.Second) // a retry would have been created by now (--retry-delay 1s)
+	f.runOneMore(t, "saved")
 	if _, err := f.st.BackupSessions(ns).Get(ctx, name+"-retry-1"); err == nil {
 		t.Errorf("a session that saved its snapshot was retried")
 	}
@@ -419,10 +419,21 @@ func TestSettledSessionIsNotOverwritten(t *testing.T) {
 	if bs.Status.Phase != stashv1beta1.BackupSessionFailed || bs.Status.Message != verdict {
 		t.Errorf("the settled session was overwritten: %s %q", bs.Status.Phase, bs.Status.Message)
 	}
-	time.Sleep(2 * time.Second)
+	f.runOneMore(t, "settled")
 	if _, err := f.st.BackupSessions(ns).Get(ctx, name+"-retry-1"); err == nil {
 		t.Errorf("the agent queued a retry for a session another agent settled")
 	}
+}
+
+// runOneMore runs one more session of config to its end. A retry is created
+// when a session is settled, so once the agent has run another session
+// after that, a retry that is not there was not made: an event to wait on,
+// where a sleep would pass whenever the agent is merely slow.
+func (f *backupFixture) runOneMore(t *testing.T, config string) {
+	t.Helper()
+	r := kubectl(t, "", "stash", "-n", f.ns, "trigger", config)
+	mustOK(t, r, "trigger "+config)
+	waitPhase(t, f, createdName(r.stdout), 2*time.Minute, stashv1beta1.BackupSessionSucceeded)
 }
 
 // logCount is how many agent log lines contain needle.
