@@ -50,8 +50,15 @@ func startMariaDB(ctx context.Context, dir, name string, opts MariaDBOptions, de
 	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
 		return nil, err
 	}
+	// Each server has its own tmpdir: a mariadbd that starts removes every
+	// #sql* file in its tmpdir, and so broke another server's bootstrap
+	// running at the same moment (two test packages) when they shared /tmp.
+	if err := os.MkdirAll(m.tmpDir(), 0o700); err != nil {
+		return nil, err
+	}
 	inst := exec.CommandContext(ctx, installDB, "--no-defaults", "--datadir="+m.DataDir, "--user="+u.Username,
 		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve")
+	inst.Env = append(os.Environ(), "TMPDIR="+m.tmpDir())
 	if out, err := inst.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("mariadb-install-db for %s: %w: %s", name, err, out)
 	}
@@ -88,6 +95,7 @@ func (m *MariaDB) start(ctx context.Context) error {
 	args := append([]string{
 		"--no-defaults",
 		"--datadir=" + m.DataDir,
+		"--tmpdir=" + m.tmpDir(),
 		"--socket=" + m.Socket,
 		"--port=" + strconv.Itoa(m.Port),
 		"--bind-address=127.0.0.1",
@@ -117,6 +125,9 @@ func (m *MariaDB) start(ctx context.Context) error {
 		return nil
 	})
 }
+
+// tmpDir is the server's own temporary directory, beside its datadir.
+func (m *MariaDB) tmpDir() string { return filepath.Join(filepath.Dir(m.DataDir), "tmp") }
 
 // Restart stops the server and starts it again on the same port.
 func (m *MariaDB) Restart(ctx context.Context) error {
