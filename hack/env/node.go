@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -29,7 +28,7 @@ func nodeUp(dir string, imgs []string) error {
 	root := testenv.RepoRoot()
 	bin := filepath.Join(root, "bin")
 	sup := filepath.Join(bin, "stash-node")
-	if err := goBuild(root, sup, "./hack/node"); err != nil {
+	if err := testenv.GoBuild(sup, "./hack/node"); err != nil {
 		return err
 	}
 	key := make([]byte, 12)
@@ -70,15 +69,5 @@ func nodeUp(dir string, imgs []string) error {
 	fmt.Printf("real node is up in %s (network namespace %s, node %s); state in %s\n",
 		n.StartTime.Round(time.Millisecond), n.Plan.Netns, ip, dir)
 	fmt.Printf("export KUBECONFIG=%s\n", n.Kubeconfig)
-	return nil
-}
-
-func goBuild(root, out, pkg string) error {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w: %s", pkg, err, b)
-	}
 	return nil
 }

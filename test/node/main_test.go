@@ -47,7 +47,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := goBuild(root, filepath.Join(binDir, "stash-node"), "./hack/node"); err != nil {
+	if err := testenv.GoBuild(filepath.Join(binDir, "stash-node"), "./hack/node"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -87,16 +87,6 @@ func run(m *testing.M) int {
 		os.RemoveAll(n.Plan.Dir)
 	}
 	return code
-}
-
-func goBuild(root, out, pkg string) error {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w: %s", pkg, err, b)
-	}
-	return nil
 }
 
 // result of a command.

@@ -34,10 +34,14 @@ func hierarchiesIn(root string) []string {
 
 // killCgroupTree sends SIGKILL to every process in root's cgroups, in every
 // hierarchy, until none is left or 10 s have passed.
-func killCgroupTree(root string) {
+func killCgroupTree(root string) { killAll(func() []int { return cgroupPids(root) }) }
+
+// killAll sends SIGKILL to the processes list names until it names none,
+// or 10 s have passed.
+func killAll(list func() []int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		pids := cgroupPids(root)
+		pids := list()
 		if len(pids) == 0 {
 			return
 		}
@@ -137,16 +141,4 @@ func killNetnsPeers() {
 	killNetns(id)
 }
 
-func killNetns(id uint64) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		pids := netnsPids(id)
-		if len(pids) == 0 {
-			return
-		}
-		for _, pid := range pids {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func killNetns(id uint64) { killAll(func() []int { return netnsPids(id) }) }
