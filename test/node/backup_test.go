@@ -25,6 +25,9 @@ INSERT INTO shop.orders (customer, total, payload) SELECT 1 + seq % 2, seq * 1.5
 // agentPod waits for the one Ready Pod of an agent Deployment.
 func agentPod(t *testing.T, ns, appBinding string, timeout time.Duration) *corev1.Pod {
 	t.Helper()
+	// The Deployment may have been re-rendered (a second config adds its
+	// Repository's volume): wait for its newest template to be rolled out.
+	mustOK(t, kubectl(t, "", "-n", ns, "rollout", "status", "deployment/"+contract.AgentName(appBinding), "--timeout="+timeout.String()), "agent rollout")
 	var pod *corev1.Pod
 	sel := contract.LabelInstance + "=" + appBinding
 	ok := poll(timeout, func() bool {
