@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 const (

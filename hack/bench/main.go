@@ -3,7 +3,7 @@
 // `mysqldump | restic backup --stdin`, and restic's own settings. It writes
 // a markdown report with PNG charts (`make bench`, docs/benchmarks.md).
 //
-// Every server runs on 127.0.0.1 from pkg/testenv and is stopped at the end,
+// Every server runs on 127.0.0.1 from test/testenv and is stopped at the end,
 // also after an error or a signal.
 package main
 

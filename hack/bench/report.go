@@ -121,7 +121,7 @@ func writeReport(cfg config, r *results) error {
 	md("| kubectl | %s |", r.Versions.Kubectl)
 	md("| kubectl-stash | commit %s |", r.Versions.Commit)
 	md("")
-	md("MariaDB runs as `pkg/testenv` starts it (128 MiB buffer pool, 64 MiB redo log, `innodb_flush_log_at_trx_commit=2`); " +
+	md("MariaDB runs as `test/testenv` starts it (128 MiB buffer pool, 64 MiB redo log, `innodb_flush_log_at_trx_commit=2`); " +
 		"the repositories, the S3 server (versitygw, posix backend) and MariaDB share one disk.")
 	md("")
 
@@ -361,7 +361,7 @@ func cmpDur(a, b time.Duration) int {
 
 func methodNotes(cfg config) []string {
 	return []string{
-		"Everything runs on this machine on 127.0.0.1: etcd and kube-apiserver with RBAC, two MariaDB servers (source and restore target), versitygw for S3 and a Pushgateway, all from `pkg/testenv`. " +
+		"Everything runs on this machine on 127.0.0.1: etcd and kube-apiserver with RBAC, two MariaDB servers (source and restore target), versitygw for S3 and a Pushgateway, all from `test/testenv`. " +
 			"The plugin and the agent are built from the working tree; each agent runs as a local process with the command, args and env of its rendered Deployment, as its ServiceAccount.",
 		"a: `mysqldump` writes straight to /dev/null. It runs twice per round: with the flags of the issue, and with the agent's flags, which every other figure uses, so that the ratios compare orchestration and not flags.",
 		"b: `mysqldump | restic backup --stdin` joined by an OS pipe, into a new, empty local repository; `restic init` runs first and is not timed. restic runs with `--no-cache`, as the agent does. b and c swap places every round, and every backup (b to e) starts after a `sync`, so that no run pays for an earlier run's writes.",

@@ -1,5 +1,5 @@
 // Command env starts (`up`) and stops (`down`) the local environment of
-// pkg/testenv in the background, for `make up`, `make down` and `make demo`.
+// test/testenv in the background, for `make up`, `make down` and `make demo`.
 package main
 
 import (
@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv/node"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv/node"
 )
 
 func main() {

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv/node"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv/node"
 )
 
 // Fixture ports on the node's address.

@@ -1,5 +1,5 @@
 // Command stash-node runs the real test node's supervisor and its Pods'
-// pause process; pkg/testenv/node starts it. Not a user-facing tool.
+// pause process; test/testenv/node starts it. Not a user-facing tool.
 package main
 
 import (
@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv/node"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv/node"
 )
 
 func main() {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 // prefetchRepo backs up data as /db.sql into a new local repository with

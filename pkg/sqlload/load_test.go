@@ -13,7 +13,7 @@ import (
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
 	"github.com/kubectl-stash/kubectl-stash/pkg/sqlload"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 // schema has what a parallel load could get wrong: two databases, foreign

@@ -1,5 +1,5 @@
 // Package e2e runs kubectl-stash and the agent against the real parts of
-// pkg/testenv: kube-apiserver with etcd and RBAC, MariaDB, restic backends
+// test/testenv: kube-apiserver with etcd and RBAC, MariaDB, restic backends
 // and a Pushgateway.
 package e2e
 
@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 // suite is shared by the tests of this package: one environment, started once.

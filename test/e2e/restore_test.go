@@ -14,7 +14,7 @@ import (
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 // fidelitySQL is a schema meant to break naive dump tools.

@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/render"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
 	"github.com/kubectl-stash/kubectl-stash/pkg/version"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 const (

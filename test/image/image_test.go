@@ -20,8 +20,8 @@ import (
 	"testing"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/render"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
 	"github.com/kubectl-stash/kubectl-stash/pkg/version"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 const versionPkg = "github.com/kubectl-stash/kubectl-stash/pkg/version"

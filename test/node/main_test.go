@@ -1,6 +1,6 @@
 // Package node runs the agent where users run it: as a Pod from the
 // Deployment `kubectl stash` renders, with the image `make image` builds, on a
-// real kubelet node (pkg/testenv/node). What only a Pod can show is proven
+// real kubelet node (test/testenv/node). What only a Pod can show is proven
 // here: the image, mounts, securityContext, probes, limits and pod deletion.
 package node
 
@@ -17,8 +17,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv/node"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv/node"
 )
 
 // suite is shared by this package's tests: one node, started once.

@@ -27,7 +27,7 @@ import (
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 // sessions is how many scheduled sessions the soak waits for; the schedule

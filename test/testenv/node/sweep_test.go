@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/testenv"
+	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
 func sysctlValues(t *testing.T) map[string]string {
