@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
@@ -27,7 +28,9 @@ type agentFlags struct {
 	Pushgateway  string
 	Replicas     int32
 	StallTimeout time.Duration
-	cmd          *cobra.Command
+	// HookExecPod opts in to exec hooks: the Role may exec into this one Pod.
+	HookExecPod string
+	cmd         *cobra.Command
 }
 
 func (f *agentFlags) add(cmd *cobra.Command) {
@@ -36,35 +39,52 @@ func (f *agentFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.Pushgateway, "pushgateway", "", "Pushgateway URL the agent pushes metrics to")
 	cmd.Flags().Int32Var(&f.Replicas, "replicas", 1, "agent replicas (leader election on a Lease keeps one active)")
 	cmd.Flags().DurationVar(&f.StallTimeout, "stall-timeout", 0, "the agent stops a backup or restore stream that has not moved this long while restic and the dump live (default: the agent's, 5m)")
+	cmd.Flags().StringVar(&f.HookExecPod, "hook-exec-pod", "", "opt in to exec hooks: the one Pod in the namespace the agent may exec into (its Role grants pods/exec on that name only)")
+}
+
+// validate checks the agent flags before anything is read or applied.
+func (f *agentFlags) validate() error {
+	if f.Image == "" {
+		return usageErr("--image must not be empty")
+	}
+	if f.StallTimeout < 0 {
+		return usageErr("--stall-timeout must be positive")
+	}
+	if f.HookExecPod != "" {
+		if errs := validation.IsDNS1123Subdomain(f.HookExecPod); len(errs) > 0 {
+			return usageErr("--hook-exec-pod %q is not a Pod name: %s", f.HookExecPod, strings.Join(errs, "; "))
+		}
+	}
+	return nil
 }
 
 // render builds the agent for an AppBinding. Connected, it reads the
 // AppBinding and every Repository its BackupConfigurations and
 // RestoreSessions use, so the Role grants exactly their Secrets by name.
 func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, extraRepos []stashv1beta1.RepositoryRef, extra ...*stashv1beta1.BackupConfiguration) ([]runtime.Object, error) {
-	if f.Image == "" {
-		return nil, usageErr("--image must not be empty")
-	}
-	if f.StallTimeout < 0 {
-		return nil, usageErr("--stall-timeout must be positive")
+	if err := f.validate(); err != nil {
+		return nil, err
 	}
 	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: appBinding, Namespace: w.ns}}
 	type ref struct{ ns, name string }
-	refs := map[ref]bool{}
-	add := func(r stashv1beta1.RepositoryRef) {
+	// refs maps each Repository to what names it, for the error when it is missing.
+	refs := map[ref]string{}
+	add := func(r stashv1beta1.RepositoryRef, by string) {
 		ns := r.Namespace
 		if ns == "" {
 			ns = w.ns
 		}
-		refs[ref{ns, r.Name}] = true
+		if _, ok := refs[ref{ns, r.Name}]; !ok {
+			refs[ref{ns, r.Name}] = by
+		}
 	}
 	var cfg *stashv1beta1.BackupConfiguration
 	for _, bc := range extra {
-		add(bc.Spec.Repository)
+		add(bc.Spec.Repository, "BackupConfiguration "+bc.Name)
 		cfg = bc
 	}
 	for _, r := range extraRepos {
-		add(r)
+		add(r, "--repository")
 	}
 	var repos []*stashv1alpha1.Repository
 	if w.clients != nil {
@@ -83,7 +103,7 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 		for i := range bcs.Items {
 			bc := &bcs.Items[i]
 			if bc.Spec.Target != nil && bc.Spec.Target.Ref.Name == appBinding && bc.Spec.Target.Ref.Kind == appcatalog.KindAppBinding {
-				add(bc.Spec.Repository)
+				add(bc.Spec.Repository, "BackupConfiguration "+bc.Name)
 				if cfg == nil {
 					cfg = bc
 				}
@@ -94,14 +114,20 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 			return nil, fmt.Errorf("list RestoreSessions in %s: %w", w.ns, err)
 		}
 		for _, rs := range rss.Items {
-			if rs.Spec.Target != nil && rs.Spec.Target.Ref.Name == appBinding {
-				add(rs.Spec.Repository)
+			if rs.Spec.Target != nil && rs.Spec.Target.Ref.Name == appBinding && rs.Spec.Target.Ref.Kind == appcatalog.KindAppBinding {
+				add(rs.Spec.Repository, "RestoreSession "+rs.Name)
 			}
 		}
-		for r := range refs {
+		for r, by := range refs {
 			repo, err := w.clients.Stash.Repositories(r.ns).Get(ctx, r.name)
 			if apierrors.IsNotFound(err) {
-				return nil, usageErr("Repository %s not found in namespace %s: create it with `kubectl stash create repository %s -n %s ...`", r.name, r.ns, r.name, r.ns)
+				fix := fmt.Sprintf("create it with `kubectl stash create repository %s -n %s ...`", r.name, r.ns)
+				if by == "--repository" {
+					fix += " or drop it from --repository"
+				} else {
+					fix += fmt.Sprintf(" or delete %s, which names it", by)
+				}
+				return nil, usageErr("Repository %s not found in namespace %s (named by %s): %s", r.name, r.ns, by, fix)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("read Repository %s/%s: %w", r.ns, r.name, err)
@@ -118,11 +144,11 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 	}
 	return render.AgentObjects(render.AgentInput{
 		AppBinding: ab, Repositories: repos, Config: cfg, Image: f.Image, Version: version.Version,
-		Pushgateway: f.Pushgateway, Replicas: f.Replicas, StallTimeout: f.StallTimeout,
+		Pushgateway: f.Pushgateway, Replicas: f.Replicas, StallTimeout: f.StallTimeout, HookExecPod: f.HookExecPod,
 	})
 }
 
-// keepExisting carries over the image, Pushgateway, stall timeout and replicas of an agent
+// keepExisting carries over the image, Pushgateway, stall timeout, hook exec pod and replicas of an agent
 // already deployed, unless the flags were given: re-rendering it for a
 // restore must not drop what the backup side configured.
 func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding string) {
@@ -138,6 +164,11 @@ func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding str
 	for _, a := range ctr.Args {
 		if v, ok := strings.CutPrefix(a, "--pushgateway="); ok && !changed("pushgateway") {
 			f.Pushgateway = v
+		}
+		if v, ok := strings.CutPrefix(a, "--hook-exec-pod="); ok && !changed("hook-exec-pod") {
+			if len(validation.IsDNS1123Subdomain(v)) == 0 {
+				f.HookExecPod = v
+			}
 		}
 		if v, ok := strings.CutPrefix(a, "--stall-timeout="); ok && !changed("stall-timeout") {
 			if d, err := time.ParseDuration(v); err == nil && d > 0 {
@@ -155,39 +186,102 @@ type AgentApplyOptions struct {
 	writer
 	agentFlags
 	Target string
+	// Repositories are granted on top of those the namespace's objects name:
+	// NAME, or NS/NAME for another namespace.
+	Repositories []string
+
+	appBinding string
+	repos      []stashv1beta1.RepositoryRef
 }
 
 func newAgentCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{Use: "agent", Short: "Manage the per-database agent"}
 	o := &AgentApplyOptions{writer: writer{factory: f, streams: streams, flags: newApplyFlags()}}
 	apply := &cobra.Command{
-		Use:   "apply --target appbinding/NAME",
+		Use:   "apply --target appbinding/NAME [--repository [NS/]NAME]...",
 		Short: "Render and apply the agent of a database whose Stash objects were applied as YAML",
+		Long: `Agent apply renders the database's agent (ServiceAccount, Role, RoleBinding, Deployment) and
+applies it. The Role grants, by name, the Secrets of every Repository that a BackupConfiguration
+or RestoreSession targeting the AppBinding uses, recomputed on every run, plus those given with
+--repository (e.g. before a RestoreSession naming them is applied). The image, Pushgateway,
+stall timeout, hook exec pod and replicas of a deployed agent are kept unless given.`,
 		Example: `  # After applying Stash manifests with kubectl apply or GitOps:
   kubectl stash agent apply --target appbinding/mysql --pushgateway http://pushgateway.monitoring:9091
+  # Also grant a Repository nothing names yet (another namespace's as NS/NAME):
+  kubectl stash agent apply --target appbinding/mysql --repository old-repo --repository prod/s3-repo
   kubectl stash agent apply --target appbinding/mysql --dry-run=client -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			name, err := parseTarget(o.Target)
-			if err != nil {
+			if err := o.Complete(); err != nil {
 				return err
 			}
-			if err := o.complete(); err != nil {
+			if err := o.Validate(); err != nil {
 				return err
 			}
-			objs, err := o.agentFlags.render(cmd.Context(), &o.writer, name, nil)
-			if err != nil {
-				return err
-			}
-			return o.emit(cmd.Context(), objs)
+			return o.Run(cmd.Context())
 		},
 	}
 	apply.Flags().StringVar(&o.Target, "target", "", "the database, as appbinding/NAME")
+	apply.Flags().StringArrayVar(&o.Repositories, "repository", nil, "also grant this Repository's Secret: NAME, or NS/NAME in another namespace (repeatable)")
 	completeFlag(apply, f, "target", "appbindings", "appbinding/")
+	completeFlag(apply, f, "repository", "repositories", "")
 	o.agentFlags.add(apply)
 	o.flags.AddFlags(apply)
 	cmd.AddCommand(apply)
 	return cmd
+}
+
+// Complete parses the target and the repositories, and connects unless
+// this is a client dry run.
+func (o *AgentApplyOptions) Complete() error {
+	name, err := parseTarget(o.Target)
+	if err != nil {
+		return err
+	}
+	o.appBinding = name
+	o.repos = nil
+	for _, r := range o.Repositories {
+		ref, err := parseRepositoryRef(r)
+		if err != nil {
+			return err
+		}
+		o.repos = append(o.repos, ref)
+	}
+	return o.complete()
+}
+
+// Validate checks the agent flags.
+func (o *AgentApplyOptions) Validate() error {
+	return o.agentFlags.validate()
+}
+
+// Run renders and applies the agent.
+func (o *AgentApplyOptions) Run(ctx context.Context) error {
+	objs, err := o.agentFlags.render(ctx, &o.writer, o.appBinding, o.repos)
+	if err != nil {
+		return err
+	}
+	return o.emit(ctx, objs)
+}
+
+// parseRepositoryRef reads NAME or NS/NAME.
+func parseRepositoryRef(s string) (stashv1beta1.RepositoryRef, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok {
+		ns, name = "", s
+	}
+	for _, part := range []struct{ what, v string }{{"name", name}, {"namespace", ns}} {
+		if part.v == "" && (part.what == "name" || ok) {
+			return stashv1beta1.RepositoryRef{}, usageErr("--repository %q must be NAME or NAMESPACE/NAME", s)
+		}
+		if part.v == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Subdomain(part.v); len(errs) > 0 {
+			return stashv1beta1.RepositoryRef{}, usageErr("--repository %q: %s %q is invalid: %s", s, part.what, part.v, strings.Join(errs, "; "))
+		}
+	}
+	return stashv1beta1.RepositoryRef{Name: name, Namespace: ns}, nil
 }
 
 // CheckUsage applies a Repository's usagePolicy to a user in namespace ns.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
@@ -53,6 +55,9 @@ type AgentInput struct {
 	Replicas    int32
 	// StallTimeout is the agent's --stall-timeout; 0 keeps its default.
 	StallTimeout time.Duration
+	// HookExecPod opts in to exec hooks: the one Pod (in the agent's
+	// namespace) the agent may exec into, by name. "" grants no exec.
+	HookExecPod string
 }
 
 // AgentObjects renders the ServiceAccount, Role, RoleBinding and Deployment.
@@ -63,6 +68,11 @@ func AgentObjects(in AgentInput) ([]runtime.Object, error) {
 	}
 	if in.Image == "" {
 		return nil, fmt.Errorf("render agent for AppBinding %s/%s: no image", ab.Namespace, ab.Name)
+	}
+	if in.HookExecPod != "" {
+		if errs := validation.IsDNS1123Subdomain(in.HookExecPod); len(errs) > 0 {
+			return nil, fmt.Errorf("render agent for AppBinding %s/%s: hook exec pod %q is not a Pod name: %s", ab.Namespace, ab.Name, in.HookExecPod, strings.Join(errs, "; "))
+		}
 	}
 	name := contract.AgentName(ab.Name)
 	ns := ab.Namespace
@@ -84,6 +94,9 @@ func AgentObjects(in AgentInput) ([]runtime.Object, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
 		ObjectMeta: meta(),
 		Rules:      AgentRules(ab, in.Repositories, name),
+	}
+	if in.HookExecPod != "" {
+		role.Rules = append(role.Rules, HookExecRule(in.HookExecPod))
 	}
 	rb := &rbacv1.RoleBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
@@ -181,6 +194,13 @@ func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, le
 	return rules
 }
 
+// HookExecRule lets the agent exec into one Pod, by name, for exec hooks
+// (opt-in with --hook-exec-pod). "get" is there because an exec request
+// is upgraded from a GET on pods/exec as well as a POST (create).
+func HookExecRule(pod string) rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/exec"}, ResourceNames: []string{pod}, Verbs: []string{"create", "get"}}
+}
+
 func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name string) (*appsv1.Deployment, error) {
 	ab := in.AppBinding
 	args := []string{
@@ -195,6 +215,9 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 	}
 	if in.StallTimeout > 0 {
 		args = append(args, "--stall-timeout="+in.StallTimeout.String())
+	}
+	if in.HookExecPod != "" {
+		args = append(args, "--hook-exec-pod="+in.HookExecPod)
 	}
 	env := []corev1.EnvVar{
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
