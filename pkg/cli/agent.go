@@ -211,15 +211,7 @@ stall timeout, hook exec pod and replicas of a deployed agent are kept unless gi
   kubectl stash agent apply --target appbinding/mysql --repository old-repo --repository prod/s3-repo
   kubectl stash agent apply --target appbinding/mysql --dry-run=client -o yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	apply.Flags().StringVar(&o.Target, "target", "", "the database, as appbinding/NAME")
 	apply.Flags().StringArrayVar(&o.Repositories, "repository", nil, "also grant this Repository's Secret: NAME, or NS/NAME in another namespace (repeatable)")
@@ -231,9 +223,8 @@ stall timeout, hook exec pod and replicas of a deployed agent are kept unless gi
 	return cmd
 }
 
-// Complete parses the target and the repositories, and connects unless
-// this is a client dry run.
-func (o *AgentApplyOptions) Complete() error {
+// Complete parses the target and the repositories, and reads the namespace.
+func (o *AgentApplyOptions) Complete([]string) error {
 	name, err := parseTarget(o.Target)
 	if err != nil {
 		return err
@@ -247,16 +238,22 @@ func (o *AgentApplyOptions) Complete() error {
 		}
 		o.repos = append(o.repos, ref)
 	}
-	return o.complete()
+	return o.writer.Complete()
 }
 
-// Validate checks the agent flags.
+// Validate checks the flags.
 func (o *AgentApplyOptions) Validate() error {
+	if err := o.flags.Validate(); err != nil {
+		return err
+	}
 	return o.agentFlags.validate()
 }
 
 // Run renders and applies the agent.
 func (o *AgentApplyOptions) Run(ctx context.Context) error {
+	if err := o.connect(); err != nil {
+		return err
+	}
 	objs, err := o.agentFlags.render(ctx, &o.writer, o.appBinding, o.repos)
 	if err != nil {
 		return err

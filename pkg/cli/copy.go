@@ -19,7 +19,8 @@ import (
 // CopyOptions copies an object to another namespace.
 type CopyOptions struct {
 	writer
-	To string
+	To         string
+	Kind, Name string
 }
 
 func newCopyCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -52,34 +53,43 @@ func newCopyCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 			}
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.To == "" {
-				return usageErr("--to-namespace is required")
-			}
-			// Reading the source needs the cluster, even for a client dry run.
-			if err := o.flags.Validate(); err != nil {
-				return err
-			}
-			c, err := o.factory.Clients()
-			if err != nil {
-				return err
-			}
-			c.Applier.DryRunServer = o.flags.DryRun == DryRunServer
-			o.clients, o.ns = c, c.Namespace
-			return o.Run(cmd.Context(), args[0], args[1])
-		},
+		RunE: runE(o),
 	}
 	cmd.Flags().StringVar(&o.To, "to-namespace", "", "destination namespace")
 	o.flags.AddFlags(cmd)
 	return cmd
 }
 
-// Run copies.
-func (o *CopyOptions) Run(ctx context.Context, kind, name string) error {
-	c := o.clients
+// Complete takes the kind and name, and the namespace.
+func (o *CopyOptions) Complete(args []string) error {
+	o.Kind, o.Name = args[0], args[1]
+	return o.writer.Complete()
+}
+
+// Validate checks flags.
+func (o *CopyOptions) Validate() error {
+	if o.To == "" {
+		return usageErr("--to-namespace is required")
+	}
 	if o.To == o.ns {
 		return usageErr("--to-namespace is the source namespace %s", o.ns)
 	}
+	return o.flags.Validate()
+}
+
+// Run reads the source, which needs the cluster even for a client dry run, and copies.
+func (o *CopyOptions) Run(ctx context.Context) error {
+	c, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	c.Applier.DryRunServer = o.flags.DryRun == DryRunServer
+	o.clients = c
+	return o.copy(ctx, o.Kind, o.Name)
+}
+
+func (o *CopyOptions) copy(ctx context.Context, kind, name string) error {
+	c := o.clients
 	clean := func(m *metav1.ObjectMeta) {
 		*m = metav1.ObjectMeta{Name: m.Name, Namespace: o.To, Labels: m.Labels, Annotations: without(m.Annotations, "kubectl.kubernetes.io/last-applied-configuration")}
 	}

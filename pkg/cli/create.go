@@ -45,18 +45,23 @@ type writer struct {
 	ns      string
 }
 
-func (w *writer) complete() error {
-	if err := w.flags.Validate(); err != nil {
-		return err
-	}
+// Complete reads the namespace; nothing is connected yet.
+func (w *writer) Complete() error {
 	ns, err := w.factory.Namespace()
 	if err != nil {
 		return err
 	}
 	w.ns = ns
-	if w.flags.DryRun == DryRunClient {
+	return nil
+}
+
+// connect makes the clients, unless this is a client dry run, which
+// reads and writes nothing.
+func (w *writer) connect() error {
+	if w.flags.DryRun == DryRunClient || w.clients != nil {
 		return nil
 	}
+	var err error
 	if w.clients, err = w.factory.Clients(); err != nil {
 		return err
 	}
@@ -116,19 +121,7 @@ func newCreateRepositoryCmd(f *Factory, streams genericiooptions.IOStreams) *cob
   kubectl stash create repository pvc-repo --backend local --pvc backups --sub-path mysql --secret local-creds
   kubectl stash create repository local-repo --backend local --path /backups/mysql --secret local-creds --dry-run=client -o yaml`,
 		Args: exactName,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Name = args[0]
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if o.Path != "" {
-				fmt.Fprint(o.streams.ErrOut, hostPathWarning)
-			}
-			if err := o.complete(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.Backend, "backend", "", "local, s3, gcs, azure, b2, swift or rest")
@@ -149,8 +142,17 @@ func newCreateRepositoryCmd(f *Factory, streams genericiooptions.IOStreams) *cob
 	return cmd
 }
 
+// Complete takes the NAME and the namespace.
+func (o *CreateRepositoryOptions) Complete(args []string) error {
+	o.Name = args[0]
+	return o.writer.Complete()
+}
+
 // Validate checks flags per backend.
 func (o *CreateRepositoryOptions) Validate() error {
+	if err := o.flags.Validate(); err != nil {
+		return err
+	}
 	if o.Secret == "" {
 		return usageErr("--secret is required: a Secret with RESTIC_PASSWORD (and the backend's credentials)")
 	}
@@ -258,6 +260,12 @@ func (o *CreateRepositoryOptions) localSpec() *stashv1alpha1.LocalSpec {
 
 // Run checks the Secret's keys, then applies.
 func (o *CreateRepositoryOptions) Run(ctx context.Context) error {
+	if o.Path != "" {
+		fmt.Fprint(o.streams.ErrOut, hostPathWarning)
+	}
+	if err := o.connect(); err != nil {
+		return err
+	}
 	if o.clients != nil && o.PVC != "" {
 		o.warnMissingPVC(ctx)
 	}
@@ -301,16 +309,7 @@ func newCreateAppBindingCmd(f *Factory, streams genericiooptions.IOStreams) *cob
   kubectl stash create appbinding mariadb --host 10.0.0.5 --port 3306 --secret db-auth --type mariadb --version 10.11
   kubectl stash create appbinding ext --url "tcp(db.example.com:3306)/" --secret db-auth --ca-bundle-file ca.pem`,
 		Args: exactName,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Name = args[0]
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.complete(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.Service, "service", "", "Service NAME:PORT in this namespace")
@@ -326,8 +325,17 @@ func newCreateAppBindingCmd(f *Factory, streams genericiooptions.IOStreams) *cob
 	return cmd
 }
 
+// Complete takes the NAME and the namespace.
+func (o *CreateAppBindingOptions) Complete(args []string) error {
+	o.Name = args[0]
+	return o.writer.Complete()
+}
+
 // Validate checks flags.
 func (o *CreateAppBindingOptions) Validate() error {
+	if err := o.flags.Validate(); err != nil {
+		return err
+	}
 	n := 0
 	for _, v := range []string{o.Service, o.Host, o.URL} {
 		if v != "" {
@@ -393,6 +401,9 @@ func (o *CreateAppBindingOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := o.connect(); err != nil {
+		return err
+	}
 	if o.clients != nil {
 		data, err := o.secretData(ctx, o.Secret)
 		if err != nil {
@@ -413,7 +424,9 @@ func (o *CreateAppBindingOptions) Run(ctx context.Context) error {
 type CreateBackupConfigOptions struct {
 	writer
 	agentFlags
-	Name, Target, Repository, Schedule, Task, Timeout string
+	Name, Target, Repository, Schedule, Task string
+	// SessionTimeout is each session's time limit, spec.timeOut.
+	SessionTimeout string
 	Params                                            []string
 	Keep                                              [6]int64
 	Prune, Paused                                     bool
@@ -434,16 +447,7 @@ func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *c
   kubectl stash create backupconfig db --target appbinding/mysql --repository r --schedule "@every 6h" \
       --param args="--databases shop" --dry-run=client -o yaml`,
 		Args: exactName,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Name = args[0]
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.complete(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.Target, "target", "", "the database, as appbinding/NAME")
@@ -457,7 +461,11 @@ func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *c
 	fl.BoolVar(&o.Prune, "prune", false, "retention: remove the data of forgotten snapshots")
 	fl.BoolVar(&o.Paused, "paused", false, "create it paused")
 	fl.Int32Var(&o.HistoryLimit, "backup-history-limit", o.HistoryLimit, "finished BackupSessions to keep")
-	fl.StringVar(&o.Timeout, "timeout", "", "stop a session after this long (e.g. 2h)")
+	fl.StringVar(&o.SessionTimeout, "session-timeout", "", "each session's time limit, spec.timeOut (e.g. 2h; default: the agent's, 24h)")
+	// --timeout is how long a command waits everywhere else; here it once
+	// meant the session's limit. It stays, hidden, for old scripts.
+	fl.StringVar(&o.SessionTimeout, "timeout", "", "deprecated: use --session-timeout")
+	_ = fl.MarkDeprecated("timeout", "use --session-timeout (--timeout is how long a command waits)")
 	fl.Int32Var(&o.MaxRetry, "max-retry", 0, "retry a failed session up to N times")
 	fl.DurationVar(&o.RetryDelay, "retry-delay", time.Minute, "wait this long before a retry")
 	fl.StringVar(&o.CatchUp, "catch-up", stashv1beta1.CatchUpOne, "slots missed while no agent ran: one (run one backup when the agent starts) or none")
@@ -468,8 +476,23 @@ func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *c
 	return cmd
 }
 
+// Complete takes the NAME and the namespace.
+func (o *CreateBackupConfigOptions) Complete(args []string) error {
+	o.Name = args[0]
+	if o.agentFlags.cmd != nil && o.agentFlags.cmd.Flags().Changed("timeout") {
+		fmt.Fprintln(o.streams.ErrOut, "Flag --timeout has been deprecated, use --session-timeout (--timeout is how long a command waits)")
+	}
+	return o.writer.Complete()
+}
+
 // Validate checks flags.
 func (o *CreateBackupConfigOptions) Validate() error {
+	if err := o.flags.Validate(); err != nil {
+		return err
+	}
+	if err := o.agentFlags.validate(); err != nil {
+		return err
+	}
 	if _, err := parseTarget(o.Target); err != nil {
 		return err
 	}
@@ -495,9 +518,9 @@ func (o *CreateBackupConfigOptions) Validate() error {
 	if o.CatchUp != "" && o.CatchUp != stashv1beta1.CatchUpOne && o.CatchUp != stashv1beta1.CatchUpNone {
 		return usageErr("--catch-up %q: use one or none", o.CatchUp)
 	}
-	if o.Timeout != "" {
-		if d, err := time.ParseDuration(o.Timeout); err != nil || d <= 0 {
-			return usageErr("--timeout %q is not a positive duration like 30m or 2h", o.Timeout)
+	if o.SessionTimeout != "" {
+		if d, err := time.ParseDuration(o.SessionTimeout); err != nil || d <= 0 {
+			return usageErr("--session-timeout %q is not a positive duration like 30m or 2h", o.SessionTimeout)
 		}
 	}
 	if o.Task != "" {
@@ -526,7 +549,7 @@ func (o *CreateBackupConfigOptions) Object() *stashv1beta1.BackupConfiguration {
 			Target:             &stashv1beta1.BackupTarget{Ref: stashv1beta1.TargetRef{APIVersion: appcatalog.GroupVersion.String(), Kind: appcatalog.KindAppBinding, Name: target}},
 			Paused:             o.Paused,
 			BackupHistoryLimit: ptr.To(o.HistoryLimit),
-			TimeOut:            o.Timeout,
+			TimeOut:            o.SessionTimeout,
 		},
 	}
 	if o.CatchUp == stashv1beta1.CatchUpNone {
@@ -544,6 +567,9 @@ func (o *CreateBackupConfigOptions) Object() *stashv1beta1.BackupConfiguration {
 
 // Run applies the config and the agent.
 func (o *CreateBackupConfigOptions) Run(ctx context.Context) error {
+	if err := o.connect(); err != nil {
+		return err
+	}
 	bc := o.Object()
 	agentObjs, err := o.agentFlags.render(ctx, &o.writer, bc.Spec.Target.Ref.Name, nil, bc)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 type DeleteOptions struct {
 	factory *Factory
 	streams genericiooptions.IOStreams
+	Name    string
 	Wipe    bool
 	Yes     bool
 }
@@ -47,21 +48,32 @@ unless --wipe-repository is given, which asks for confirmation unless --yes is g
 			}
 			return completeNames(f, "backupconfigurations")(cmd, args[1:], toComplete)
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.factory.Clients()
-			if err != nil {
-				return err
-			}
-			return o.Run(cmd.Context(), c, args[1])
-		},
+		RunE: runE(o),
 	}
 	cmd.Flags().BoolVar(&o.Wipe, "wipe-repository", false, "also delete every snapshot in the repository, and their data")
 	cmd.Flags().BoolVar(&o.Yes, "yes", false, "do not ask for confirmation")
 	return cmd
 }
 
-// Run deletes.
-func (o *DeleteOptions) Run(ctx context.Context, c *Clients, name string) error {
+// Complete takes the BackupConfiguration's name.
+func (o *DeleteOptions) Complete(args []string) error {
+	o.Name = args[1]
+	return nil
+}
+
+// Validate has nothing to check beyond the arguments.
+func (o *DeleteOptions) Validate() error { return nil }
+
+// Run connects and deletes.
+func (o *DeleteOptions) Run(ctx context.Context) error {
+	c, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	return o.delete(ctx, c, o.Name)
+}
+
+func (o *DeleteOptions) delete(ctx context.Context, c *Clients, name string) error {
 	ns := c.Namespace
 	bc, err := c.Stash.BackupConfigurations(ns).Get(ctx, name)
 	if apierrors.IsNotFound(err) {

@@ -38,7 +38,7 @@ func TestCreateDryRunGolden(t *testing.T) {
 		"repository-rest":  {"create", "repository", "rest-repo", "--backend", "rest", "--url", "http://rest:8000/mysql", "--secret", "rest-creds"},
 		"appbinding":       {"create", "appbinding", "mysql", "--service", "mysql:3306", "--secret", "mysql-auth", "--type", "mysql", "--version", "8.0.35"},
 		"backupconfig": {"create", "backupconfig", "mysql-nightly", "--target", "appbinding/mysql", "--repository", "s3-repo", "--schedule", "0 2 * * *",
-			"--keep-last", "7", "--keep-daily", "30", "--prune", "--param", "args=--databases shop", "--backup-history-limit", "3", "--timeout", "2h",
+			"--keep-last", "7", "--keep-daily", "30", "--prune", "--param", "args=--databases shop", "--backup-history-limit", "3", "--session-timeout", "2h",
 			"--pushgateway", "http://pushgateway.monitoring:9091", "--image", "registry.example/stash-agent:1.0"},
 		"agent-apply": {"agent", "apply", "--target", "appbinding/mysql"},
 		"restore":     {"restore", "--repository", "s3-repo", "--target", "appbinding/mysql-new", "--at", "2026-11-20T02:00:00Z"},

@@ -42,15 +42,7 @@ until every CRD is Established. Running it again upgrades in place.`,
   # Print what would be applied, for GitOps
   kubectl stash install --dry-run=client -o yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	o.flags.AddFlags(cmd)
 	cmd.Flags().StringVar(&o.Image, "image", version.AgentImage(), "agent image written into the catalog's Functions")
@@ -58,8 +50,11 @@ until every CRD is Established. Running it again upgrades in place.`,
 	return cmd
 }
 
-// Complete connects unless this is a client dry run.
-func (o *InstallOptions) Complete() error {
+// Complete has nothing to fill in: install takes no arguments.
+func (o *InstallOptions) Complete([]string) error { return nil }
+
+// connect makes the clients unless this is a client dry run.
+func (o *InstallOptions) connect() error {
 	if o.flags.DryRun == DryRunClient {
 		return nil
 	}
@@ -110,6 +105,9 @@ func (o *InstallOptions) Run(ctx context.Context) error {
 	}
 	if o.flags.DryRun == DryRunClient {
 		return o.flags.Emit(nil, o.streams.Out, nil, append(crds, cat...))
+	}
+	if err := o.connect(); err != nil {
+		return err
 	}
 	ap := func(objs []runtime.Object) ([]apply.Result, error) { return o.clients.Applier.Apply(ctx, objs...) }
 	if err := o.flags.Emit(nil, o.streams.Out, ap, crds); err != nil {

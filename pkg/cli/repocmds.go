@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -12,12 +13,39 @@ import (
 type RepoCmdOptions struct {
 	factory        *Factory
 	streams        genericiooptions.IOStreams
+	Repository     string
 	All            bool
 	ReadDataSubset string
+	// run is unlock or check.
+	run func(ctx context.Context, c *Clients, name string) error
+}
+
+// Complete takes the Repository's name.
+func (o *RepoCmdOptions) Complete(args []string) error {
+	o.Repository = args[0]
+	return nil
+}
+
+// Validate checks --read-data-subset's form (restic checks its value).
+func (o *RepoCmdOptions) Validate() error {
+	if strings.ContainsAny(o.ReadDataSubset, " \t\n") {
+		return usageErr("--read-data-subset %q: give a share like 10%% or 1/5", o.ReadDataSubset)
+	}
+	return nil
+}
+
+// Run connects and runs the command.
+func (o *RepoCmdOptions) Run(ctx context.Context) error {
+	c, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	return o.run(ctx, c, o.Repository)
 }
 
 func newUnlockCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &RepoCmdOptions{factory: f, streams: streams}
+	o.run = o.unlock
 	cmd := &cobra.Command{
 		Use:   "unlock REPOSITORY [--all]",
 		Short: "Remove stale restic locks from a Repository (all locks with --all)",
@@ -28,13 +56,7 @@ only when no backup, restore or check runs against the repository.`,
   kubectl stash unlock s3-repo --all`,
 		Args:              exactName,
 		ValidArgsFunction: completeNames(f, "repositories"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.factory.Clients()
-			if err != nil {
-				return err
-			}
-			return o.unlock(cmd.Context(), c, args[0])
-		},
+		RunE:              runE(o),
 	}
 	cmd.Flags().BoolVar(&o.All, "all", false, "remove every lock, not only stale ones")
 	return cmd
@@ -59,6 +81,7 @@ func (o *RepoCmdOptions) unlock(ctx context.Context, c *Clients, name string) er
 
 func newCheckCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &RepoCmdOptions{factory: f, streams: streams}
+	o.run = o.check
 	cmd := &cobra.Command{
 		Use:   "check REPOSITORY [--read-data-subset N%]",
 		Short: "Verify a Repository's structure, and optionally a subset of its data",
@@ -66,23 +89,21 @@ func newCheckCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command 
   kubectl stash check s3-repo --read-data-subset 10%`,
 		Args:              exactName,
 		ValidArgsFunction: completeNames(f, "repositories"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.factory.Clients()
-			if err != nil {
-				return err
-			}
-			rr, cleanup, err := localRepo(cmd.Context(), c, args[0])
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			if err := rr.Check(cmd.Context(), o.ReadDataSubset); err != nil {
-				return fmt.Errorf("check Repository %s: %w", args[0], err)
-			}
-			fmt.Fprintf(o.streams.Out, "repository.stash.appscode.com/%s: no errors were found\n", args[0])
-			return nil
-		},
+		RunE:              runE(o),
 	}
 	cmd.Flags().StringVar(&o.ReadDataSubset, "read-data-subset", "", "also read this share of the data, e.g. 10% or 1/5")
 	return cmd
+}
+
+func (o *RepoCmdOptions) check(ctx context.Context, c *Clients, name string) error {
+	rr, cleanup, err := localRepo(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := rr.Check(ctx, o.ReadDataSubset); err != nil {
+		return fmt.Errorf("check Repository %s: %w", name, err)
+	}
+	fmt.Fprintf(o.streams.Out, "repository.stash.appscode.com/%s: no errors were found\n", name)
+	return nil
 }

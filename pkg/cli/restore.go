@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,7 +13,6 @@ import (
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
-	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
 
 // RestoreOptions creates a RestoreSession (and the target's agent).
@@ -40,15 +38,7 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
   kubectl stash restore --repository s3-repo --target appbinding/mysql --at 2026-11-20T02:00:00Z --wait
   kubectl stash restore -n staging --repository s3-repo --repository-namespace prod --target appbinding/mysql`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if err := o.complete(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&o.Repository, "repository", "", "the Repository to restore from")
@@ -69,8 +59,19 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	return cmd
 }
 
+// Complete reads the namespace.
+func (o *RestoreOptions) Complete([]string) error {
+	return o.writer.Complete()
+}
+
 // Validate checks flags.
 func (o *RestoreOptions) Validate() error {
+	if err := o.flags.Validate(); err != nil {
+		return err
+	}
+	if err := o.agentFlags.validate(); err != nil {
+		return err
+	}
 	if o.Repository == "" {
 		return usageErr("--repository is required")
 	}
@@ -135,6 +136,9 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 
 // Run applies the agent, then creates the RestoreSession, then waits.
 func (o *RestoreOptions) Run(ctx context.Context) error {
+	if err := o.connect(); err != nil {
+		return err
+	}
 	rs := o.Object()
 	agentObjs, err := o.agentFlags.render(ctx, &o.writer, rs.Spec.Target.Ref.Name, []stashv1beta1.RepositoryRef{rs.Spec.Repository})
 	if err != nil {
@@ -164,46 +168,6 @@ func (o *RestoreOptions) Run(ctx context.Context) error {
 		return nil
 	}
 	return WaitRestoreSession(ctx, o.clients, o.ns, created.Name, o.Timeout, time.Second, o.streams.ErrOut, o.streams.Out)
-}
-
-// WaitRestoreSession polls a restore until it ends, printing progress.
-func WaitRestoreSession(ctx context.Context, c *Clients, ns, name string, timeout, every time.Duration, progress, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	changed := wakeOnChange(ctx, c.Stash.RestoreSessions(ns).Watch, name)
-	var last string
-	for {
-		rs, err := c.Stash.RestoreSessions(ns).Get(ctx, name)
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("RestoreSession %s/%s was deleted while waiting", ns, name)
-		}
-		if err == nil {
-			switch rs.Status.Phase {
-			case stashv1beta1.RestoreSucceeded:
-				fmt.Fprintf(out, "RestoreSession %s Succeeded in %s: %s\n", name, rs.Status.SessionDuration, rs.Status.Message)
-				return nil
-			case stashv1beta1.RestoreFailed, stashv1beta1.RestoreInvalid, stashv1beta1.RestoreUnknown:
-				return fmt.Errorf("%w: RestoreSession %s %s: %s", ErrSessionFailed, name, rs.Status.Phase, rs.Status.Message)
-			}
-			line := fmt.Sprintf("%s: %s", name, phaseOr(string(rs.Status.Phase), "Pending (waiting for the agent)"))
-			if p := rs.Status.Progress; p != nil {
-				line += fmt.Sprintf("  %s restored, %s/s", session.HumanBytes(p.BytesDone), session.HumanBytes(p.BytesPerSecond))
-				if p.BytesTotal > 0 {
-					line += fmt.Sprintf(" (%.0f%%)", 100*float64(p.BytesDone)/float64(p.BytesTotal))
-				}
-			}
-			if line != last {
-				fmt.Fprintln(progress, line)
-				last = line
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: RestoreSession %s/%s did not finish within %s; it may still finish: watch it with `kubectl get restoresession %s -n %s -w`", ErrWaitTimeout, ns, name, timeout, name, ns)
-		case <-changed:
-		case <-time.After(every):
-		}
-	}
 }
 
 // ShortNamePrefix trims a generateName prefix to max characters.

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -42,6 +43,28 @@ func ExitCode(err error) int {
 		return ExitTimedOut
 	default:
 		return ExitError
+	}
+}
+
+// command is what every command's options struct is: Complete fills in
+// what the flags and arguments imply (no cluster I/O), Validate checks the
+// input, Run does the work and writes only to the command's IOStreams.
+type command interface {
+	Complete(args []string) error
+	Validate() error
+	Run(ctx context.Context) error
+}
+
+// runE runs a command's Complete, Validate and Run in order.
+func runE(o command) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := o.Complete(args); err != nil {
+			return err
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		return o.Run(cmd.Context())
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -80,9 +79,10 @@ func findRestic() (string, error) {
 
 // SnapshotsOptions lists a repository's snapshots.
 type SnapshotsOptions struct {
-	factory *Factory
-	streams genericiooptions.IOStreams
-	Output  string
+	factory    *Factory
+	streams    genericiooptions.IOStreams
+	Output     string
+	Repository string
 }
 
 func newSnapshotsCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -94,19 +94,25 @@ func newSnapshotsCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comm
   kubectl stash snapshots s3-repo -o json`,
 		Args:              exactName,
 		ValidArgsFunction: completeNames(f, "repositories"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Output != "" && o.Output != "json" && o.Output != "yaml" {
-				return usageErr("-o must be json or yaml")
-			}
-			c, err := o.factory.Clients()
-			if err != nil {
-				return err
-			}
-			return o.Run(cmd.Context(), c, args[0])
-		},
+		RunE:              runE(o),
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json or yaml; a table when empty")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml; a table when empty")
 	return cmd
+}
+
+// Complete takes the Repository's name.
+func (o *SnapshotsOptions) Complete(args []string) error {
+	o.Repository = args[0]
+	return nil
+}
+
+// Validate checks -o.
+func (o *SnapshotsOptions) Validate() error {
+	switch o.Output {
+	case "", "json", "yaml":
+		return nil
+	}
+	return usageErr("-o %q is not supported: use json or yaml", o.Output)
 }
 
 // Snapshot is one row of `kubectl stash snapshots`.
@@ -121,7 +127,12 @@ type Snapshot struct {
 }
 
 // Run lists.
-func (o *SnapshotsOptions) Run(ctx context.Context, c *Clients, name string) error {
+func (o *SnapshotsOptions) Run(ctx context.Context) error {
+	c, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	name := o.Repository
 	rr, cleanup, err := localRepo(ctx, c, name)
 	if err != nil {
 		return err
@@ -156,49 +167,71 @@ func printSnapshots(out io.Writer, format string, rows []Snapshot) error {
 		_, err = out.Write(b)
 		return err
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tHOST\tSIZE\tTAGS")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Time.UTC().Format(time.RFC3339), r.Host, session.HumanBytes(r.Size), strings.Join(r.Tags, ","))
+	t := &table{}
+	for _, c := range []string{"ID", "Time", "Host", "Size", "Tags"} {
+		t.column(c, 0)
 	}
-	return tw.Flush()
+	for _, r := range rows {
+		t.row(r.ID, r.Time.UTC().Format(time.RFC3339), r.Host, session.HumanBytes(r.Size), strings.Join(r.Tags, ","))
+	}
+	return t.print(out, false)
 }
 
 // DownloadOptions writes a snapshot's dump to a local file.
 type DownloadOptions struct {
-	factory  *Factory
-	streams  genericiooptions.IOStreams
-	Snapshot string
-	Output   string
+	factory    *Factory
+	streams    genericiooptions.IOStreams
+	Repository string
+	Snapshot   string
+	// ToFile is the file to write: "" for <snapshot>.sql, - for stdout.
+	ToFile string
+	// Output is -o, which is an output format everywhere else and so is
+	// refused here: an old `-o FILE` must fail, not write a file named json.
+	Output string
 }
 
 func newDownloadCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &DownloadOptions{factory: f, streams: streams}
 	cmd := &cobra.Command{
-		Use:   "download REPOSITORY --snapshot ID [-o FILE]",
-		Short: "Write a snapshot's SQL dump to a local file (or stdout with -o -)",
-		Example: `  kubectl stash download s3-repo --snapshot latest -o mysql.sql
-  kubectl stash download s3-repo --snapshot 4bf6100f -o - | head`,
+		Use:   "download REPOSITORY --snapshot ID [--to-file FILE]",
+		Short: "Write a snapshot's SQL dump to a local file (or stdout with --to-file -)",
+		Example: `  kubectl stash download s3-repo --snapshot latest --to-file mysql.sql
+  kubectl stash download s3-repo --snapshot 4bf6100f --to-file - | head`,
 		Args:              exactName,
 		ValidArgsFunction: completeNames(f, "repositories"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Snapshot == "" {
-				return usageErr("--snapshot is required (an ID from `kubectl stash snapshots %s`, or latest)", args[0])
-			}
-			c, err := o.factory.Clients()
-			if err != nil {
-				return err
-			}
-			return o.Run(cmd.Context(), c, args[0])
-		},
+		RunE:              runE(o),
 	}
 	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "snapshot ID, or latest")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "file to write (default: <snapshot>.sql; - for stdout)")
+	cmd.Flags().StringVar(&o.ToFile, "to-file", "", "file to write (default: <snapshot>.sql; - for stdout)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "not supported: download writes a file; use --to-file")
+	_ = cmd.Flags().MarkHidden("output")
 	return cmd
 }
 
+// Complete takes the Repository's name.
+func (o *DownloadOptions) Complete(args []string) error {
+	o.Repository = args[0]
+	return nil
+}
+
+// Validate checks flags.
+func (o *DownloadOptions) Validate() error {
+	if o.Output != "" {
+		return usageErr("download has no -o/--output: -o is an output format in kubectl stash, and download writes a file; use --to-file %s (or --to-file - for stdout)", o.Output)
+	}
+	if o.Snapshot == "" {
+		return usageErr("--snapshot is required (an ID from `kubectl stash snapshots %s`, or latest)", o.Repository)
+	}
+	return nil
+}
+
 // Run downloads.
-func (o *DownloadOptions) Run(ctx context.Context, c *Clients, name string) error {
+func (o *DownloadOptions) Run(ctx context.Context) error {
+	c, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	name := o.Repository
 	rr, cleanup, err := localRepo(ctx, c, name)
 	if err != nil {
 		return err
@@ -216,7 +249,7 @@ func (o *DownloadOptions) Run(ctx context.Context, c *Clients, name string) erro
 	if len(pick.Paths) > 0 {
 		file = pick.Paths[0]
 	}
-	out := o.Output
+	out := o.ToFile
 	if out == "" {
 		out = pick.ShortID + ".sql"
 	}

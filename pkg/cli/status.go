@@ -7,7 +7,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +29,7 @@ type StatusOptions struct {
 	streams       genericiooptions.IOStreams
 	AllNamespaces bool
 	Output        string
+	Name          string
 	Now           func() time.Time
 }
 
@@ -45,7 +45,10 @@ type ConfigStatus struct {
 	LastTime       *time.Time `json:"lastTime,omitempty"`
 	LastSuccess    *time.Time `json:"lastSuccess,omitempty"`
 	NextSchedule   *time.Time `json:"nextSchedule,omitempty"`
+	LastSnapshot   string     `json:"lastSnapshot,omitempty"` // the newest snapshot a session of it made
+	ClaimedBy      string     `json:"claimedBy,omitempty"`    // the agent instance that claimed the last session
 	Agent          string     `json:"agent"`
+	AgentPod       string     `json:"agentPod,omitempty"` // the Lease's holder: the agent pod that acts
 	AgentHealthy   bool       `json:"agentHealthy"`
 	AgentReason    string     `json:"agentReason,omitempty"` // why its Deployment has no available pod
 	Repository     string     `json:"repository"`
@@ -62,31 +65,45 @@ func newStatusCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command
 		Short:   "Show each BackupConfiguration's last session, last success, next slot, agent and repository, and what is wrong",
 		Example: `  kubectl stash status
   kubectl stash status mysql-nightly
+  kubectl stash status -o wide   # also the next slot's time, last snapshot, agent pod, claimed-by, target
   kubectl stash status -A -o yaml`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeNames(f, "backupconfigurations"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Output != "" && o.Output != "json" && o.Output != "yaml" && o.Output != "wide" {
-				return usageErr("-o must be json, yaml or wide")
-			}
-			c, err := o.factory.Clients()
-			if err != nil {
-				return err
-			}
-			name := ""
-			if len(args) == 1 {
-				name = args[0]
-			}
-			rows, err := o.Collect(cmd.Context(), c, name)
-			if err != nil {
-				return err
-			}
-			return o.Print(o.streams.Out, rows)
-		},
+		RunE:              runE(o),
 	}
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "every namespace")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json, yaml or wide")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json, yaml or wide; a table when empty")
 	return cmd
+}
+
+// Complete takes the optional BackupConfiguration name.
+func (o *StatusOptions) Complete(args []string) error {
+	if len(args) == 1 {
+		o.Name = args[0]
+	}
+	return nil
+}
+
+// Validate checks -o.
+func (o *StatusOptions) Validate() error {
+	switch o.Output {
+	case "", "json", "yaml", "wide":
+		return nil
+	}
+	return usageErr("-o %q is not supported: use json, yaml or wide", o.Output)
+}
+
+// Run collects and prints.
+func (o *StatusOptions) Run(ctx context.Context) error {
+	c, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	rows, err := o.Collect(ctx, c, o.Name)
+	if err != nil {
+		return err
+	}
+	return o.Print(o.streams.Out, rows)
 }
 
 // Collect reads configs, sessions, agents, leases and repositories.
@@ -126,11 +143,19 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 		}
 	}
 	latest := map[string]*stashv1beta1.BackupSession{}
+	// lastSnap is the newest session of each config that names a snapshot.
+	lastSnap := map[string]*stashv1beta1.BackupSession{}
 	for i := range sessions.Items {
 		s := &sessions.Items[i]
 		k := s.Namespace + "/" + s.Spec.Invoker.Name
 		if cur, ok := latest[k]; !ok || cur.CreationTimestamp.Before(&s.CreationTimestamp) {
 			latest[k] = s
+		}
+		if snapshotOf(s) == "" {
+			continue
+		}
+		if cur, ok := lastSnap[k]; !ok || cur.CreationTimestamp.Before(&s.CreationTimestamp) {
+			lastSnap[k] = s
 		}
 	}
 	now := o.Now()
@@ -149,8 +174,11 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 		if c := meta.FindStatusCondition(bc.Status.Conditions, stashv1beta1.ConditionValidationPassed); c != nil && c.Status == metav1.ConditionFalse {
 			r.Problems = append(r.Problems, "invalid: "+c.Message)
 		}
+		if s := lastSnap[bc.Namespace+"/"+bc.Name]; s != nil {
+			r.LastSnapshot = snapshotOf(s)
+		}
 		if s := latest[bc.Namespace+"/"+bc.Name]; s != nil {
-			r.LastSession, r.LastPhase = s.Name, string(s.Status.Phase)
+			r.LastSession, r.LastPhase, r.ClaimedBy = s.Name, string(s.Status.Phase), s.Status.ClaimedBy
 			t := s.CreationTimestamp.Time
 			r.LastTime = &t
 			switch s.Status.Phase {
@@ -194,7 +222,7 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 					holder = *l.Spec.HolderIdentity
 				}
 				if fresh {
-					r.AgentHealthy = true
+					r.AgentHealthy, r.AgentPod = true, holder
 					r.Agent += fmt.Sprintf(", leader %s", holder)
 				} else {
 					r.Agent += fmt.Sprintf(", lease stale %s", duration.HumanDuration(age))
@@ -231,7 +259,8 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 	return rows, nil
 }
 
-// Print writes a table (with problems under it), or JSON/YAML.
+// Print writes a table (with problems under it), or JSON/YAML. -o wide
+// adds the columns of priority 1.
 func (o *StatusOptions) Print(out io.Writer, rows []ConfigStatus) error {
 	switch o.Output {
 	case "json":
@@ -250,6 +279,18 @@ func (o *StatusOptions) Print(out io.Writer, rows []ConfigStatus) error {
 		fmt.Fprintln(out, "No BackupConfigurations found.")
 		return nil
 	}
+	if err := o.table(rows).print(out, o.Output == "wide"); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		for _, p := range r.Problems {
+			fmt.Fprintf(out, "%s/%s: %s\n", r.Namespace, r.Name, p)
+		}
+	}
+	return nil
+}
+
+func (o *StatusOptions) table(rows []ConfigStatus) *table {
 	now := o.Now()
 	ago := func(t *time.Time) string {
 		if t == nil {
@@ -260,12 +301,30 @@ func (o *StatusOptions) Print(out io.Writer, rows []ConfigStatus) error {
 		}
 		return duration.HumanDuration(now.Sub(*t)) + " ago"
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	head := "HEALTH\tNAME\tLAST SESSION\tLAST SUCCESS\tNEXT\tAGENT\tREPOSITORY\tSIZE\tSNAPSHOTS"
-	if o.AllNamespaces {
-		head = "HEALTH\tNAMESPACE\tNAME\tLAST SESSION\tLAST SUCCESS\tNEXT\tAGENT\tREPOSITORY\tSIZE\tSNAPSHOTS"
+	at := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintln(tw, head)
+	t := &table{}
+	t.column("Health", 0)
+	if o.AllNamespaces {
+		t.column("Namespace", 0)
+	}
+	t.column("Name", 0)
+	t.column("Last Session", 0)
+	t.column("Last Success", 0)
+	t.column("Next", 0)
+	t.column("Agent", 0)
+	t.column("Repository", 0)
+	t.column("Size", 0)
+	t.column("Snapshots", 0)
+	t.column("Next Schedule", 1)
+	t.column("Last Snapshot", 1)
+	t.column("Agent Pod", 1)
+	t.column("Claimed By", 1)
+	t.column("Target", 1)
 	for _, r := range rows {
 		health := "ok"
 		if len(r.Problems) > 0 {
@@ -275,27 +334,35 @@ func (o *StatusOptions) Print(out io.Writer, rows []ConfigStatus) error {
 		if r.LastSession != "" {
 			last = fmt.Sprintf("%s %s", phaseOr(r.LastPhase, "Pending"), ago(r.LastTime))
 		}
-		next := ago(r.NextSchedule)
+		next, nextAt := ago(r.NextSchedule), at(r.NextSchedule)
 		if r.Paused {
-			next = "paused"
+			next, nextAt = "paused", "paused"
 		} else if r.Schedule == "" {
-			next = "trigger-only"
+			next, nextAt = "trigger-only", "trigger-only"
 		}
-		ns := ""
+		cells := []any{health}
 		if o.AllNamespaces {
-			ns = r.Namespace + "\t"
+			cells = append(cells, r.Namespace)
 		}
-		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", health, ns, r.Name, last, ago(r.LastSuccess), next, r.Agent, r.Repository, orDash(r.RepositorySize), r.SnapshotCount)
+		cells = append(cells, r.Name, last, ago(r.LastSuccess), next, r.Agent, r.Repository, orDash(r.RepositorySize), r.SnapshotCount,
+			nextAt, orDash(r.LastSnapshot), orDash(r.AgentPod), orDash(r.ClaimedBy), orDash(r.Target))
+		t.row(cells...)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	for _, r := range rows {
-		for _, p := range r.Problems {
-			fmt.Fprintf(out, "%s/%s: %s\n", r.Namespace, r.Name, p)
+	return t
+}
+
+// snapshotOf is the snapshot a BackupSession made, "" if none.
+func snapshotOf(s *stashv1beta1.BackupSession) string {
+	for _, tg := range s.Status.Targets {
+		for _, st := range tg.Stats {
+			for _, sn := range st.Snapshots {
+				if sn.Name != "" {
+					return sn.Name
+				}
+			}
 		}
 	}
-	return nil
+	return ""
 }
 
 func orDash(s string) string {

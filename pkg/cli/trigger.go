@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
@@ -38,25 +36,33 @@ func newTriggerCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
   kubectl stash trigger mysql-nightly --wait --timeout 30m   # progress, exit code 0 only on success`,
 		Args:              exactName,
 		ValidArgsFunction: completeNames(f, "backupconfigurations"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Config = args[0]
-			if o.Timeout <= 0 {
-				return usageErr("--timeout must be positive")
-			}
-			var err error
-			if o.clients, err = o.factory.Clients(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              runE(o),
 	}
 	cmd.Flags().BoolVar(&o.Wait, "wait", false, "wait until the session ends, showing progress")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
 	return cmd
 }
 
+// Complete takes the BackupConfiguration's name.
+func (o *TriggerOptions) Complete(args []string) error {
+	o.Config = args[0]
+	return nil
+}
+
+// Validate checks flags.
+func (o *TriggerOptions) Validate() error {
+	if o.Timeout <= 0 {
+		return usageErr("--timeout must be positive")
+	}
+	return nil
+}
+
 // Run creates the session and waits.
 func (o *TriggerOptions) Run(ctx context.Context) error {
+	var err error
+	if o.clients, err = o.factory.Clients(); err != nil {
+		return err
+	}
 	ns := o.clients.Namespace
 	bc, err := o.clients.Stash.BackupConfigurations(ns).Get(ctx, o.Config)
 	if apierrors.IsNotFound(err) {
@@ -80,43 +86,6 @@ func (o *TriggerOptions) Run(ctx context.Context) error {
 		return nil
 	}
 	return WaitBackupSession(ctx, o.clients, ns, created.Name, o.Timeout, o.Interval, o.streams.ErrOut, o.streams.Out)
-}
-
-// WaitBackupSession polls a session until it ends, printing progress.
-func WaitBackupSession(ctx context.Context, c *Clients, ns, name string, timeout, every time.Duration, progress, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	changed := wakeOnChange(ctx, c.Stash.BackupSessions(ns).Watch, name)
-	var lastLine string
-	for {
-		bs, err := c.Stash.BackupSessions(ns).Get(ctx, name)
-		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("read BackupSession %s/%s: %w", ns, name, err)
-		}
-		if err == nil {
-			switch bs.Status.Phase {
-			case stashv1beta1.BackupSessionSucceeded:
-				fmt.Fprintf(out, "BackupSession %s Succeeded in %s: %s\n", name, bs.Status.SessionDuration, bs.Status.Message)
-				return nil
-			case stashv1beta1.BackupSessionFailed, stashv1beta1.BackupSessionSkipped:
-				return fmt.Errorf("%w: BackupSession %s %s: %s", ErrSessionFailed, name, bs.Status.Phase, bs.Status.Message)
-			}
-			line := fmt.Sprintf("%s: %s", name, phaseOr(string(bs.Status.Phase), "Pending (waiting for the agent)"))
-			if p := bs.Status.Progress; p != nil {
-				line += fmt.Sprintf("  %s processed, %s/s", session.HumanBytes(p.BytesDone), session.HumanBytes(p.BytesPerSecond))
-			}
-			if line != lastLine {
-				fmt.Fprintln(progress, line)
-				lastLine = line
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: BackupSession %s/%s did not finish within %s; it may still finish: watch it with `kubectl get backupsession %s -n %s -w`", ErrWaitTimeout, ns, name, timeout, name, ns)
-		case <-changed:
-		case <-time.After(every):
-		}
-	}
 }
 
 // wakeOnChange watches one object and signals each change, so a wait
@@ -158,6 +127,8 @@ type PauseOptions struct {
 	factory *Factory
 	streams genericiooptions.IOStreams
 	Paused  bool
+	Name    string
+	verb    string
 }
 
 func newPauseCmd(f *Factory, streams genericiooptions.IOStreams, paused bool) *cobra.Command {
@@ -165,7 +136,7 @@ func newPauseCmd(f *Factory, streams genericiooptions.IOStreams, paused bool) *c
 	if !paused {
 		verb = "resume"
 	}
-	o := &PauseOptions{factory: f, streams: streams, Paused: paused}
+	o := &PauseOptions{factory: f, streams: streams, Paused: paused, verb: verb}
 	return &cobra.Command{
 		Use:     verb + " backupconfig NAME",
 		Short:   fmt.Sprintf("%s a BackupConfiguration's schedule", map[bool]string{true: "Pause", false: "Resume"}[paused]),
@@ -182,21 +153,33 @@ func newPauseCmd(f *Factory, streams genericiooptions.IOStreams, paused bool) *c
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.factory.Clients()
-			if err != nil {
-				return err
-			}
-			patch := fmt.Sprintf(`{"spec":{"paused":%t}}`, o.Paused)
-			_, err = c.Stash.BackupConfigurations(c.Namespace).Patch(cmd.Context(), args[1], types.MergePatchType, []byte(patch))
-			if apierrors.IsNotFound(err) {
-				return usageErr("BackupConfiguration %s not found in namespace %s", args[1], c.Namespace)
-			}
-			if err != nil {
-				return fmt.Errorf("patch BackupConfiguration %s/%s: %w", c.Namespace, args[1], err)
-			}
-			fmt.Fprintf(o.streams.Out, "backupconfiguration.stash.appscode.com/%s %sd\n", args[1], verb)
-			return nil
-		},
+		RunE: runE(o),
 	}
+}
+
+// Complete takes the BackupConfiguration's name.
+func (o *PauseOptions) Complete(args []string) error {
+	o.Name = args[1]
+	return nil
+}
+
+// Validate has nothing to check beyond the arguments.
+func (o *PauseOptions) Validate() error { return nil }
+
+// Run patches spec.paused.
+func (o *PauseOptions) Run(ctx context.Context) error {
+	c, err := o.factory.Clients()
+	if err != nil {
+		return err
+	}
+	patch := fmt.Sprintf(`{"spec":{"paused":%t}}`, o.Paused)
+	_, err = c.Stash.BackupConfigurations(c.Namespace).Patch(ctx, o.Name, types.MergePatchType, []byte(patch))
+	if apierrors.IsNotFound(err) {
+		return usageErr("BackupConfiguration %s not found in namespace %s", o.Name, c.Namespace)
+	}
+	if err != nil {
+		return fmt.Errorf("patch BackupConfiguration %s/%s: %w", c.Namespace, o.Name, err)
+	}
+	fmt.Fprintf(o.streams.Out, "backupconfiguration.stash.appscode.com/%s %sd\n", o.Name, o.verb)
+	return nil
 }

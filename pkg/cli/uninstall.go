@@ -34,26 +34,24 @@ unless --yes is given. Backup data in the repositories' backends is never touche
 		Example: `  kubectl stash uninstall
   kubectl stash uninstall --yes   # also when Stash objects still exist`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Complete(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	cmd.Flags().BoolVar(&o.Yes, "yes", false, "delete the CRDs even though Stash objects exist (they are deleted with them)")
 	return cmd
 }
 
-// Complete connects.
-func (o *UninstallOptions) Complete() error {
-	var err error
-	o.clients, err = o.factory.Clients()
-	return err
-}
+// Complete has nothing to fill in: uninstall takes no arguments.
+func (o *UninstallOptions) Complete([]string) error { return nil }
+
+// Validate has nothing to check.
+func (o *UninstallOptions) Validate() error { return nil }
 
 // Run deletes.
 func (o *UninstallOptions) Run(ctx context.Context) error {
+	var err error
+	if o.clients, err = o.factory.Clients(); err != nil {
+		return err
+	}
 	crds, cat, err := InstallObjects(version.AgentImage())
 	if err != nil {
 		return err

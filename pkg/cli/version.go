@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -30,13 +29,17 @@ func newVersionCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 		Example: `  kubectl stash version
   kubectl stash version --client   # no cluster access`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	cmd.Flags().BoolVar(&o.Client, "client", false, "print only the plugin's version")
 	return cmd
 }
+
+// Complete has nothing to fill in: version takes no arguments.
+func (o *VersionOptions) Complete([]string) error { return nil }
+
+// Validate has nothing to check.
+func (o *VersionOptions) Validate() error { return nil }
 
 // Run prints.
 func (o *VersionOptions) Run(ctx context.Context) error {
@@ -61,17 +64,19 @@ func (o *VersionOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(o.streams.Out, "Agents: none in namespace %s\n", c.Namespace)
 		return nil
 	}
-	tw := tabwriter.NewWriter(o.streams.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AGENT\tVERSION\tIMAGE")
+	t := &table{}
+	for _, c := range []string{"Agent", "Version", "Image"} {
+		t.column(c, 0)
+	}
 	for i := range deps.Items {
 		d := &deps.Items[i]
 		img := ""
 		if len(d.Spec.Template.Spec.Containers) > 0 {
 			img = d.Spec.Template.Spec.Containers[0].Image
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.Labels[contract.LabelVersion], img)
+		t.row(d.Name, d.Labels[contract.LabelVersion], img)
 	}
-	return tw.Flush()
+	return t.print(o.streams.Out, false)
 }
 
 func objName(o runtime.Object) string {
