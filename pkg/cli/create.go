@@ -426,13 +426,13 @@ type CreateBackupConfigOptions struct {
 	agentFlags
 	Name, Target, Repository, Schedule, Task string
 	// SessionTimeout is each session's time limit, spec.timeOut.
-	SessionTimeout string
-	Params                                            []string
-	Keep                                              [6]int64
-	Prune, Paused                                     bool
-	HistoryLimit, MaxRetry                            int32
-	RetryDelay                                        time.Duration
-	CatchUp                                           string
+	SessionTimeout         string
+	Params                 []string
+	Keep                   [6]int64
+	Prune, Paused          bool
+	HistoryLimit, MaxRetry int32
+	RetryDelay             time.Duration
+	CatchUp                string
 }
 
 func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
