@@ -222,7 +222,9 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 					holder = *l.Spec.HolderIdentity
 				}
 				if fresh {
-					r.AgentHealthy, r.AgentPod = true, holder
+					// The holder is POD_NAME "_" a random suffix (Pod names have no "_").
+					pod, _, _ := strings.Cut(holder, "_")
+					r.AgentHealthy, r.AgentPod = true, pod
 					r.Agent += fmt.Sprintf(", leader %s", holder)
 				} else {
 					r.Agent += fmt.Sprintf(", lease stale %s", duration.HumanDuration(age))

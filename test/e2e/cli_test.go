@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +30,13 @@ func TestPluginCommands(t *testing.T) {
 	}
 
 	agent := startAgent(t, ns, "db")
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "nightly", "--wait", "--timeout", "3m"), "trigger")
+	r = kubectl(t, "", "stash", "-n", ns, "trigger", "nightly", "--wait", "--timeout", "3m")
+	mustOK(t, r, "trigger")
+	checkPipedWait(t, r, "BackupSession")
+	// restore --wait shares the wait: the same lines, into the same database.
+	r = kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/db", "--wait", "--timeout", "3m")
+	mustOK(t, r, "restore --wait")
+	checkPipedWait(t, r, "RestoreSession")
 	var rows []struct {
 		Name          string   `json:"name"`
 		LastPhase     string   `json:"lastPhase"`
@@ -48,6 +56,46 @@ func TestPluginCommands(t *testing.T) {
 	mustOK(t, r, "describe")
 	if !strings.Contains(r.stdout, "nightly") || !strings.Contains(r.stdout, "Succeeded") || strings.Contains(r.stdout, "PROBLEM") {
 		t.Errorf("status table:\n%s", r.stdout)
+	}
+	// -o wide shows more columns than the table: the last snapshot and the agent pod.
+	var wideRows []struct {
+		LastSnapshot string `json:"lastSnapshot"`
+		AgentPod     string `json:"agentPod"`
+		ClaimedBy    string `json:"claimedBy"`
+	}
+	r = kubectl(t, "", "stash", "-n", ns, "status", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &wideRows); err != nil || len(wideRows) != 1 || wideRows[0].LastSnapshot == "" || wideRows[0].ClaimedBy == "" {
+		t.Errorf("status -o json lacks the last snapshot or claimedBy: %v\n%s", err, r.stdout)
+	}
+	r = kubectl(t, "", "stash", "-n", ns, "status", "-o", "wide")
+	mustOK(t, r, "status -o wide")
+	header := strings.SplitN(r.stdout, "\n", 2)[0]
+	for _, col := range []string{"NEXT SCHEDULE", "LAST SNAPSHOT", "AGENT POD", "CLAIMED BY"} {
+		if !strings.Contains(header, col) {
+			t.Errorf("status -o wide lacks %s:\n%s", col, r.stdout)
+		}
+	}
+	if len(wideRows) == 1 && !strings.Contains(r.stdout, wideRows[0].LastSnapshot) {
+		t.Errorf("status -o wide does not show snapshot %s:\n%s", wideRows[0].LastSnapshot, r.stdout)
+	}
+	if def := kubectl(t, "", "stash", "-n", ns, "status"); strings.Contains(def.stdout, "LAST SNAPSHOT") {
+		t.Errorf("the default status table has the wide columns:\n%s", def.stdout)
+	}
+
+	// download writes --to-file; -o, an output format everywhere, is refused.
+	dump := filepath.Join(t.TempDir(), "nightly.sql")
+	r = kubectl(t, "", "stash", "-n", ns, "download", "repo", "--snapshot", "latest", "--to-file", dump)
+	mustOK(t, r, "download --to-file")
+	if b, err := os.ReadFile(dump); err != nil || !strings.Contains(string(b), "CREATE TABLE `items`") {
+		t.Errorf("downloaded dump: %v, %d bytes", err, len(b))
+	}
+	r = kubectl(t, "", "stash", "-n", ns, "download", "repo", "--snapshot", "latest", "--to-file", "-")
+	if r.code != 0 || !strings.Contains(r.stdout, "CREATE TABLE `items`") {
+		t.Errorf("download --to-file -: exit %d, %d bytes on stdout", r.code, len(r.stdout))
+	}
+	r = kubectl(t, "", "stash", "-n", ns, "download", "repo", "--snapshot", "latest", "-o", "json")
+	if r.code != 2 || !strings.Contains(r.stderr, "--to-file") || fileExists("json") {
+		t.Errorf("download -o json: exit %d, want 2 naming --to-file:\n%s", r.code, r.stderr)
 	}
 
 	// Completion returns names from the cluster.
@@ -119,5 +167,38 @@ func TestPluginCommands(t *testing.T) {
 	mustOK(t, r, "delete --wipe-repository --yes")
 	if n := resticSnapshots(t, dir, f.repoPass, nil); n != 0 {
 		t.Errorf("--wipe-repository left %d snapshots", n)
+	}
+}
+
+// checkPipedWait checks what --wait prints when its output is not a
+// terminal: whole lines (no carriage returns or escape codes), each naming
+// the session, no phase line repeated, and the outcome on stdout.
+func checkPipedWait(t *testing.T, r result, kind string) {
+	t.Helper()
+	name := ""
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.HasSuffix(l, " created") {
+			name = createdName(l)
+		}
+	}
+	if strings.ContainsAny(r.stderr, "\r\x1b") {
+		t.Errorf("piped --wait wrote terminal control characters:\n%q", r.stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	if len(lines) == 0 || lines[0] == "" {
+		t.Fatalf("--wait printed no progress lines; stdout:\n%s", r.stdout)
+	}
+	prev := ""
+	for _, l := range lines {
+		if !strings.HasPrefix(l, name+": ") {
+			t.Errorf("progress line %q does not start with %q", l, name+": ")
+		}
+		if l == prev {
+			t.Errorf("progress line repeated: %q", l)
+		}
+		prev = l
+	}
+	if !strings.Contains(r.stdout, kind+" "+name+" Succeeded in ") {
+		t.Errorf("--wait outcome:\n%s", r.stdout)
 	}
 }
