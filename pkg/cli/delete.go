@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 )
@@ -95,7 +96,7 @@ func (o *DeleteOptions) delete(ctx context.Context, c *Clients, name string) err
 		if other.Name == bc.Name {
 			continue
 		}
-		if other.Spec.Target != nil && other.Spec.Target.Ref.Name == target {
+		if other.Spec.Target != nil && other.Spec.Target.Ref.Name == target && other.Spec.Target.Ref.Kind == appcatalog.KindAppBinding {
 			agentInUse = true
 		}
 		if other.Spec.Repository.Name == bc.Spec.Repository.Name && other.Spec.Repository.Namespace == bc.Spec.Repository.Namespace {
@@ -119,7 +120,7 @@ func (o *DeleteOptions) delete(ctx context.Context, c *Clients, name string) err
 		return err
 	}
 	for _, rs := range rss.Items {
-		if rs.Spec.Target != nil && rs.Spec.Target.Ref.Name == target && (rs.Status.Phase == "" || rs.Status.Phase == stashv1beta1.RestorePending || rs.Status.Phase == stashv1beta1.RestoreRunning) {
+		if rs.Spec.Target != nil && rs.Spec.Target.Ref.Name == target && rs.Spec.Target.Ref.Kind == appcatalog.KindAppBinding && (rs.Status.Phase == "" || rs.Status.Phase == stashv1beta1.RestorePending || rs.Status.Phase == stashv1beta1.RestoreRunning) {
 			agentInUse = true
 		}
 	}
