@@ -157,17 +157,21 @@ func (r *lineReporter) update(st sessionState) {
 	if p == nil || p.BytesDone == r.lastBytes || now.Sub(r.lastLine) < r.w.LineEvery {
 		return
 	}
-	fmt.Fprintf(r.w.Progress, "%s: %s  %s\n", r.w.Name, phase, progressText(p, now.Sub(*st.Start)))
+	fmt.Fprintf(r.w.Progress, "%s: %s  %s\n", r.w.Name, phase, progressText(p, now.Sub(*st.Start), true))
 	r.lastLine, r.lastBytes = now, p.BytesDone
 }
 
 func (r *lineReporter) done(bool) {}
 
-// progressText is bytes done (of the total when known), rate, elapsed and ETA.
-func progressText(p *stashv1beta1.Progress, elapsed time.Duration) string {
+// progressText is bytes done (of the total when known, with the share
+// unless a bar shows it), rate, elapsed and ETA.
+func progressText(p *stashv1beta1.Progress, elapsed time.Duration, share bool) string {
 	s := session.HumanBytes(p.BytesDone) + " done"
 	if p.BytesTotal > 0 {
-		s += fmt.Sprintf(" of %s (%.0f%%)", session.HumanBytes(p.BytesTotal), 100*float64(p.BytesDone)/float64(p.BytesTotal))
+		s += " of " + session.HumanBytes(p.BytesTotal)
+		if share {
+			s += fmt.Sprintf(" (%.0f%%)", 100*float64(p.BytesDone)/float64(p.BytesTotal))
+		}
 	}
 	if p.BytesPerSecond > 0 {
 		s += ", " + session.HumanBytes(p.BytesPerSecond) + "/s"
@@ -180,9 +184,12 @@ func progressText(p *stashv1beta1.Progress, elapsed time.Duration) string {
 	return s
 }
 
-// barReporter draws a progress bar on a terminal: bytes done, rate and
-// elapsed time, and the bar with its ETA once the total size is known.
-// Phases before any progress are plain lines.
+// barReporter draws a progress bar on a terminal: the bar and its share
+// once the total size is known (a spinner before), then the bytes done,
+// the rate, the elapsed time and the ETA. The numbers are the session's
+// own (the agent measures the rate; elapsed counts from the session's
+// start), so the bar shows no guess of its own. Phases before any
+// progress are plain lines.
 type barReporter struct {
 	w     *SessionWait
 	bar   *progressbar.ProgressBar
@@ -200,45 +207,37 @@ func (r *barReporter) update(st sessionState) {
 		r.phase = phase
 		return
 	}
-	if r.bar == nil || (p.BytesTotal > 0 && p.BytesTotal != r.total) {
-		r.newBar(p.BytesTotal, phase)
-	} else if phase != r.phase {
-		r.bar.Describe(r.w.Name + " " + phase)
-	}
 	r.phase = phase
-	done := p.BytesDone
-	if r.total > 0 && done > r.total {
-		done = r.total
+	if r.bar == nil || p.BytesTotal != r.total {
+		r.newBar(p.BytesTotal)
 	}
-	_ = r.bar.Set64(done)
+	r.bar.Describe(fmt.Sprintf("%s %s  %s", r.w.Name, phase, progressText(p, r.w.Now().Sub(*st.Start), false)))
+	if r.total > 0 {
+		_ = r.bar.Set64(min(p.BytesDone, r.total))
+	}
 }
 
 // newBar starts a bar; a bar already drawn is left on its own line.
-func (r *barReporter) newBar(total int64, phase string) {
+func (r *barReporter) newBar(total int64) {
 	if r.bar != nil {
 		_ = r.bar.Exit()
 		fmt.Fprintln(r.w.Progress)
 	}
-	max := int64(-1)
+	max := int64(-1) // a spinner until the total is known
 	if total > 0 {
 		max = total
 	}
 	r.total = total
 	r.bar = progressbar.NewOptions64(max,
 		progressbar.OptionSetWriter(r.w.Progress),
-		progressbar.OptionSetDescription(r.w.Name+" "+phase),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowTotalBytes(true),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionSetPredictTime(total > 0),
+		progressbar.OptionShowDescriptionAtLineEnd(),
+		progressbar.OptionSetPredictTime(false),
+		progressbar.OptionSetElapsedTime(false),
 		progressbar.OptionSetWidth(24),
 		progressbar.OptionThrottle(0),
 		// No ticker goroutine: the spinner of an unknown total moves with
 		// each status update, and nothing writes after the wait returns.
 		progressbar.OptionSetSpinnerChangeInterval(0),
-		progressbar.OptionUseIECUnits(true),
-		progressbar.OptionSetRenderBlankState(true),
 	)
 }
 

@@ -58,9 +58,9 @@ func TestWaitOnATerminalDrawsAProgressBar(t *testing.T) {
 		"db-restore-x Running",                            // the bar's description
 		"\r",                                              // redrawn in place
 		"|",                                               // the bar itself
-		"/40 MiB",                                         // done of the known total
-		"B/s)",                                            // the rate
-		"s:",                                              // elapsed:ETA
+		" 62% |",                                          // the share
+		"25.000 MiB done of 40.000 MiB, 5.000 MiB/s", // done of the known total, the agent's rate
+		"elapsed 4s, ETA 3s",                         // from the session's start; what is left at that rate
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("terminal output lacks %q:\n%q", want, got)
