@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/election"
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/schedule"
 	"github.com/kubectl-stash/kubectl-stash/pkg/apihealth"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
@@ -74,6 +75,9 @@ type Agent struct {
 	identity string
 	metrics  *metrics.Store
 	api      *apihealth.Tracker // does the API server answer?
+	// The shared session lifecycle, one per session kind.
+	backups  *lifecycle.Lifecycle[*stashv1beta1.BackupSession]
+	restores *lifecycle.Lifecycle[*stashv1beta1.RestoreSession]
 
 	// workCtx is what sessions run under: it outlives a lost Lease (a
 	// running backup finishes and writes its status) and ends only when
@@ -186,7 +190,7 @@ type term struct {
 	sched    *schedule.Scheduler
 	// sightings of other agents' Running sessions, used only by the
 	// queue's worker (recoverOrphans, syncSession).
-	sightings map[string]sighting
+	sightings *lifecycle.Sightings
 }
 
 // cur is the current (or last) term.
@@ -240,7 +244,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	if pod == "" {
 		pod = "stash-agent"
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, kube: kube, stash: st, log: log, clock: time.Now, api: api,
 		identity: pod + "_" + hex.EncodeToString(b),
 		metrics:  metrics.NewStore(),
@@ -249,7 +253,10 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		inits:    map[string]chan struct{}{},
 		locked:   map[string]bool{},
 		workCtx:  context.Background(),
-	}, nil
+	}
+	a.backups = &lifecycle.Lifecycle[*stashv1beta1.BackupSession]{Kind: a.backupKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}
+	a.restores = &lifecycle.Lifecycle[*stashv1beta1.RestoreSession]{Kind: a.restoreKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}
+	return a, nil
 }
 
 // Run serves health and metrics, then campaigns for the Lease and, while
@@ -371,7 +378,7 @@ func (a *Agent) lead(ctx context.Context) error {
 	bcInf := newInformer(a.stash.BackupConfigurations(ns), &stashv1beta1.BackupConfiguration{})
 	bsInf := newInformer(a.stash.BackupSessions(ns), &stashv1beta1.BackupSession{})
 	rsInf := newInformer(a.stash.RestoreSessions(ns), &stashv1beta1.RestoreSession{})
-	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(), sightings: map[string]sighting{},
+	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(), sightings: lifecycle.NewSightings(),
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	enq := func(prefix string) cache.ResourceEventHandlerFuncs {
 		add := func(obj any) {

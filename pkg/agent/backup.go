@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
@@ -283,7 +284,7 @@ func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.
 	}
 	size, count := st.size, st.count
 	now := metav1.NewTime(a.clock())
-	err = updateStatusDurable(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
+	err = lifecycle.Durable(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
 		if cur.Status.FirstBackupTime == nil {
 			cur.Status.FirstBackupTime = &now
 		}
@@ -330,7 +331,7 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 		stats.Error = msg
 	}
 	ref := run.bc.Spec.Target.Ref
-	uerr := a.finalSessionStatus(ctx, run.bs.Name, a.identity, func(s *stashv1beta1.BackupSession) {
+	uerr := a.backups.Finish(ctx, run.bs.Name, func(s *stashv1beta1.BackupSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = phase
 		s.Status.SessionDuration = dur.String()
@@ -347,7 +348,7 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 			s.Status.Progress.UpdateTime = &now
 		}
 	})
-	if errors.Is(uerr, ErrSettled) {
+	if errors.Is(uerr, lifecycle.ErrSettled) {
 		// The new leader took it for orphaned and settled it (and retried it
 		// if it found no snapshot); this run's outcome stays in the log.
 		log.Info("another agent settled this session first; its outcome stands", "outcome", msg, "err", uerr.Error())

@@ -13,12 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
-	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
@@ -149,7 +148,7 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 	if bs.Status.Phase == stashv1beta1.BackupSessionRunning && !a.runsSession(bs) {
 		// Another agent's (or a stale claim): time its heartbeat, unless
 		// that is under way (every beat is an update that lands here).
-		if _, timed := t.sightings[bs.Name]; !timed {
+		if !t.sightings.Timing("bs/" + bs.Name) {
 			t.queue.Add("orphans")
 		}
 		return nil
@@ -162,6 +161,9 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 			a.cur().queue.AddAfter("bs/"+nsName, t.Sub(a.clock()))
 			return nil
 		}
+	}
+	if err := a.access(ctx, bc.Spec.Repository); errors.Is(err, errNoAccess) {
+		return waitForAccess(ctx, a, a.backups, "bs/"+nsName, bs.Name, func(s *stashv1beta1.BackupSession) *[]metav1.Condition { return &s.Status.Conditions }, bs, err)
 	}
 	a.mu.Lock()
 	if a.draining {
@@ -188,7 +190,7 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 				// Another agent's session, maybe an orphan whose heartbeat
 				// is being timed: wait for the verdict rather than skip
 				// (a catch-up session after a crash meets exactly this).
-				t.queue.AddAfter("bs/"+nsName, a.heartbeatEvery())
+				t.queue.AddAfter("bs/"+nsName, a.backups.HeartbeatEvery())
 				return nil
 			}
 			a.mu.Lock()
@@ -213,8 +215,8 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 	}
 	a.running[bc.Name] = bs.Name
 	a.mu.Unlock()
-	claimed, err := a.claim(ctx, bs)
-	if err != nil || claimed == nil {
+	claimed, ok, err := a.backups.Claim(ctx, bs)
+	if err != nil || !ok {
 		a.mu.Lock()
 		delete(a.running, bc.Name)
 		a.mu.Unlock()
@@ -224,7 +226,7 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 	go func() {
 		defer a.work.Done()
 		hbCtx, stopHeartbeat := context.WithCancel(a.workCtx)
-		go a.heartbeat(hbCtx, claimed.Name)
+		go a.backups.Heartbeat(hbCtx, claimed.Name)
 		after := a.runBackup(a.workCtx, bc, claimed)
 		stopHeartbeat()
 		a.mu.Lock()
@@ -233,32 +235,6 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 		runAfter(a.workCtx, after)
 	}()
 	return nil
-}
-
-// claim moves a Pending session to Running with an optimistic-concurrency
-// status update; a Conflict means another replica got there first.
-func (a *Agent) claim(ctx context.Context, bs *stashv1beta1.BackupSession) (*stashv1beta1.BackupSession, error) {
-	c := bs.DeepCopy()
-	now := metav1.NewTime(a.clock())
-	c.Status.Phase = stashv1beta1.BackupSessionRunning
-	c.Status.ClaimedBy = a.identity
-	c.Status.StartTime = &now
-	c.Status.HeartbeatTime = &now
-	out, err := a.stash.BackupSessions(a.cfg.Namespace).UpdateStatus(ctx, c)
-	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("claim BackupSession %s: %w", bs.Name, err)
-	}
-	a.log.Info("claimed session", "session", bs.Name)
-	if out.Status.HeartbeatTime == nil {
-		// The API server dropped the field: its BackupSession CRD is older
-		// than this agent, and a new leader would take the session for
-		// orphaned a lease duration after it started.
-		a.log.Warn("the BackupSession CRD has no status.heartbeatTime; run `kubectl stash install` to update the CRDs", "session", bs.Name)
-	}
-	return out, nil
 }
 
 func (a *Agent) skip(ctx context.Context, bs *stashv1beta1.BackupSession, reason string) error {
@@ -284,66 +260,12 @@ func (a *Agent) skip(ctx context.Context, bs *stashv1beta1.BackupSession, reason
 // Skipped.
 const verdictWait = 3
 
-// heartbeatEvery is how often a running session shows its agent is alive;
-// a new leader waits a lease duration without one before settling it, so
-// a live agent can miss four beats (an API hiccup) and keep its session.
-func (a *Agent) heartbeatEvery() time.Duration { return a.cfg.LeaseDuration / 5 }
-
-// heartbeat touches a running session's HeartbeatTime until ctx ends or
-// another agent settled it. Failed writes (an API outage) are tried again
-// at the next beat.
-func (a *Agent) heartbeat(ctx context.Context, name string) {
-	tick := time.NewTicker(a.heartbeatEvery())
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		bctx, cancel := context.WithTimeout(ctx, a.heartbeatEvery())
-		err := updateStatusIf(bctx, a.stash.BackupSessions(a.cfg.Namespace), name, func(s *stashv1beta1.BackupSession) error {
-			if s.Status.Phase != stashv1beta1.BackupSessionRunning || s.Status.ClaimedBy != a.identity {
-				return ErrSettled
-			}
-			s.Status.HeartbeatTime = &metav1.Time{Time: a.clock()}
-			return nil
-		})
-		cancel()
-		if errors.Is(err, ErrSettled) || apierrors.IsNotFound(err) {
-			return
-		}
-	}
-}
-
-// sighting is when this leader first saw a session's current heartbeat.
-type sighting struct {
-	beat time.Time
-	at   time.Time
-}
-
-// silentFor records a session's heartbeat as seen at now and returns how
-// much longer it must stay unchanged to have been silent for lease; 0 when
-// it has been (the sighting is then forgotten).
-func silentFor(sightings map[string]sighting, name string, beat, now time.Time, lease time.Duration) time.Duration {
-	last, ok := sightings[name]
-	if !ok || !last.beat.Equal(beat) {
-		sightings[name] = sighting{beat: beat, at: now}
-		return lease
-	}
-	if left := last.at.Add(lease).Sub(now); left > 0 {
-		return left
-	}
-	delete(sightings, name)
-	return 0
-}
-
-// recoverOrphans settles Running sessions of our configs that no live
-// agent runs. A session claimed by another agent is not settled at once:
-// that agent may have lost the Lease in an API outage and still be
-// running it. It is settled once its heartbeat has not moved for a lease
-// duration, measured on this agent's clock (clocks of two nodes need not
-// agree); this runs again when the earliest such wait ends.
+// recoverOrphans settles Running sessions (backups and restores) of this
+// database that no live agent runs. A session claimed by another agent is
+// not settled at once: that agent may have lost the Lease in an API outage
+// and still be running it. It is settled once its heartbeat has not moved
+// for a lease duration, measured on this agent's clock (clocks of two
+// nodes need not agree); this runs again when the earliest such wait ends.
 func (a *Agent) recoverOrphans(ctx context.Context) {
 	t := a.cur()
 	now := a.clock()
@@ -354,63 +276,86 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 		}
 	}
 	seen := map[string]bool{}
+	// silent times one orphan: whether its heartbeat has been still for a
+	// lease duration, else when to look again.
+	silent := func(key string, beat time.Time) bool {
+		seen[key] = true
+		if wait := t.sightings.Silent(key, beat, now, a.cfg.LeaseDuration); wait > 0 {
+			due(wait)
+			return false
+		}
+		return true
+	}
 	for _, o := range t.sessions.List() {
 		bs := o.(*stashv1beta1.BackupSession)
 		if bs.Status.Phase != stashv1beta1.BackupSessionRunning || a.runsSession(bs) {
 			continue
 		}
 		bc, ok := a.config(a.cfg.Namespace + "/" + bs.Spec.Invoker.Name)
-		if !ok {
+		if !ok || !silent("bs/"+bs.Name, a.backupKind().State(bs).Beat) {
 			continue
 		}
-		beat := heartbeatOf(bs)
-		seen[bs.Name] = true
-		if wait := silentFor(t.sightings, bs.Name, beat, now, a.cfg.LeaseDuration); wait > 0 {
-			due(wait)
+		if err := a.settleOrphanBackup(ctx, bc, bs); err != nil {
+			due(a.cfg.LeaseDuration) // try again
+		}
+	}
+	for _, o := range t.restores.List() {
+		rs := o.(*stashv1beta1.RestoreSession)
+		if rs.Status.Phase != stashv1beta1.RestoreRunning || rs.Spec.Target == nil || !a.ours(rs.Spec.Target.Ref) || a.runsRestore(rs) {
 			continue
 		}
-		// The write below goes through only if the heartbeat is still
-		// the one timed here: restic may take a while first.
-		still := func(s *stashv1beta1.BackupSession) bool {
-			return s.Status.ClaimedBy == bs.Status.ClaimedBy && heartbeatOf(s).Equal(beat)
-		}
-		saved, lerr := a.inspectOrphan(ctx, bc, bs)
-		if saved != nil {
-			if err := a.recoverSaved(ctx, bc, bs, saved, still); err != nil && !errors.Is(err, ErrSettled) {
-				due(a.cfg.LeaseDuration) // try again
-			}
+		if !silent("rs/"+rs.Name, a.restoreKind().State(rs).Beat) {
 			continue
 		}
-		msg := fmt.Sprintf("the agent %s running this session stopped before it finished; the backup did not complete, and no snapshot of it was found", bs.Status.ClaimedBy)
-		if lerr != nil {
-			msg = fmt.Sprintf("the agent %s running this session stopped before it finished; whether it saved a snapshot is unknown (%v)", bs.Status.ClaimedBy, lerr)
-		}
-		err := a.settleSession(ctx, bs.Name, still, func(s *stashv1beta1.BackupSession) {
-			now := metav1.NewTime(a.clock())
-			s.Status.Phase = stashv1beta1.BackupSessionFailed
-			s.Status.Message = msg
-			s.Status.CompletionTime = &now
-			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionBackupDisrupted, Status: metav1.ConditionTrue, Reason: "AgentStopped", Message: msg})
-		})
-		switch {
-		case err == nil:
-			a.event(ctx, bs, corev1.EventTypeWarning, "BackupDisrupted", msg)
-			a.scheduleRetry(ctx, bc, bs, fmt.Errorf("disrupted"))
-		case errors.Is(err, ErrSettled):
-			a.log.Info("the session's own agent settled it or showed it is alive meanwhile", "session", bs.Name, "err", err.Error())
-		default:
-			a.log.Error("could not settle an orphaned session; trying again", "session", bs.Name, "err", err.Error())
+		if err := a.settleOrphanRestore(ctx, rs); err != nil {
 			due(a.cfg.LeaseDuration)
 		}
 	}
-	for name := range t.sightings {
-		if !seen[name] {
-			delete(t.sightings, name)
-		}
-	}
+	t.sightings.Keep(func(key string) bool { return seen[key] })
 	if next > 0 {
 		t.queue.AddAfter("orphans", next)
 	}
+}
+
+// settleOrphanBackup records a backup whose agent stopped: Succeeded when
+// restic saved its snapshot, else Failed and retried per the config. An
+// error means it is to be tried again.
+func (a *Agent) settleOrphanBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) error {
+	// The write goes through only if the heartbeat is still the one
+	// timed: restic may take a while first.
+	beat := a.backupKind().State(bs).Beat
+	still := func(s *stashv1beta1.BackupSession) bool {
+		return s.Status.ClaimedBy == bs.Status.ClaimedBy && a.backupKind().State(s).Beat.Equal(beat)
+	}
+	saved, lerr := a.inspectOrphan(ctx, bc, bs)
+	if saved != nil {
+		if err := a.recoverSaved(ctx, bc, bs, saved, still); err != nil && !errors.Is(err, lifecycle.ErrSettled) {
+			return err
+		}
+		return nil
+	}
+	msg := fmt.Sprintf("the agent %s running this session stopped before it finished; the backup did not complete, and no snapshot of it was found", bs.Status.ClaimedBy)
+	if lerr != nil {
+		msg = fmt.Sprintf("the agent %s running this session stopped before it finished; whether it saved a snapshot is unknown (%v)", bs.Status.ClaimedBy, lerr)
+	}
+	err := a.backups.Settle(ctx, bs.Name, still, func(s *stashv1beta1.BackupSession) {
+		now := metav1.NewTime(a.clock())
+		s.Status.Phase = stashv1beta1.BackupSessionFailed
+		s.Status.Message = msg
+		s.Status.CompletionTime = &now
+		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionBackupDisrupted, Status: metav1.ConditionTrue, Reason: "AgentStopped", Message: msg})
+	})
+	switch {
+	case err == nil:
+		a.event(ctx, bs, corev1.EventTypeWarning, "BackupDisrupted", msg)
+		a.scheduleRetry(ctx, bc, bs, fmt.Errorf("disrupted"))
+	case errors.Is(err, lifecycle.ErrSettled):
+		a.log.Info("the session's own agent settled it or showed it is alive meanwhile", "session", bs.Name, "err", err.Error())
+	default:
+		a.log.Error("could not settle an orphaned session; trying again", "session", bs.Name, "err", err.Error())
+		return err
+	}
+	return nil
 }
 
 // orphanInspectTimeout bounds the restic runs spent on one orphan, so an
@@ -463,7 +408,7 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 	dur := end.Sub(start).Round(time.Second)
 	msg := fmt.Sprintf("%s; the agent %s stopped before recording it, so retention runs with the next backup", savedMessage(sum, dur), bs.Status.ClaimedBy)
 	stats := a.hostStats(sum, stashv1beta1.HostSucceeded, dur)
-	err := a.settleSession(ctx, bs.Name, still, func(s *stashv1beta1.BackupSession) {
+	err := a.backups.Settle(ctx, bs.Name, still, func(s *stashv1beta1.BackupSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = stashv1beta1.BackupSessionSucceeded
 		s.Status.SessionDuration = dur.String()
@@ -489,18 +434,6 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 	return nil
 }
 
-// heartbeatOf is a session's last sign of life: its heartbeat, or its
-// start for sessions claimed by agents that wrote none.
-func heartbeatOf(bs *stashv1beta1.BackupSession) time.Time {
-	switch {
-	case bs.Status.HeartbeatTime != nil:
-		return bs.Status.HeartbeatTime.Time
-	case bs.Status.StartTime != nil:
-		return bs.Status.StartTime.Time
-	}
-	return time.Time{}
-}
-
 // runsSession reports whether this agent is running bs right now. A
 // session claimed under this agent's name that it does not run (a claim
 // the API server applied though the call failed) is an orphan too.
@@ -513,90 +446,12 @@ func (a *Agent) runsSession(bs *stashv1beta1.BackupSession) bool {
 	return a.running[bs.Spec.Invoker.Name] == bs.Name
 }
 
-// updateStatus re-reads an object and writes its status, retrying on
-// Conflict: the one way every status here is written.
-func updateStatus[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T)) error {
-	return updateStatusIf(ctx, r, name, func(o T) error { mutate(o); return nil })
-}
-
-// updateStatusIf is updateStatus whose mutate may refuse the write: its
-// error is returned and nothing is written.
-func updateStatusIf[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T) error) error {
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		obj, err := r.Get(ctx, name)
-		if err != nil {
-			return err
-		}
-		if err := mutate(obj); err != nil {
-			return err
-		}
-		_, err = r.UpdateStatus(ctx, obj)
-		return err
-	})
-}
-
-// finalWriteTimeout bounds how long a final status write is retried while
-// the API server does not answer (restarting, overloaded): the outcome of
-// a backup must not be lost to a short outage.
-const finalWriteTimeout = 5 * time.Minute
-
-// updateStatusDurable is updateStatus retried through transient API errors
-// (connection refused, timeouts, 5xx) for up to finalWriteTimeout.
-func updateStatusDurable[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T)) error {
-	return updateStatusDurableIf(ctx, r, name, func(o T) error { mutate(o); return nil })
-}
-
-// updateStatusDurableIf is updateStatusDurable whose mutate may refuse the
-// write; a refusal is returned at once, not retried.
-func updateStatusDurableIf[T runtime.Object, L runtime.Object](ctx context.Context, r *client.Resource[T, L], name string, mutate func(T) error) error {
-	ctx, cancel := context.WithTimeout(ctx, finalWriteTimeout)
-	defer cancel()
-	delay := 250 * time.Millisecond
-	for {
-		err := updateStatusIf(ctx, r, name, mutate)
-		if err == nil || errors.Is(err, ErrSettled) || apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("gave up after %s: %w", finalWriteTimeout, err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
-}
-
-// ErrSettled: a session's final status was not written because it is no
-// longer Running under the expected claim; another agent settled it first.
-var ErrSettled = errors.New("the session was already settled")
-
-// finalSessionStatus writes a session's outcome only while it is still
-// Running and claimed by claimedBy. An agent that lost the Lease in an API
-// outage can still be running a session that the new leader settles as
-// orphaned; whichever writes first wins, and the other hears ErrSettled
-// and neither retries nor reports.
-func (a *Agent) finalSessionStatus(ctx context.Context, name, claimedBy string, mutate func(*stashv1beta1.BackupSession)) error {
-	return a.settleSession(ctx, name, func(s *stashv1beta1.BackupSession) bool { return s.Status.ClaimedBy == claimedBy }, mutate)
-}
-
-// settleSession writes a session's outcome while it is Running and still
-// passes the check, ErrSettled otherwise.
-func (a *Agent) settleSession(ctx context.Context, name string, still func(*stashv1beta1.BackupSession) bool, mutate func(*stashv1beta1.BackupSession)) error {
-	return updateStatusDurableIf(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, func(s *stashv1beta1.BackupSession) error {
-		if s.Status.Phase != stashv1beta1.BackupSessionRunning || !still(s) {
-			return fmt.Errorf("%w: it is %s, claimed by %s", ErrSettled, s.Status.Phase, s.Status.ClaimedBy)
-		}
-		mutate(s)
-		return nil
-	})
-}
-
 func (a *Agent) updateSessionStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupSession)) error {
-	return updateStatus(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, mutate)
+	return lifecycle.UpdateStatus(ctx, a.stash.BackupSessions(a.cfg.Namespace), name, mutate)
 }
 
 func (a *Agent) updateConfigStatus(ctx context.Context, name string, mutate func(*stashv1beta1.BackupConfiguration)) error {
-	return updateStatus(ctx, a.stash.BackupConfigurations(a.cfg.Namespace), name, mutate)
+	return lifecycle.UpdateStatus(ctx, a.stash.BackupConfigurations(a.cfg.Namespace), name, mutate)
 }
 
 // event records a core/v1 Event on an object. Messages never hold secrets.

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -13,12 +15,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 
+	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
@@ -30,53 +31,113 @@ import (
 )
 
 func (a *Agent) syncRestore(ctx context.Context, nsName string) error {
-	obj, ok, _ := a.cur().restores.GetByKey(nsName)
+	t := a.cur()
+	obj, ok, _ := t.restores.GetByKey(nsName)
 	if !ok {
 		return nil
 	}
 	rs := obj.(*stashv1beta1.RestoreSession)
-	if rs.Status.Phase != "" && rs.Status.Phase != stashv1beta1.RestorePending {
-		return nil
-	}
 	if rs.Spec.Target == nil || !a.ours(rs.Spec.Target.Ref) {
 		return nil
 	}
-	a.mu.Lock()
+	if rs.Status.Phase == stashv1beta1.RestoreRunning && !a.runsRestore(rs) {
+		// Another agent's, or one this agent ran before it restarted:
+		// time its heartbeat (every beat is an update that lands here).
+		if !t.sightings.Timing("rs/" + rs.Name) {
+			t.queue.Add("orphans")
+		}
+		return nil
+	}
+	if restorePhase(rs.Status.Phase) != lifecycle.Pending {
+		return nil
+	}
+	if err := a.access(ctx, rs.Spec.Repository); errors.Is(err, errNoAccess) {
+		return waitForAccess(ctx, a, a.restores, "rs/"+nsName, rs.Name, func(s *stashv1beta1.RestoreSession) *[]metav1.Condition { return &s.Status.Conditions }, rs, err)
+	}
 	key := "restore/" + rs.Name
+	a.mu.Lock()
 	if a.draining || a.running[key] != "" {
 		a.mu.Unlock()
 		return nil
 	}
 	a.running[key] = rs.Name
 	a.mu.Unlock()
-	c := rs.DeepCopy()
-	now := metav1.NewTime(a.clock())
-	c.Status.Phase = stashv1beta1.RestoreRunning
-	c.Status.ClaimedBy = a.identity
-	c.Status.StartTime = &now
-	c.Status.TotalHosts = ptr.To[int32](1)
-	claimed, err := a.stash.RestoreSessions(a.cfg.Namespace).UpdateStatus(ctx, c)
-	if err != nil {
+	release := func() {
 		a.mu.Lock()
 		delete(a.running, key)
 		a.mu.Unlock()
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("claim RestoreSession %s: %w", rs.Name, err)
+	}
+	claimed, ok, err := a.restores.Claim(ctx, rs)
+	if err != nil || !ok {
+		release()
+		return err
 	}
 	a.log.Info("claimed restore", "restore", rs.Name)
 	a.work.Add(1)
 	go func() {
 		defer a.work.Done()
-		defer func() {
-			a.mu.Lock()
-			delete(a.running, key)
-			a.mu.Unlock()
-		}()
+		defer release()
+		hbCtx, stopHeartbeat := context.WithCancel(a.workCtx)
+		defer stopHeartbeat()
+		go a.restores.Heartbeat(hbCtx, claimed.Name)
 		a.runRestore(a.workCtx, claimed)
 	}()
 	return nil
+}
+
+// runsRestore reports whether this agent is running rs right now.
+func (a *Agent) runsRestore(rs *stashv1beta1.RestoreSession) bool {
+	if rs.Status.ClaimedBy != a.identity {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running["restore/"+rs.Name] == rs.Name
+}
+
+// settleOrphanRestore records a restore whose agent stopped as Failed,
+// saying what state the database is in. It is never retried on its own:
+// a second load into a half-restored database fails on the first table it
+// creates, or duplicates rows.
+func (a *Agent) settleOrphanRestore(ctx context.Context, rs *stashv1beta1.RestoreSession) error {
+	beat := a.restoreKind().State(rs).Beat
+	still := func(s *stashv1beta1.RestoreSession) bool {
+		return s.Status.ClaimedBy == rs.Status.ClaimedBy && a.restoreKind().State(s).Beat.Equal(beat)
+	}
+	var msg string
+	err := a.restores.Settle(ctx, rs.Name, still, func(s *stashv1beta1.RestoreSession) {
+		now := metav1.NewTime(a.clock())
+		msg = orphanRestoreMessage(s.Status.ClaimedBy, s.Status.Progress)
+		s.Status.Phase = stashv1beta1.RestoreFailed
+		s.Status.Message = msg
+		s.Status.CompletionTime = &now
+		if s.Status.StartTime != nil {
+			s.Status.SessionDuration = now.Sub(s.Status.StartTime.Time).Round(time.Second).String()
+		}
+		s.Status.Stats = []stashv1beta1.HostRestoreStats{{Hostname: contract.BackupHost, Phase: stashv1beta1.HostFailed, Duration: s.Status.SessionDuration, Error: msg}}
+		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionRestoreCompleted, Status: metav1.ConditionFalse, Reason: "AgentStopped", Message: msg})
+	})
+	switch {
+	case err == nil:
+		a.event(ctx, rs, corev1.EventTypeWarning, "RestoreSessionFailed", msg)
+		a.log.Error("settled a restore whose agent stopped", "restore", rs.Name, "err", msg)
+	case errors.Is(err, lifecycle.ErrSettled):
+		a.log.Info("the restore's own agent settled it or showed it is alive meanwhile", "restore", rs.Name, "err", err.Error())
+	default:
+		a.log.Error("could not settle an orphaned restore; trying again", "restore", rs.Name, "err", err.Error())
+		return err
+	}
+	return nil
+}
+
+// orphanRestoreMessage says what a restore whose agent stopped left in
+// the database. A restore records its position before the first statement
+// reaches the database, so one without a position changed nothing.
+func orphanRestoreMessage(claimedBy string, p *stashv1beta1.Progress) string {
+	if p == nil || p.Position == "" {
+		return fmt.Sprintf("the agent %s running this restore stopped before the restore applied anything, so the database was not changed; it is not retried on its own: apply it again under a new name to restore", claimedBy)
+	}
+	return fmt.Sprintf("the agent %s running this restore stopped before it finished, so the database is partially restored: at its last update it had applied %s, at %s; it is not retried on its own into a half-restored database: restore again into an empty database", claimedBy, session.HumanBytes(p.BytesDone), p.Position)
 }
 
 // restoreRun is what one restore learned.
@@ -90,6 +151,16 @@ type restoreRun struct {
 	// limit and deadline bound the session; zero when it has none.
 	limit    sessionLimit
 	deadline time.Time
+	// loader is loading the dump; nil until it starts.
+	loader atomic.Pointer[sqlload.Loader]
+}
+
+// where is the load's position, "" before it started.
+func (r *restoreRun) where() string {
+	if l := r.loader.Load(); l != nil {
+		return positionText(l.Position())
+	}
+	return ""
 }
 
 // runRestore is the whole restore data path, top to bottom.
@@ -195,6 +266,13 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 
 	// Stream restic dump into mysql, each table over the next free
 	// connection: no shell, and no copy of the dump beyond a bounded spool.
+	// The position is recorded first: should this agent die, whoever
+	// settles the restore can tell a database it changed from one it did not.
+	if err := lifecycle.Durable(ctx, a.stash.RestoreSessions(a.cfg.Namespace), rs.Name, func(s *stashv1beta1.RestoreSession) {
+		s.Status.Progress = &stashv1beta1.Progress{BytesTotal: total, Position: startPosition, UpdateTime: &metav1.Time{Time: a.clock()}}
+	}); err != nil {
+		return fmt.Errorf("could not record the restore's start in its status, so nothing was applied and the database was not changed: %w", err)
+	}
 	argv := client.LoadArgv(dbFiles, step.Args)
 	stop := a.restoreProgress(ctx, run, total)
 	loader, err := sqlload.Start(ctx, sqlload.Options{
@@ -212,18 +290,20 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 		stop()
 		return fmt.Errorf("start mysql: %w", err)
 	}
+	run.loader.Store(loader)
+	into := io.Writer(loader)
 	var dumpErr error
 	if pre.matches(snap.ID) {
 		var wrote bool
-		if wrote, dumpErr = pre.use(file, loader); dumpErr != nil && !wrote {
+		if wrote, dumpErr = pre.use(file, into); dumpErr != nil && !wrote {
 			// It failed before a byte reached the database: whatever the
 			// cause, the plain dump says it again, or succeeds.
 			a.log.Info("prefetched dump failed before any data; dumping again", "restore", rs.Name, "error", dumpErr.Error())
-			dumpErr = rr.Dump(ctx, snap.ID, file, loader)
+			dumpErr = rr.Dump(ctx, snap.ID, file, into)
 		}
 	} else {
 		pre.stop()
-		dumpErr = rr.Dump(ctx, snap.ID, file, loader)
+		dumpErr = rr.Dump(ctx, snap.ID, file, into)
 	}
 	var loadErr error
 	if dumpErr == nil {
@@ -400,7 +480,7 @@ func (a *Agent) restoreProgress(ctx context.Context, run *restoreRun, total int6
 				if secs > 0 {
 					rate = int64(float64(n) / secs)
 				}
-				p := progressPatch(n, total, rate, now)
+				p := restoreProgressPatch(n, total, rate, now, run.where())
 				if _, err := a.stash.RestoreSessions(a.cfg.Namespace).Patch(ctx, run.rs.Name, types.MergePatchType, p, "status"); err != nil {
 					a.log.Warn("could not write restore progress", "restore", run.rs.Name, "err", err)
 				}
@@ -428,14 +508,14 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 	if err != nil {
 		stats.Error = msg
 	}
-	uerr := updateStatusDurable(ctx, a.stash.RestoreSessions(a.cfg.Namespace), run.rs.Name, func(s *stashv1beta1.RestoreSession) {
+	uerr := a.restores.Finish(ctx, run.rs.Name, func(s *stashv1beta1.RestoreSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = phase
 		s.Status.SessionDuration = dur.String()
 		s.Status.CompletionTime = &now
 		s.Status.Message = msg
 		s.Status.Stats = []stashv1beta1.HostRestoreStats{stats}
-		s.Status.Progress = &stashv1beta1.Progress{BytesDone: run.written.Load(), UpdateTime: &now}
+		s.Status.Progress = &stashv1beta1.Progress{BytesDone: run.written.Load(), UpdateTime: &now, Position: run.where()}
 		if run.snapshot != "" {
 			s.Status.Snapshot = run.snapshot
 		}
@@ -446,6 +526,11 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 		}
 		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionRestoreCompleted, Status: st, Reason: reason, Message: msg})
 	})
+	if errors.Is(uerr, lifecycle.ErrSettled) {
+		// Taken for orphaned by a new leader, which wrote its own verdict.
+		a.log.Info("another agent settled this restore first; its outcome stands", "restore", run.rs.Name, "outcome", msg, "err", uerr.Error())
+		return
+	}
 	if uerr != nil {
 		a.log.Error("could not write the restore's final status", "restore", run.rs.Name, "err", uerr.Error())
 	}
@@ -471,5 +556,13 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 }
 
 func (a *Agent) updateRestoreStatus(ctx context.Context, name string, mutate func(*stashv1beta1.RestoreSession)) error {
-	return updateStatus(ctx, a.stash.RestoreSessions(a.cfg.Namespace), name, mutate)
+	return lifecycle.UpdateStatus(ctx, a.stash.RestoreSessions(a.cfg.Namespace), name, mutate)
+}
+
+// restoreProgressPatch is the merge patch that writes a restore's progress.
+func restoreProgressPatch(done, total, rate int64, now time.Time, position string) []byte {
+	b, _ := json.Marshal(map[string]any{"status": map[string]any{"progress": stashv1beta1.Progress{
+		BytesDone: done, BytesTotal: total, BytesPerSecond: rate, UpdateTime: &metav1.Time{Time: now.UTC()}, Position: position,
+	}}})
+	return b
 }

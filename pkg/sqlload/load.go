@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"sort"
 	"sync"
 	"time"
 )
@@ -59,6 +60,52 @@ type Loader struct {
 	done    chan struct{}
 	stats   Stats
 	runErr  error
+
+	// Where the load is, for Position.
+	posMu    sync.Mutex
+	loading  map[*section]bool
+	finished int
+}
+
+// Position is how far a load has got, on the database's side: a table
+// counts as finished once the server has executed all of it.
+type Position struct {
+	// Started is set once the first statement was sent.
+	Started bool
+	// Finished counts the table sections the server has executed.
+	Finished int
+	// Loading names the tables being loaded now, as `db`.`table`, in dump
+	// order; "" stands for statements between tables.
+	Loading []string
+}
+
+// Position is the load's position now.
+func (l *Loader) Position() Position {
+	l.posMu.Lock()
+	defer l.posMu.Unlock()
+	p := Position{Finished: l.finished, Started: l.finished > 0 || len(l.loading) > 0}
+	secs := make([]*section, 0, len(l.loading))
+	for sec := range l.loading {
+		secs = append(secs, sec)
+	}
+	sort.Slice(secs, func(i, j int) bool { return secs[i].n < secs[j].n })
+	for _, sec := range secs {
+		p.Loading = append(p.Loading, sec.qualified())
+	}
+	return p
+}
+
+func (l *Loader) running(sec *section, done, ok bool) {
+	l.posMu.Lock()
+	defer l.posMu.Unlock()
+	if !done {
+		l.loading[sec] = true
+		return
+	}
+	delete(l.loading, sec)
+	if ok && sec.kind == kindTable {
+		l.finished++
+	}
 }
 
 // Start starts the clients and the loader.
@@ -76,7 +123,7 @@ func Start(ctx context.Context, o Options) (*Loader, error) {
 	var tok [12]byte
 	_, _ = rand.Read(tok[:])
 	ctx, cancel := context.WithCancelCause(ctx)
-	l := &Loader{o: o, ctx: ctx, cancel: cancel, sp: newSpool(o.SpoolDir, o.SpoolLimit), done: make(chan struct{}),
+	l := &Loader{o: o, ctx: ctx, cancel: cancel, sp: newSpool(o.SpoolDir, o.SpoolLimit), done: make(chan struct{}), loading: map[*section]bool{},
 		token: []byte("stash-sync-" + hex.EncodeToString(tok[:]))}
 	l.split = newSplitter(l.sp)
 	for i := range o.Connections {
@@ -278,7 +325,9 @@ func (c *client) watch(r io.Reader, token []byte) {
 }
 
 // run sends one section and waits until the server has executed it.
-func (c *client) run(l *Loader, sec *section) error {
+func (c *client) run(l *Loader, sec *section) (err error) {
+	l.running(sec, false, false)
+	defer func() { l.running(sec, true, err == nil) }()
 	var pre bytes.Buffer
 	if !c.primed {
 		for _, s := range l.split.replay {
@@ -290,7 +339,7 @@ func (c *client) run(l *Loader, sec *section) error {
 	if sec.kind == kindTable && sec.use != "" {
 		pre.WriteString(sec.use + "\n")
 	}
-	err := func() error {
+	err = func() error {
 		if pre.Len() > 0 {
 			if _, err := c.stdin.Write(pre.Bytes()); err != nil {
 				return err

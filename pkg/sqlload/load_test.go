@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -211,6 +212,9 @@ func TestSlowTableDoesNotHoldUpOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if p := l.Position(); p.Started || p.Finished != 0 || len(p.Loading) != 0 {
+		t.Fatalf("position before any write: %+v", p)
+	}
 	go func() {
 		if err := feed(l, f.dump); err != nil {
 			l.Abort(err)
@@ -231,9 +235,18 @@ func TestSlowTableDoesNotHoldUpOthers(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The position names the table that waits, and counts the others as
+	// finished only once the server executed them.
+	p := l.Position()
+	if !p.Started || p.Finished < 11 || !slices.Contains(p.Loading, "`pb`.`t00`") {
+		t.Errorf("position while pb.t00 waits: %+v; want it loading and t01..t11 finished", p)
+	}
 	_ = stdin.Close() // unlock
 	if err := l.Close(); err != nil {
 		t.Fatalf("load: %v", err)
+	}
+	if p := l.Position(); len(p.Loading) != 0 || p.Finished < 15 {
+		t.Errorf("position after the load: %+v", p)
 	}
 	if got := fingerprint(t, f.db); got != f.want {
 		t.Errorf("restored database differs:\n%s\nwant:\n%s", got, f.want)

@@ -40,9 +40,10 @@ var (
 
 // sink receives the split stream.
 type sink interface {
-	// begin starts a new section; use is the USE line in force ("" if none).
-	// A table section's kind is settled by decide before it may run.
-	begin(k kind, use string) error
+	// begin starts a new section; use is the USE line in force ("" if none)
+	// and table the table a table section is about. A table section's kind
+	// is settled by decide before it may run.
+	begin(k kind, use, table string) error
 	// decide settles the kind of the current section.
 	decide(k kind)
 	// write appends to the current section.
@@ -81,7 +82,7 @@ func (s *splitter) Write(p []byte) (int, error) {
 	n := len(p)
 	if !s.started {
 		s.started = true
-		if err := s.out.begin(kindSerial, ""); err != nil {
+		if err := s.out.begin(kindSerial, "", ""); err != nil {
 			return 0, err
 		}
 	}
@@ -177,12 +178,12 @@ func (s *splitter) header(t []byte) error {
 		}
 		s.settle()
 		s.cur, s.curTable = kindSerial, nil
-		return s.out.begin(kindSerial, s.use)
+		return s.out.begin(kindSerial, s.use, "")
 	}
 	s.settle()
 	s.cur, s.curTable = kindTable, append(s.curTable[:0:0], table...)
 	s.undecided, s.foreignKey = bytes.HasPrefix(t, tableHeader), false
-	if err := s.out.begin(kindTable, s.use); err != nil {
+	if err := s.out.begin(kindTable, s.use, string(table)); err != nil {
 		return err
 	}
 	if !s.undecided {

@@ -15,7 +15,7 @@ type recSection struct {
 
 type recorder struct{ secs []*recSection }
 
-func (r *recorder) begin(k kind, use string) error {
+func (r *recorder) begin(k kind, use, _ string) error {
 	r.secs = append(r.secs, &recSection{kind: k, use: use})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 )
 
@@ -17,7 +18,9 @@ type section struct {
 	n    int
 	kind kind
 	use  string
-	file *os.File
+	// table is the table a table section is about; "" for others.
+	table string
+	file  *os.File
 	// Guarded by spool.mu.
 	written, read, punched int64
 	closed                 bool
@@ -52,7 +55,7 @@ func newSpool(dir string, limit int64) *spool {
 }
 
 // begin implements sink.
-func (s *spool) begin(k kind, use string) error {
+func (s *spool) begin(k kind, use, table string) error {
 	f, err := os.CreateTemp(s.dir, "restore-*.sql")
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -67,7 +70,7 @@ func (s *spool) begin(k kind, use string) error {
 	if s.cur != nil {
 		s.cur.decided = true
 	}
-	sec := &section{n: s.next, kind: k, use: use, file: f, decided: k == kindSerial}
+	sec := &section{n: s.next, kind: k, use: use, table: table, file: f, decided: k == kindSerial}
 	s.next++
 	s.cur = sec
 	s.sections = append(s.sections, sec)
@@ -217,4 +220,18 @@ func (s *spool) closeAll() {
 		_ = sec.file.Close()
 	}
 	s.sections, s.all = nil, nil
+}
+
+// qualified names a table section's table as `db`.`table` (just `table`
+// when the dump has no USE line); "" for other sections.
+func (sec *section) qualified() string {
+	if sec.table == "" {
+		return ""
+	}
+	table := "`" + strings.TrimSuffix(sec.table, "`") + "`" // the header's name keeps its closing quote
+	db := strings.TrimSuffix(strings.TrimPrefix(sec.use, "USE "), ";")
+	if db == "" {
+		return table
+	}
+	return db + "." + table
 }

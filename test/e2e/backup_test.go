@@ -316,7 +316,7 @@ func assertNoSecrets(t *testing.T, ns string, logPath string, secrets ...string)
 			t.Fatal(err)
 		}
 	}
-	r := kubectl(t, "", "get", "-n", ns, "backupsessions,backupconfigurations,repositories,appbindings,events", "-o", "json")
+	r := kubectl(t, "", "get", "-n", ns, "backupsessions,restoresessions,backupconfigurations,repositories,appbindings,events", "-o", "json")
 	mustOK(t, r, "get objects")
 	for _, sec := range secrets {
 		if strings.Contains(string(b), sec) {

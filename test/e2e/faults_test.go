@@ -22,6 +22,26 @@ import (
 // mid-stream until release is called. release is safe to call twice.
 func stallDump(t *testing.T, db *testenv.MariaDB) (release func()) {
 	t.Helper()
+	return lockTable(t, db, "shop.big")
+}
+
+// lockTable holds a write lock on table (db.name) until release is called:
+// a dump stops there. release is safe to call twice.
+func lockTable(t *testing.T, db *testenv.MariaDB, table string) (release func()) {
+	t.Helper()
+	return holdSQL(t, db, table, "LOCK TABLES "+table+" WRITE;")
+}
+
+// readTable holds an open transaction that read table until release is
+// called: a restore's DROP TABLE waits there, and nothing else does (a
+// LOCK TABLES would also stop the dump's CREATE DATABASE).
+func readTable(t *testing.T, db *testenv.MariaDB, table string) (release func()) {
+	t.Helper()
+	return holdSQL(t, db, table, "BEGIN; SELECT COUNT(*) FROM "+table+";")
+}
+
+func holdSQL(t *testing.T, db *testenv.MariaDB, table, hold string) (release func()) {
+	t.Helper()
 	lock := exec.Command("mariadb", "--defaults-extra-file="+db.OptionFile())
 	stdin, err := lock.StdinPipe()
 	if err != nil {
@@ -41,9 +61,9 @@ func stallDump(t *testing.T, db *testenv.MariaDB) (release func()) {
 		_ = lock.Wait()
 	}
 	t.Cleanup(release)
-	fmt.Fprintln(stdin, "LOCK TABLES shop.big WRITE; SELECT SLEEP(300) AS stash_e2e_lock;")
+	fmt.Fprintf(stdin, "%s SELECT SLEEP(300) AS stash_e2e_lock;\n", hold)
 	// The lock is held once its session sleeps; wait for that, not for a guess.
-	eventually(t, 30*time.Second, "the lock on shop.big to be held", func() bool {
+	eventually(t, 30*time.Second, "the lock on "+table+" to be held", func() bool {
 		out, err := db.Exec(context.Background(), "SELECT COUNT(*) FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP(300) AS stash_e2e_lock%'")
 		return err == nil && strings.TrimSpace(out) == "1"
 	})

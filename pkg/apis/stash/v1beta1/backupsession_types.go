@@ -152,6 +152,12 @@ type Progress struct {
 	BytesPerSecond int64 `json:"bytesPerSecond,omitempty"`
 	// +optional
 	UpdateTime *metav1.Time `json:"updateTime,omitempty"`
+	// Position is where a restore had got to in the dump at the last
+	// update, e.g. "line 1204 (table `orders`)". It is set before the
+	// first statement reaches the database, so a restore without it has
+	// changed nothing.
+	// +optional
+	Position string `json:"position,omitempty"`
 }
 
 // BackupTargetStatus is one target's result.

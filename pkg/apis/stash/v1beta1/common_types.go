@@ -206,6 +206,9 @@ const (
 	ConditionMetricsPushed                     = "MetricsPushed"
 	ConditionPreRestoreHookExecutionSucceeded  = "PreRestoreHookExecutionSucceeded"
 	ConditionPostRestoreHookExecutionSucceeded = "PostRestoreHookExecutionSucceeded"
+	// Both session kinds: False while the agent's Role does not let it
+	// read a Secret the session needs; the session waits Pending.
+	ConditionAccessGranted = "AccessGranted"
 )
 
 // Pre- and post-backup action names (Stash's).

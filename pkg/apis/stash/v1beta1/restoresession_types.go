@@ -127,8 +127,14 @@ type RestoreSessionStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
+	// ClaimedBy is the agent instance running the restore.
 	// +optional
 	ClaimedBy string `json:"claimedBy,omitempty"`
+	// HeartbeatTime is when the agent running the restore last showed it
+	// is alive. A new leader settles a Running restore of another agent,
+	// as Failed, once this has not changed for a lease duration.
+	// +optional
+	HeartbeatTime *metav1.Time `json:"heartbeatTime,omitempty"`
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
 	// +optional
