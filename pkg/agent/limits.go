@@ -47,7 +47,7 @@ func (a *Agent) sessionLimit(timeOut, kind, name string) (sessionLimit, error) {
 	}
 	how := fmt.Sprintf("set spec.timeOut on %s %s to raise it (`kubectl stash restore ... --session-timeout 48h`)", kind, name)
 	if kind == stashv1beta1.KindBackupConfiguration {
-		how = fmt.Sprintf("raise it with `kubectl stash create backupconfig %s ... --timeout 48h` (spec.timeOut)", name)
+		how = fmt.Sprintf("raise it with `kubectl stash create backupconfig %s ... --session-timeout 48h` (spec.timeOut)", name)
 	}
 	return sessionLimit{d: d, raise: fmt.Sprintf("the default limit %s (the agent's --session-timeout), as %s %s sets no spec.timeOut; %s", d, kind, name, how)}, nil
 }

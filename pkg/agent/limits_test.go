@@ -17,7 +17,7 @@ func TestSessionLimit(t *testing.T) {
 	if err != nil || l.d != 24*time.Hour {
 		t.Fatalf("default: %+v %v", l, err)
 	}
-	for _, w := range []string{"24h0m0s", "--session-timeout", "spec.timeOut", "--timeout 48h", "nightly"} {
+	for _, w := range []string{"24h0m0s", "--session-timeout", "spec.timeOut", "--session-timeout 48h", "nightly"} {
 		if !strings.Contains(l.raise, w) {
 			t.Errorf("default limit %q does not say %q", l.raise, w)
 		}

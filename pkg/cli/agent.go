@@ -114,7 +114,10 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 			return nil, fmt.Errorf("list RestoreSessions in %s: %w", w.ns, err)
 		}
 		for _, rs := range rss.Items {
-			if rs.Spec.Target != nil && rs.Spec.Target.Ref.Name == appBinding && rs.Spec.Target.Ref.Kind == appcatalog.KindAppBinding {
+			// A finished restore needs nothing more: only those still to run
+			// (Pending, or waiting for this very grant) or running count.
+			done := rs.Status.Phase != "" && rs.Status.Phase != stashv1beta1.RestorePending && rs.Status.Phase != stashv1beta1.RestoreRunning
+			if !done && rs.Spec.Target != nil && rs.Spec.Target.Ref.Name == appBinding && rs.Spec.Target.Ref.Kind == appcatalog.KindAppBinding {
 				add(rs.Spec.Repository, "RestoreSession "+rs.Name)
 			}
 		}

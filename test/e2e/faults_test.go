@@ -170,7 +170,7 @@ func TestBackendStoppedMidUpload(t *testing.T) {
 	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": f.repoPass})
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "rest", "--url", rest.URL+"/mid", "--secret", "repo-creds"), "repo")
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "midway", "--target", "appbinding/db", "--repository", "repo",
-		"--param", "args=--databases shop", "--timeout", "25s"), "bc")
+		"--param", "args=--databases shop", "--session-timeout", "25s"), "bc")
 	agent := startAgent(t, ns, "db")
 	// A first backup initialises the repository.
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "midway", "--wait", "--timeout", "2m"), "first backup")
@@ -406,7 +406,7 @@ func TestTimeoutStopsHangingDump(t *testing.T) {
 	dir := t.TempDir()
 	f.localRepo(t, dir)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "hang", "--target", "appbinding/db", "--repository", "repo",
-		"--param", "args=--databases shop", "--timeout", "8s", "--stall-timeout", "2s"), "bc")
+		"--param", "args=--databases shop", "--session-timeout", "8s", "--stall-timeout", "2s"), "bc")
 	agent := startAgent(t, ns, "db")
 	stallDump(t, f.db)
 	r := kubectl(t, "", "stash", "-n", ns, "trigger", "hang")

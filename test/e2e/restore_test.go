@@ -295,7 +295,7 @@ func TestRestoreFidelity(t *testing.T) {
 			}
 		}
 		out := filepath.Join(t.TempDir(), "dump.sql")
-		mustOK(t, kubectl(t, "", "stash", "-n", ns, "download", "repo", "--snapshot", id, "-o", out), "download")
+		mustOK(t, kubectl(t, "", "stash", "-n", ns, "download", "repo", "--snapshot", id, "--to-file", out), "download")
 		b, err := os.ReadFile(out)
 		if err != nil || !strings.Contains(string(b), "CREATE TABLE `texts`") {
 			t.Fatalf("downloaded dump: %v, %d bytes", err, len(b))

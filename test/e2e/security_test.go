@@ -300,7 +300,7 @@ spec: {type: mariadb, clientConfig: {url: "%s"}, secret: {name: does-not-exist}}
 	})
 	t.Run("unreachable backend", func(t *testing.T) {
 		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "gone", "--backend", "rest", "--url", "http://127.0.0.1:9/repo", "--secret", "repo-creds"), "repo")
-		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "gone", "--target", "appbinding/db", "--repository", "gone", "--timeout", "20s"), "bc")
+		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "gone", "--target", "appbinding/db", "--repository", "gone", "--session-timeout", "20s"), "bc")
 		triggerFails(t, "gone", "repository gone")
 	})
 	t.Run("shell metacharacters in args are never interpreted", func(t *testing.T) {
