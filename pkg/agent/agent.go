@@ -63,6 +63,9 @@ type Config struct {
 	// ScratchDir for a free connection.
 	RestoreConnections int
 	RestoreSpool       int64
+	// HookExecPod is the database's Pod, where exec hooks run; empty: the
+	// user did not opt in, and exec hooks are refused.
+	HookExecPod string
 }
 
 // Agent runs one database's backups.
@@ -75,6 +78,7 @@ type Agent struct {
 	identity string
 	metrics  *metrics.Store
 	api      *apihealth.Tracker // does the API server answer?
+	rc       *rest.Config       // for exec hooks
 	// The shared session lifecycle, one per session kind.
 	backups  *lifecycle.Lifecycle[*stashv1beta1.BackupSession]
 	restores *lifecycle.Lifecycle[*stashv1beta1.RestoreSession]
@@ -245,7 +249,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		pod = "stash-agent"
 	}
 	a := &Agent{
-		cfg: cfg, kube: kube, stash: st, log: log, clock: time.Now, api: api,
+		cfg: cfg, kube: kube, stash: st, log: log, clock: time.Now, api: api, rc: rc,
 		identity: pod + "_" + hex.EncodeToString(b),
 		metrics:  metrics.NewStore(),
 		running:  map[string]string{},

@@ -41,6 +41,9 @@ type backupRun struct {
 	conds    []metav1.Condition
 	pre      []string
 	post     []string
+	// host is the database's host, where http and tcp hooks go; set once
+	// the hooks were found runnable.
+	host     string
 	snapshot string
 	// limit and deadline bound the session; zero when it has none.
 	limit    sessionLimit
@@ -90,6 +93,10 @@ func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfigurat
 		})
 	}
 	err = a.backup(ctx, run, log)
+	if run.host != "" {
+		final := bc.Spec.RetryConfig == nil || bs.Spec.RetryLeft <= 0 || errors.Is(err, ErrInvalid)
+		err = a.postHook(context.WithoutCancel(ctx), postBackupHook(bc), run.host, err, final, &run.conds)
+	}
 	if err != nil && errors.Is(context.Cause(ctx), ErrShutdown) {
 		err = fmt.Errorf("%w (%s) before the backup finished: restic was stopped and removed its lock, and no snapshot was saved: %w", ErrShutdown, a.cfg.ShutdownGrace, err)
 	}
@@ -107,6 +114,9 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	}
 	taskName, step, err := resolveTask(bc.Spec.Task, ab, false)
 	if err != nil {
+		return err
+	}
+	if err := a.checkHooks(preBackupHook(bc), postBackupHook(bc)); err != nil {
 		return err
 	}
 	// 2. The repository and its credentials.
@@ -133,6 +143,13 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	log.Info("waiting for the database", "host", conn.Host, "port", conn.Port, "task", taskName)
 	if err := client.WaitReady(ctx, dbFiles, a.childEnv(), step.WaitTimeout, 2*time.Second); err != nil {
 		return dbError(ab, err)
+	}
+	run.host = conn.Host
+	if c, err := a.runHook(ctx, preBackupHook(bc), conn.Host); c != nil {
+		meta.SetStatusCondition(&run.conds, *c)
+		if err != nil {
+			return fmt.Errorf("%w; no dump was started and no snapshot saved", err)
+		}
 	}
 	if a.mayBeLocked(rr.URL) {
 		// An earlier run was cut short while the backend was down: its lock

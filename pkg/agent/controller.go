@@ -87,6 +87,11 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 		phase = stashv1beta1.BackupInvokerInvalid
 		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidRetentionPolicy", Message: err.Error()}
 	}
+	if err := a.checkHooks(preBackupHook(bc), postBackupHook(bc)); err != nil {
+		// Its sessions would fail before the dump: say so now.
+		phase = stashv1beta1.BackupInvokerInvalid
+		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidHook", Message: err.Error()}
+	}
 	cond.ObservedGeneration = bc.Generation
 	same := bc.Status.Phase == phase && bc.Status.ObservedGeneration == bc.Generation &&
 		meta.IsStatusConditionPresentAndEqual(bc.Status.Conditions, cond.Type, cond.Status) &&

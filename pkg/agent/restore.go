@@ -151,6 +151,10 @@ type restoreRun struct {
 	// limit and deadline bound the session; zero when it has none.
 	limit    sessionLimit
 	deadline time.Time
+	// host is the database's host, for hooks; set once they were found
+	// runnable. conds are the hooks' conditions.
+	host  string
+	conds []metav1.Condition
 	// loader is loading the dump; nil until it starts.
 	loader atomic.Pointer[sqlload.Loader]
 }
@@ -181,6 +185,10 @@ func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession)
 		})
 	}
 	err = a.restore(ctx, run)
+	if run.host != "" {
+		// A restore is never retried: every failure is the final one.
+		err = a.postHook(context.WithoutCancel(ctx), postRestoreHook(rs), run.host, err, true, &run.conds)
+	}
 	if err != nil && errors.Is(context.Cause(ctx), ErrShutdown) {
 		state := "the database was not changed"
 		if run.touched.Load() {
@@ -200,6 +208,9 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	taskName, step, err := resolveTask(rs.Spec.Task, ab, true)
 	if err != nil {
 		return err
+	}
+	if err := a.checkHooks(preRestoreHook(rs), postRestoreHook(rs)); err != nil {
+		return fmt.Errorf("%w (the database was not changed)", err)
 	}
 	repo, rr, cleanupRepo, err := a.openRepo(ctx, rs.Spec.Repository, step.EnableCache)
 	if err != nil {
@@ -264,6 +275,13 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	}
 	_ = a.updateRestoreStatus(ctx, rs.Name, func(s *stashv1beta1.RestoreSession) { s.Status.Snapshot = snap.ID })
 
+	run.host = conn.Host
+	if c, err := a.runHook(ctx, preRestoreHook(rs), conn.Host); c != nil {
+		meta.SetStatusCondition(&run.conds, *c)
+		if err != nil {
+			return fmt.Errorf("%w; the database was not changed", err)
+		}
+	}
 	// Stream restic dump into mysql, each table over the next free
 	// connection: no shell, and no copy of the dump beyond a bounded spool.
 	// The position is recorded first: should this agent die, whoever
@@ -525,6 +543,9 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 			st, reason = metav1.ConditionFalse, "Failed"
 		}
 		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionRestoreCompleted, Status: st, Reason: reason, Message: msg})
+		for _, c := range run.conds {
+			meta.SetStatusCondition(&s.Status.Conditions, c)
+		}
 	})
 	if errors.Is(uerr, lifecycle.ErrSettled) {
 		// Taken for orphaned by a new leader, which wrote its own verdict.

@@ -80,6 +80,7 @@ func newRunCmd() *cobra.Command {
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 30*time.Second, "after SIGTERM, how long running sessions may go on before they are stopped and marked Failed (the pod allows 60s)")
 	f.IntVar(&cfg.RestoreConnections, "restore-connections", 2, "client connections that load a restore's tables at once (1: one after another, in dump order)")
 	f.Var(&quantityValue{&cfg.RestoreSpool, "1Gi"}, "restore-spool", "at most this much of a restore's dump waits in --scratch-dir for a free connection (at most half the free space there is used)")
+	f.StringVar(&cfg.HookExecPod, "hook-exec-pod", "", "the database's Pod, where exec hooks run (the agent's Role must grant pods/exec on it; empty: exec hooks are refused)")
 	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig; in-cluster config when empty")
 	return cmd
 }
