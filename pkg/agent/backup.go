@@ -32,15 +32,15 @@ import (
 
 // backupRun collects what one session learned, for status, metrics and events.
 type backupRun struct {
-	bc       *stashv1beta1.BackupConfiguration
-	bs       *stashv1beta1.BackupSession
-	repo     *stashv1alpha1.Repository
-	summary  *restic.Summary
-	start    time.Time
-	removed  int
-	conds    []metav1.Condition
-	pre      []string
-	post     []string
+	bc      *stashv1beta1.BackupConfiguration
+	bs      *stashv1beta1.BackupSession
+	repo    *stashv1alpha1.Repository
+	summary *restic.Summary
+	start   time.Time
+	removed int
+	conds   []metav1.Condition
+	pre     []string
+	post    []string
 	// host is the database's host, where http and tcp hooks go; set once
 	// the hooks were found runnable.
 	host     string
