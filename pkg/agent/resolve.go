@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +54,7 @@ func resolveTask(taskRef stashv1beta1.TaskRef, ab *appcatalog.AppBinding, restor
 	if name == "" {
 		v, err := catalog.VersionFor(ab.Spec.Type, ab.Spec.Version)
 		if err != nil {
-			return "", StepOptions{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return "", StepOptions{}, fmt.Errorf("%w: AppBinding %s: %v: set its spec.type to mysql or mariadb (and spec.version), or name a Task in the session's spec.task.name (`kubectl get tasks.stash.appscode.com`)", ErrInvalid, ab.Name, err)
 		}
 		name = catalog.BackupTaskName(v)
 		if restore {
@@ -123,13 +124,15 @@ func parseStep(command string, args []string) (StepOptions, error) {
 	// Split on whitespace only: no shell ever sees these values.
 	o.Args = strings.Fields(dumpArgs)
 	o.MultiDumpArgs = strings.Fields(multi)
-	secs, err := time.ParseDuration(wait + "s")
-	if err != nil {
-		if secs, err = time.ParseDuration(wait); err != nil {
-			return o, fmt.Errorf("waitTimeout %q is not a number of seconds", wait)
-		}
+	// Stash's waitTimeout is a number of seconds; a Go duration ("2m") is
+	// taken as written.
+	var d time.Duration
+	if n, err := strconv.ParseUint(wait, 10, 32); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if d, err = time.ParseDuration(wait); err != nil || d < 0 {
+		return o, fmt.Errorf("waitTimeout %q is not a number of seconds (or a duration such as 2m)", wait)
 	}
-	o.WaitTimeout = secs
+	o.WaitTimeout = d
 	o.EnableCache = cache != "false"
 	o.Snapshot, o.SourceHost = snap, src
 	return o, nil

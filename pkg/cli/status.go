@@ -185,7 +185,10 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			case stashv1beta1.BackupSessionFailed:
 				r.Problems = append(r.Problems, fmt.Sprintf("last session %s failed: %s", s.Name, s.Status.Message))
 			case "", stashv1beta1.BackupSessionPending:
-				if now.Sub(t) > 2*time.Minute {
+				if c := meta.FindStatusCondition(s.Status.Conditions, stashv1beta1.ConditionAccessGranted); c != nil && c.Status == metav1.ConditionFalse {
+					// The agent runs; its Role does not grant what the session needs.
+					r.Problems = append(r.Problems, fmt.Sprintf("session %s waits for access: %s", s.Name, c.Message))
+				} else if now.Sub(t) > 2*time.Minute {
 					r.Problems = append(r.Problems, fmt.Sprintf("session %s has been Pending for %s: is the agent running?", s.Name, duration.HumanDuration(now.Sub(t))))
 				}
 			}

@@ -95,12 +95,10 @@ func DumpFile(appBinding string) string {
 
 // SessionName is the BackupSession name for a config's slot: the same slot
 // gives the same name, so a restart or a second replica gets AlreadyExists
-// instead of a second session.
+// instead of a second session. A config name too long to fit is cut with a
+// hash of the whole (ShortName), so two long names that share a prefix do
+// not share their sessions.
 func SessionName(config string, slot time.Time) string {
 	suffix := "-" + strconv.FormatInt(slot.Unix(), 10)
-	max := 63 - len(suffix)
-	if len(config) > max {
-		config = strings.TrimRight(config[:max], "-.")
-	}
-	return config + suffix
+	return ShortName(config, 63-len(suffix)) + suffix
 }

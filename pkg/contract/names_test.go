@@ -44,17 +44,27 @@ func TestSessionNameIsDeterministicAndShort(t *testing.T) {
 // name (63), and a cut never leaves a trailing '-' or '.' before the suffix.
 func TestSessionName(t *testing.T) {
 	slot := time.Unix(1_700_000_000, 0)
-	cases := []struct{ config, want string }{
+	for _, c := range []struct{ config, want string }{
 		{"nightly", "nightly-1700000000"},
-		{strings.Repeat("a", 52), strings.Repeat("a", 52) + "-1700000000"},
-		{strings.Repeat("a", 53), strings.Repeat("a", 52) + "-1700000000"},
-		{strings.Repeat("a", 51) + "-b", strings.Repeat("a", 51) + "-1700000000"},
-		{strings.Repeat("a", 50) + ".-bb", strings.Repeat("a", 50) + "-1700000000"},
-	}
-	for _, c := range cases {
-		if got := SessionName(c.config, slot); got != c.want || len(got) > 63 {
+		{strings.Repeat("a", 52), strings.Repeat("a", 52) + "-1700000000"}, // fits: never cut
+	} {
+		if got := SessionName(c.config, slot); got != c.want {
 			t.Errorf("SessionName(%q) = %q, want %q", c.config, got, c.want)
 		}
+	}
+	// Too long: cut with a hash of the whole name, so two configs sharing a
+	// long prefix keep apart, and never a '-' or '.' before the hash.
+	long := []string{strings.Repeat("a", 53), strings.Repeat("a", 52) + "-daily", strings.Repeat("a", 52) + "-weekly", strings.Repeat("a", 50) + ".-bb"}
+	seen := map[string]string{}
+	for _, c := range long {
+		got := SessionName(c, slot)
+		if len(got) > 63 || !strings.HasSuffix(got, "-1700000000") || strings.Contains(got, ".-") || strings.Contains(got, "--") {
+			t.Errorf("SessionName(%q) = %q", c, got)
+		}
+		if other, ok := seen[got]; ok {
+			t.Errorf("configs %q and %q share session name %q", c, other, got)
+		}
+		seen[got] = c
 	}
 	if SessionName("nightly", slot) == SessionName("nightly", slot.Add(time.Minute)) {
 		t.Error("two slots share a session name")

@@ -167,4 +167,47 @@ spec:
 	if c := apimeta.FindStatusCondition(rs.Status.Conditions, stashv1beta1.ConditionAccessGranted); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("AccessGranted after the grant: %+v", c)
 	}
+
+	// The same for a BackupConfiguration applied as YAML after the agent:
+	// its session waits, status says why and how, and it runs once granted.
+	mustOK(t, kubectl(t, "", "-n", ns, "delete", "restoresession", "from-other"), "delete the finished restore")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "agent", "apply", "--target", "appbinding/db"), "agent apply without other")
+	const bcYAML = `apiVersion: stash.appscode.com/v1beta1
+kind: BackupConfiguration
+metadata:
+  name: late
+spec:
+  repository:
+    name: other
+  target:
+    ref:
+      apiVersion: appcatalog.appscode.com/v1alpha1
+      kind: AppBinding
+      name: db
+  task:
+    params:
+    - name: args
+      value: --databases inventory
+`
+	mustOK(t, kubectl(t, bcYAML, "-n", ns, "apply", "-f", "-"), "apply BackupConfiguration")
+	r := kubectl(t, "", "stash", "-n", ns, "trigger", "late")
+	mustOK(t, r, "trigger late")
+	session := createdName(lastLine(r.stdout))
+	eventually(t, 60*time.Second, "the BackupSession to wait for access", func() bool {
+		bs, err := f.st.BackupSessions(ns).Get(ctx, session)
+		if err != nil {
+			return false
+		}
+		if bs.Status.Phase != "" && bs.Status.Phase != stashv1beta1.BackupSessionPending {
+			t.Fatalf("the BackupSession did not wait: %s: %s", bs.Status.Phase, bs.Status.Message)
+		}
+		c := apimeta.FindStatusCondition(bs.Status.Conditions, stashv1beta1.ConditionAccessGranted)
+		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, fix)
+	})
+	st := kubectl(t, "", "stash", "-n", ns, "status", "late")
+	if !strings.Contains(st.stdout, "waits for access") || !strings.Contains(st.stdout, fix) {
+		t.Errorf("status does not say the session waits for access, and how to grant it:\n%s", st.stdout)
+	}
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "agent", "apply", "--target", "appbinding/db"), "agent apply grants other")
+	waitPhase(t, f, session, 2*time.Minute, stashv1beta1.BackupSessionSucceeded)
 }
