@@ -9,23 +9,16 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
-	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
-	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
@@ -48,20 +41,15 @@ type backupRun struct {
 	// limit and deadline bound the session; zero when it has none.
 	limit    sessionLimit
 	deadline time.Time
-	// after runs once the session's status is written and the config is
-	// free for its next session; it owns the repository's cleanup when
-	// backup set it.
-	after func(context.Context)
-}
-
-// runAfter runs post-session work, bounded even when ctx has ended.
-func runAfter(ctx context.Context, after func(context.Context)) {
-	if after == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-	defer cancel()
-	after(ctx)
+	// progress receives restic's progress; the reporter writes it.
+	progress func(restic.Status)
+	// rr and cleanup are the opened repository and what removes its
+	// files; afterBackup uses and then cleans them up.
+	rr      *restic.Repo
+	cleanup func()
+	// reported: this agent wrote the session's outcome (no other agent
+	// settled it first).
+	reported bool
 }
 
 func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
@@ -72,16 +60,17 @@ func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
 	meta.SetStatusCondition(&r.conds, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg})
 }
 
-// runBackup is the whole data path of one session, top to bottom. It
-// returns the bookkeeping left to do once the session is over (nil if
-// none), so that the next session need not wait for it.
-func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) (after func(context.Context)) {
-	run := &backupRun{bc: bc, bs: bs, start: a.clock()}
+// runBackup runs one claimed session: its time limit, the backup job, the
+// postBackup hook, and the report of the outcome. What is left once the
+// config is free for its next session (history, the Repository's status)
+// is afterBackup's.
+func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) *backupRun {
+	run := &backupRun{bc: bc, bs: bs, start: a.clock(), progress: a.progressWriter(ctx, bs.Name)}
 	log := a.log.With("session", bs.Name, "config", bc.Name)
 	limit, err := a.sessionLimit(bc.Spec.TimeOut, stashv1beta1.KindBackupConfiguration, bc.Name)
 	if err != nil {
 		a.finishBackup(context.WithoutCancel(ctx), run, err, log)
-		return run.after
+		return run
 	}
 	if limit.d > 0 {
 		var cancel context.CancelFunc
@@ -102,9 +91,11 @@ func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfigurat
 	}
 	// Status, metrics and events are written even when ctx ended.
 	a.finishBackup(context.WithoutCancel(ctx), run, err, log)
-	return run.after
+	return run
 }
 
+// backup is the backup's data path, top to bottom. It writes no status:
+// what it learns goes into run, its progress to run.progress.
 func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(string, ...any) }) error {
 	bc := run.bc
 	// 1. The task and its params.
@@ -124,12 +115,7 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if run.after == nil {
-			cleanupRepo()
-		}
-	}()
-	run.repo = repo
+	run.repo, run.rr, run.cleanup = repo, rr, cleanupRepo
 	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
 	if err != nil {
 		return err
@@ -170,13 +156,12 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		args = []string{"--all-databases"}
 	}
 	argv := client.DumpArgv(dbFiles, args)
-	progress := a.progressWriter(ctx, run.bs.Name)
 	opts := restic.BackupOptions{
 		Host:          contract.BackupHost,
 		StdinFilename: strings.TrimPrefix(contract.DumpFile(a.cfg.AppBinding), "/"),
 		Command:       argv,
 		Tags:          contract.SessionTags(a.cfg.AppBinding, run.bs.Name, string(run.bs.UID)),
-		Progress:      progress,
+		Progress:      run.progress,
 		ExtraEnv:      envMap(dbFiles.Env),
 	}
 	run.pre = append(run.pre, stashv1beta1.ActionInitializeBackendRepository)
@@ -232,15 +217,10 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		run.post = append(run.post, stashv1beta1.ActionApplyRetentionPolicy)
 		run.cond(stashv1beta1.ConditionRetentionPolicyApplied, true, "Applied", fmt.Sprintf("retention policy %s removed %d snapshots", bc.Spec.RetentionPolicy.Name, len(removed)))
 	}
-	// 7. Repository status, after the session's own status is written: it
-	// is bookkeeping (a restic run at most once a minute), not the outcome.
+	// 7. The Repository's status follows in afterBackup, once the session's
+	// own is written: it is bookkeeping (a restic run at most once a
+	// minute), not the outcome.
 	run.post = append(run.post, stashv1beta1.ActionSendRepositoryMetrics)
-	run.after = func(ctx context.Context) {
-		defer cleanupRepo()
-		if err := a.updateRepositoryStatus(ctx, repo, rr, run); err != nil {
-			log.Info("could not update the repository status", "err", err.Error())
-		}
-	}
 	return nil
 }
 
@@ -283,205 +263,6 @@ func (a *Agent) initRepo(ctx context.Context, repo *stashv1alpha1.Repository, rr
 		return false, fmt.Errorf("could not take Lease %s/%s to initialise the repository: another agent holds it", repo.Namespace, name)
 	}
 	return created, err
-}
-
-// statsEvery bounds how often a repository's size and snapshot count are
-// recomputed (a restic run each): a schedule of every few seconds would
-// otherwise spend most of its time on statistics.
-const statsEvery = time.Minute
-
-func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.Repository, rr *restic.Repo, run *backupRun) error {
-	var added uint64
-	if run.summary != nil {
-		added = run.summary.DataAddedPacked
-	}
-	st, err := a.nextStats(rr.URL, added, run.removed > 0, func() (uint64, int, error) { return rr.Stats(ctx) })
-	if err != nil {
-		return err
-	}
-	size, count := st.size, st.count
-	now := metav1.NewTime(a.clock())
-	err = lifecycle.Durable(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
-		if cur.Status.FirstBackupTime == nil {
-			cur.Status.FirstBackupTime = &now
-		}
-		cur.Status.LastBackupTime = &now
-		cur.Status.TotalSize = session.HumanBytes(int64(size))
-		cur.Status.SnapshotCount = int64(count)
-		cur.Status.SnapshotsRemovedOnLastCleanup = int64(run.removed)
-		cur.Status.Integrity = ptr.To(true)
-		cur.Status.ObservedGeneration = cur.Generation
-	})
-	if err != nil {
-		return err
-	}
-	backend, bucket, prefix := repository.Describe(repo.Spec.Backend)
-	res := metrics.RepositoryResult{Common: a.common(run.bc), Name: repo.Name, Namespace: repo.Namespace, Backend: backend, Bucket: bucket, Prefix: prefix,
-		Integrity: true, SizeBytes: int64(size), SnapshotCount: int64(count), SnapshotsCleaned: int64(run.removed)}
-	a.metrics.SetRepository(res)
-	a.push(ctx, run.bc, metrics.RepositoryRegistry(res))
-	return nil
-}
-
-// finishBackup writes the outcome: status, metrics, events, history.
-func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log interface {
-	Info(string, ...any)
-	Error(string, ...any)
-}) {
-	end := a.clock()
-	dur := end.Sub(run.start).Round(time.Second)
-	phase := stashv1beta1.BackupSessionSucceeded
-	hostPhase := stashv1beta1.HostSucceeded
-	msg := ""
-	if err != nil {
-		phase, hostPhase = stashv1beta1.BackupSessionFailed, stashv1beta1.HostFailed
-		msg = err.Error()
-		if pastDeadline(err, run.deadline, end) {
-			msg = fmt.Sprintf("the session passed its time limit, %s, and was stopped; no snapshot was saved (%v)", run.limit.raise, err)
-			run.cond(stashv1beta1.ConditionDeadlineExceeded, true, "DeadlineExceeded", msg)
-		}
-	} else {
-		msg = savedMessage(run.summary, dur)
-	}
-	stats := a.hostStats(run.summary, hostPhase, dur)
-	if err != nil {
-		stats.Error = msg
-	}
-	ref := run.bc.Spec.Target.Ref
-	uerr := a.backups.Finish(ctx, run.bs.Name, func(s *stashv1beta1.BackupSession) {
-		now := metav1.NewTime(end)
-		s.Status.Phase = phase
-		s.Status.SessionDuration = dur.String()
-		s.Status.CompletionTime = &now
-		s.Status.Message = msg
-		s.Status.Targets = []stashv1beta1.BackupTargetStatus{{
-			Ref: ref, TotalHosts: ptr.To[int32](1), Phase: stashv1beta1.TargetPhase(hostPhase),
-			PreBackupActions: run.pre, PostBackupActions: run.post, Stats: []stashv1beta1.HostBackupStats{stats},
-		}}
-		for _, c := range run.conds {
-			meta.SetStatusCondition(&s.Status.Conditions, c)
-		}
-		if s.Status.Progress != nil {
-			s.Status.Progress.UpdateTime = &now
-		}
-	})
-	if errors.Is(uerr, lifecycle.ErrSettled) {
-		// The new leader took it for orphaned and settled it (and retried it
-		// if it found no snapshot); this run's outcome stays in the log.
-		log.Info("another agent settled this session first; its outcome stands", "outcome", msg, "err", uerr.Error())
-		return
-	}
-	if uerr != nil {
-		log.Error("could not write the session's final status", "err", uerr.Error())
-	}
-	var lastSuccess time.Time
-	if err == nil {
-		lastSuccess = end
-		_ = a.updateConfigStatus(ctx, run.bc.Name, func(c *stashv1beta1.BackupConfiguration) {
-			c.Status.LastSuccessfulSession = run.bs.Name
-			c.Status.LastSuccessTime = &metav1.Time{Time: end}
-		})
-		a.event(ctx, run.bs, corev1.EventTypeNormal, "BackupSessionSucceeded", msg)
-		log.Info("backup succeeded", "duration", dur.String())
-	} else {
-		if cur, ok := a.config(a.cfg.Namespace + "/" + run.bc.Name); ok && cur.Status.LastSuccessTime != nil {
-			lastSuccess = cur.Status.LastSuccessTime.Time
-		}
-		a.event(ctx, run.bs, corev1.EventTypeWarning, "BackupSessionFailed", msg)
-		log.Error("backup failed", "err", msg)
-		a.scheduleRetry(ctx, run.bc, run.bs, err)
-	}
-	res := metrics.BackupResult{
-		Common: a.common(run.bc), Target: metrics.Target{Kind: ref.Kind, Group: appcatalog.GroupVersion.Group, Name: ref.Name},
-		Hostname: contract.BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start), LastSuccess: lastSuccess,
-	}
-	if s := run.summary; s != nil {
-		res.DataSizeBytes, res.DataUploadedBytes = int64(s.TotalBytesProcessed), int64(s.DataAddedPacked)
-		res.ProcessingTime = time.Duration(s.TotalDuration * float64(time.Second))
-		res.FilesTotal, res.FilesNew, res.FilesModified, res.FilesUnmodified = int64(s.TotalFilesProcessed), int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
-	}
-	a.metrics.SetBackup(res)
-	// Pushed before the config is free: a next session's result must not
-	// be overwritten by this one's arriving late.
-	a.push(ctx, run.bc, metrics.BackupRegistry(res))
-	// The history trim runs once the config's next slot may start: a slot
-	// that fires meanwhile is not Skipped as "still running".
-	repoAfter := run.after
-	run.after = func(ctx context.Context) {
-		if n, err := a.trimHistory(ctx, run.bc); err != nil {
-			log.Error("could not trim session history", "err", err.Error())
-		} else if n > 0 {
-			log.Info("trimmed session history", "deleted", n)
-		}
-		if repoAfter != nil {
-			repoAfter(ctx)
-		}
-	}
-}
-
-func savedMessage(s *restic.Summary, dur time.Duration) string {
-	return fmt.Sprintf("snapshot %s saved (%s processed, %s uploaded) in %s", shortID(s.SnapshotID), session.HumanBytes(int64(s.TotalBytesProcessed)), session.HumanBytes(int64(s.DataAddedPacked)), dur)
-}
-
-// hostStats is the host's entry in a session's status; s may be nil.
-func (a *Agent) hostStats(s *restic.Summary, phase stashv1beta1.HostPhase, dur time.Duration) stashv1beta1.HostBackupStats {
-	stats := stashv1beta1.HostBackupStats{Hostname: contract.BackupHost, Phase: phase, Duration: dur.String()}
-	if s != nil {
-		total := int64(s.TotalFilesProcessed)
-		nw, mod, un := int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
-		stats.Snapshots = []stashv1beta1.SnapshotStats{{
-			Name: s.SnapshotID, Path: contract.DumpFile(a.cfg.AppBinding),
-			TotalSize: session.HumanBytes(int64(s.TotalBytesProcessed)), Uploaded: session.HumanBytes(int64(s.DataAddedPacked)),
-			ProcessingTime: (time.Duration(s.TotalDuration * float64(time.Second))).Round(time.Millisecond).String(),
-			FileStats:      stashv1beta1.FileStats{TotalFiles: &total, NewFiles: &nw, ModifiedFiles: &mod, UnmodifiedFiles: &un},
-		}}
-	}
-	return stats
-}
-
-func (a *Agent) common(bc *stashv1beta1.BackupConfiguration) metrics.Common {
-	return metrics.Common{InvokerKind: stashv1beta1.KindBackupConfiguration, InvokerName: bc.Name, Namespace: bc.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: bc.Spec.Repository.Name}
-}
-
-// progressWriter returns a restic progress callback that writes the status
-// at most every ProgressEvery.
-func (a *Agent) progressWriter(ctx context.Context, session string) func(restic.Status) {
-	var last time.Time
-	return func(st restic.Status) {
-		now := a.clock()
-		if now.Sub(last) < a.cfg.ProgressEvery {
-			return
-		}
-		last = now
-		rate := int64(0)
-		if st.SecondsElapsed > 0 {
-			rate = int64(float64(st.BytesDone) / st.SecondsElapsed)
-		}
-		p := progressPatch(int64(st.BytesDone), int64(st.TotalBytes), rate, now)
-		if _, err := a.stash.BackupSessions(a.cfg.Namespace).Patch(ctx, session, types.MergePatchType, p, "status"); err != nil {
-			a.log.Warn("could not write progress", "session", session, "err", err)
-		}
-	}
-}
-
-// push sends metrics to the Pushgateway, when one is configured. A failed
-// push is logged, never fatal: the backup itself is what matters.
-func (a *Agent) push(ctx context.Context, bc *stashv1beta1.BackupConfiguration, g prometheus.Gatherer) {
-	if a.cfg.Pushgateway == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(a.common(bc)), Grouping: metrics.Grouping(contract.BackupHost)}
-	if err := p.Push(ctx, g); err != nil {
-		a.log.Warn("could not push metrics", "err", err)
-	}
-}
-
-// progressPatch is the merge patch that writes a session's progress.
-func progressPatch(done, total, rate int64, now time.Time) []byte {
-	return fmt.Appendf(nil, `{"status":{"progress":{"bytesDone":%d,"bytesTotal":%d,"bytesPerSecond":%d,"updateTime":%q}}}`,
-		done, total, rate, now.UTC().Format(time.RFC3339))
 }
 
 func policy(p stashv1alpha1.RetentionPolicy) *restic.Policy {

@@ -167,9 +167,6 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 			return nil
 		}
 	}
-	if err := a.access(ctx, bc.Spec.Repository); errors.Is(err, errNoAccess) {
-		return waitForAccess(ctx, a, a.backups, "bs/"+nsName, bs.Name, func(s *stashv1beta1.BackupSession) *[]metav1.Condition { return &s.Status.Conditions }, bs, err)
-	}
 	a.mu.Lock()
 	if a.draining {
 		a.mu.Unlock()
@@ -218,13 +215,22 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 		a.mu.Unlock()
 		return a.skip(ctx, bs, fmt.Sprintf("session %s of BackupConfiguration %s is still running; this one was skipped", other, bc.Name))
 	}
+	// Reserved; then the access check, only for the session that would
+	// run (a storm of skipped ones costs no API calls for it).
 	a.running[bc.Name] = bs.Name
 	a.mu.Unlock()
-	claimed, ok, err := a.backups.Claim(ctx, bs)
-	if err != nil || !ok {
+	release := func() {
 		a.mu.Lock()
 		delete(a.running, bc.Name)
 		a.mu.Unlock()
+	}
+	if err := a.access(ctx, bc.Spec.Repository); errors.Is(err, errNoAccess) {
+		release()
+		return waitForAccess(ctx, a, a.backups, "bs/"+nsName, bs.Name, func(s *stashv1beta1.BackupSession) *[]metav1.Condition { return &s.Status.Conditions }, bs, err)
+	}
+	claimed, ok, err := a.backups.Claim(ctx, bs)
+	if err != nil || !ok {
+		release()
 		return err
 	}
 	a.work.Add(1)
@@ -232,12 +238,10 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 		defer a.work.Done()
 		hbCtx, stopHeartbeat := context.WithCancel(a.workCtx)
 		go a.backups.Heartbeat(hbCtx, claimed.Name)
-		after := a.runBackup(a.workCtx, bc, claimed)
+		run := a.runBackup(a.workCtx, bc, claimed)
 		stopHeartbeat()
-		a.mu.Lock()
-		delete(a.running, bc.Name)
-		a.mu.Unlock()
-		runAfter(a.workCtx, after)
+		release()
+		a.afterBackup(a.workCtx, run)
 	}()
 	return nil
 }
@@ -526,4 +530,114 @@ func (a *Agent) trimHistory(ctx context.Context, bc *stashv1beta1.BackupConfigur
 		n++
 	}
 	return n, nil
+}
+
+func (a *Agent) syncRestore(ctx context.Context, nsName string) error {
+	t := a.cur()
+	obj, ok, _ := t.restores.GetByKey(nsName)
+	if !ok {
+		return nil
+	}
+	rs := obj.(*stashv1beta1.RestoreSession)
+	if rs.Spec.Target == nil || !a.ours(rs.Spec.Target.Ref) {
+		return nil
+	}
+	if rs.Status.Phase == stashv1beta1.RestoreRunning && !a.runsRestore(rs) {
+		// Another agent's, or one this agent ran before it restarted:
+		// time its heartbeat (every beat is an update that lands here).
+		if !t.sightings.Timing("rs/" + rs.Name) {
+			t.queue.Add("orphans")
+		}
+		return nil
+	}
+	if restorePhase(rs.Status.Phase) != lifecycle.Pending {
+		return nil
+	}
+	if err := a.access(ctx, rs.Spec.Repository); errors.Is(err, errNoAccess) {
+		return waitForAccess(ctx, a, a.restores, "rs/"+nsName, rs.Name, func(s *stashv1beta1.RestoreSession) *[]metav1.Condition { return &s.Status.Conditions }, rs, err)
+	}
+	key := "restore/" + rs.Name
+	a.mu.Lock()
+	if a.draining || a.running[key] != "" {
+		a.mu.Unlock()
+		return nil
+	}
+	a.running[key] = rs.Name
+	a.mu.Unlock()
+	release := func() {
+		a.mu.Lock()
+		delete(a.running, key)
+		a.mu.Unlock()
+	}
+	claimed, ok, err := a.restores.Claim(ctx, rs)
+	if err != nil || !ok {
+		release()
+		return err
+	}
+	a.log.Info("claimed restore", "restore", rs.Name)
+	a.work.Add(1)
+	go func() {
+		defer a.work.Done()
+		defer release()
+		hbCtx, stopHeartbeat := context.WithCancel(a.workCtx)
+		defer stopHeartbeat()
+		go a.restores.Heartbeat(hbCtx, claimed.Name)
+		a.runRestore(a.workCtx, claimed)
+	}()
+	return nil
+}
+
+// runsRestore reports whether this agent is running rs right now.
+func (a *Agent) runsRestore(rs *stashv1beta1.RestoreSession) bool {
+	if rs.Status.ClaimedBy != a.identity {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running["restore/"+rs.Name] == rs.Name
+}
+
+// settleOrphanRestore records a restore whose agent stopped as Failed,
+// saying what state the database is in. It is never retried on its own:
+// a second load into a half-restored database fails on the first table it
+// creates, or duplicates rows.
+func (a *Agent) settleOrphanRestore(ctx context.Context, rs *stashv1beta1.RestoreSession) error {
+	beat := a.restoreKind().State(rs).Beat
+	still := func(s *stashv1beta1.RestoreSession) bool {
+		return s.Status.ClaimedBy == rs.Status.ClaimedBy && a.restoreKind().State(s).Beat.Equal(beat)
+	}
+	var msg string
+	err := a.restores.Settle(ctx, rs.Name, still, func(s *stashv1beta1.RestoreSession) {
+		now := metav1.NewTime(a.clock())
+		msg = orphanRestoreMessage(s.Status.ClaimedBy, s.Status.Progress)
+		s.Status.Phase = stashv1beta1.RestoreFailed
+		s.Status.Message = msg
+		s.Status.CompletionTime = &now
+		if s.Status.StartTime != nil {
+			s.Status.SessionDuration = now.Sub(s.Status.StartTime.Time).Round(time.Second).String()
+		}
+		s.Status.Stats = []stashv1beta1.HostRestoreStats{{Hostname: contract.BackupHost, Phase: stashv1beta1.HostFailed, Duration: s.Status.SessionDuration, Error: msg}}
+		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionRestoreCompleted, Status: metav1.ConditionFalse, Reason: "AgentStopped", Message: msg})
+	})
+	switch {
+	case err == nil:
+		a.event(ctx, rs, corev1.EventTypeWarning, "RestoreSessionFailed", msg)
+		a.log.Error("settled a restore whose agent stopped", "restore", rs.Name, "err", msg)
+	case errors.Is(err, lifecycle.ErrSettled):
+		a.log.Info("the restore's own agent settled it or showed it is alive meanwhile", "restore", rs.Name, "err", err.Error())
+	default:
+		a.log.Error("could not settle an orphaned restore; trying again", "restore", rs.Name, "err", err.Error())
+		return err
+	}
+	return nil
+}
+
+// orphanRestoreMessage says what a restore whose agent stopped left in
+// the database. A restore records its position before the first statement
+// reaches the database, so one without a position changed nothing.
+func orphanRestoreMessage(claimedBy string, p *stashv1beta1.Progress) string {
+	if p == nil || p.Position == "" {
+		return fmt.Sprintf("the agent %s running this restore stopped before the restore applied anything, so the database was not changed; it is not retried on its own: apply it again under a new name to restore", claimedBy)
+	}
+	return fmt.Sprintf("the agent %s running this restore stopped before it finished, so the database is partially restored: at its last update it had applied %s, at %s; it is not retried on its own into a half-restored database: restore again into an empty database", claimedBy, session.HumanBytes(p.BytesDone), p.Position)
 }

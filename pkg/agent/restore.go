@@ -2,143 +2,24 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
-	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
-	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
-	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 	"github.com/kubectl-stash/kubectl-stash/pkg/sqlload"
 )
-
-func (a *Agent) syncRestore(ctx context.Context, nsName string) error {
-	t := a.cur()
-	obj, ok, _ := t.restores.GetByKey(nsName)
-	if !ok {
-		return nil
-	}
-	rs := obj.(*stashv1beta1.RestoreSession)
-	if rs.Spec.Target == nil || !a.ours(rs.Spec.Target.Ref) {
-		return nil
-	}
-	if rs.Status.Phase == stashv1beta1.RestoreRunning && !a.runsRestore(rs) {
-		// Another agent's, or one this agent ran before it restarted:
-		// time its heartbeat (every beat is an update that lands here).
-		if !t.sightings.Timing("rs/" + rs.Name) {
-			t.queue.Add("orphans")
-		}
-		return nil
-	}
-	if restorePhase(rs.Status.Phase) != lifecycle.Pending {
-		return nil
-	}
-	if err := a.access(ctx, rs.Spec.Repository); errors.Is(err, errNoAccess) {
-		return waitForAccess(ctx, a, a.restores, "rs/"+nsName, rs.Name, func(s *stashv1beta1.RestoreSession) *[]metav1.Condition { return &s.Status.Conditions }, rs, err)
-	}
-	key := "restore/" + rs.Name
-	a.mu.Lock()
-	if a.draining || a.running[key] != "" {
-		a.mu.Unlock()
-		return nil
-	}
-	a.running[key] = rs.Name
-	a.mu.Unlock()
-	release := func() {
-		a.mu.Lock()
-		delete(a.running, key)
-		a.mu.Unlock()
-	}
-	claimed, ok, err := a.restores.Claim(ctx, rs)
-	if err != nil || !ok {
-		release()
-		return err
-	}
-	a.log.Info("claimed restore", "restore", rs.Name)
-	a.work.Add(1)
-	go func() {
-		defer a.work.Done()
-		defer release()
-		hbCtx, stopHeartbeat := context.WithCancel(a.workCtx)
-		defer stopHeartbeat()
-		go a.restores.Heartbeat(hbCtx, claimed.Name)
-		a.runRestore(a.workCtx, claimed)
-	}()
-	return nil
-}
-
-// runsRestore reports whether this agent is running rs right now.
-func (a *Agent) runsRestore(rs *stashv1beta1.RestoreSession) bool {
-	if rs.Status.ClaimedBy != a.identity {
-		return false
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.running["restore/"+rs.Name] == rs.Name
-}
-
-// settleOrphanRestore records a restore whose agent stopped as Failed,
-// saying what state the database is in. It is never retried on its own:
-// a second load into a half-restored database fails on the first table it
-// creates, or duplicates rows.
-func (a *Agent) settleOrphanRestore(ctx context.Context, rs *stashv1beta1.RestoreSession) error {
-	beat := a.restoreKind().State(rs).Beat
-	still := func(s *stashv1beta1.RestoreSession) bool {
-		return s.Status.ClaimedBy == rs.Status.ClaimedBy && a.restoreKind().State(s).Beat.Equal(beat)
-	}
-	var msg string
-	err := a.restores.Settle(ctx, rs.Name, still, func(s *stashv1beta1.RestoreSession) {
-		now := metav1.NewTime(a.clock())
-		msg = orphanRestoreMessage(s.Status.ClaimedBy, s.Status.Progress)
-		s.Status.Phase = stashv1beta1.RestoreFailed
-		s.Status.Message = msg
-		s.Status.CompletionTime = &now
-		if s.Status.StartTime != nil {
-			s.Status.SessionDuration = now.Sub(s.Status.StartTime.Time).Round(time.Second).String()
-		}
-		s.Status.Stats = []stashv1beta1.HostRestoreStats{{Hostname: contract.BackupHost, Phase: stashv1beta1.HostFailed, Duration: s.Status.SessionDuration, Error: msg}}
-		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionRestoreCompleted, Status: metav1.ConditionFalse, Reason: "AgentStopped", Message: msg})
-	})
-	switch {
-	case err == nil:
-		a.event(ctx, rs, corev1.EventTypeWarning, "RestoreSessionFailed", msg)
-		a.log.Error("settled a restore whose agent stopped", "restore", rs.Name, "err", msg)
-	case errors.Is(err, lifecycle.ErrSettled):
-		a.log.Info("the restore's own agent settled it or showed it is alive meanwhile", "restore", rs.Name, "err", err.Error())
-	default:
-		a.log.Error("could not settle an orphaned restore; trying again", "restore", rs.Name, "err", err.Error())
-		return err
-	}
-	return nil
-}
-
-// orphanRestoreMessage says what a restore whose agent stopped left in
-// the database. A restore records its position before the first statement
-// reaches the database, so one without a position changed nothing.
-func orphanRestoreMessage(claimedBy string, p *stashv1beta1.Progress) string {
-	if p == nil || p.Position == "" {
-		return fmt.Sprintf("the agent %s running this restore stopped before the restore applied anything, so the database was not changed; it is not retried on its own: apply it again under a new name to restore", claimedBy)
-	}
-	return fmt.Sprintf("the agent %s running this restore stopped before it finished, so the database is partially restored: at its last update it had applied %s, at %s; it is not retried on its own into a half-restored database: restore again into an empty database", claimedBy, session.HumanBytes(p.BytesDone), p.Position)
-}
 
 // restoreRun is what one restore learned.
 type restoreRun struct {
@@ -155,6 +36,8 @@ type restoreRun struct {
 	// runnable. conds are the hooks' conditions.
 	host  string
 	conds []metav1.Condition
+	// report receives what the job must show while it runs.
+	report restoreReport
 	// loader is loading the dump; nil until it starts.
 	loader atomic.Pointer[sqlload.Loader]
 }
@@ -167,9 +50,10 @@ func (r *restoreRun) where() string {
 	return ""
 }
 
-// runRestore is the whole restore data path, top to bottom.
+// runRestore runs one claimed restore: its time limit, the restore job,
+// the postRestore hook, and the report of the outcome.
 func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession) {
-	run := &restoreRun{rs: rs, start: a.clock()}
+	run := &restoreRun{rs: rs, start: a.clock(), report: &restoreStatus{a: a, name: rs.Name}}
 	limit, err := a.sessionLimit(rs.Spec.TimeOut, stashv1beta1.KindRestoreSession, rs.Name)
 	if err != nil {
 		a.finishRestore(context.WithoutCancel(ctx), run, err)
@@ -199,6 +83,9 @@ func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession)
 	a.finishRestore(context.WithoutCancel(ctx), run, err)
 }
 
+// restore is the restore's data path, top to bottom. It writes no status:
+// what it learns goes into run, and what the user must see while it runs
+// (the snapshot, the start, the progress) goes to run.report.
 func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	rs := run.rs
 	ab, conn, err := a.connection(ctx)
@@ -273,7 +160,7 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	if snap.Summary != nil {
 		total = int64(snap.Summary.TotalBytesProcessed)
 	}
-	_ = a.updateRestoreStatus(ctx, rs.Name, func(s *stashv1beta1.RestoreSession) { s.Status.Snapshot = snap.ID })
+	run.report.snapshot(ctx, snap.ID)
 
 	run.host = conn.Host
 	if c, err := a.runHook(ctx, preRestoreHook(rs), conn.Host); c != nil {
@@ -286,13 +173,11 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	// connection: no shell, and no copy of the dump beyond a bounded spool.
 	// The position is recorded first: should this agent die, whoever
 	// settles the restore can tell a database it changed from one it did not.
-	if err := lifecycle.Durable(ctx, a.stash.RestoreSessions(a.cfg.Namespace), rs.Name, func(s *stashv1beta1.RestoreSession) {
-		s.Status.Progress = &stashv1beta1.Progress{BytesTotal: total, Position: startPosition, UpdateTime: &metav1.Time{Time: a.clock()}}
-	}); err != nil {
+	if err := run.report.starting(ctx, total); err != nil {
 		return fmt.Errorf("could not record the restore's start in its status, so nothing was applied and the database was not changed: %w", err)
 	}
 	argv := client.LoadArgv(dbFiles, step.Args)
-	stop := a.restoreProgress(ctx, run, total)
+	stop := run.report.watch(ctx, run, total)
 	loader, err := sqlload.Start(ctx, sqlload.Options{
 		Argv:        argv,
 		Env:         append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, a.childEnv()...), dbFiles.Env...),
@@ -430,70 +315,6 @@ func hostNote(host string) string {
 	return " for host " + host
 }
 
-var sqlErrLine = regexp.MustCompile(`ERROR (\d+) \(([0-9A-Za-z]+)\)(?: at line (\d+))?:?\s*(.*)`)
-
-// Client error codes of a server that was never reached or went away.
-var connErrors = map[string]bool{"2002": true, "2003": true, "2005": true, "2006": true, "2013": true}
-
-// sqlError turns mysql's stderr into a message with the statement's line
-// number in the dump and no data. Only a refused login (1045) is blamed on
-// the credentials: 1044 and 1227 ("you need the SUPER privilege", a dump's
-// DEFINER) are statements the user may not run, and say so.
-func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool) error {
-	m := sqlErrLine.FindStringSubmatch(stderr)
-	code := ""
-	if m != nil {
-		code = m[1]
-	}
-	kind := database.Classify(stderr)
-	switch {
-	case code == "1045" || code == "" && errors.Is(kind, database.ErrAccessDenied):
-		return dbError(ab, fmt.Errorf("%w: %s", database.ErrAccessDenied, elide(firstLine(stderr))))
-	case code == "2026" || code == "" && errors.Is(kind, database.ErrTLS):
-		return dbError(ab, fmt.Errorf("%w: %s", database.ErrTLS, elide(firstLine(stderr))))
-	case !touched && (connErrors[code] || code == "" && errors.Is(kind, database.ErrUnreachable)):
-		return dbError(ab, fmt.Errorf("%w: %s", database.ErrUnreachable, elide(firstLine(stderr))))
-	}
-	state := "the database was not changed"
-	if touched {
-		state = "statements before it were applied, so the database is partially restored: fix the cause, then restore again into an empty database"
-	}
-	if m != nil {
-		text := m[4]
-		if i := strings.Index(text, " near "); i >= 0 {
-			text = text[:i]
-		}
-		where := ""
-		if m[3] != "" {
-			where = " at line " + m[3] + " of the dump"
-		}
-		return fmt.Errorf("SQL error %s (%s)%s: %s; %s", m[1], m[2], where, strings.TrimSpace(elide(text)), state)
-	}
-	line := elide(firstLine(stderr))
-	if line == "" {
-		line = "it wrote no error"
-	}
-	return fmt.Errorf("mysql failed (%v): %s; %s", err, line, state)
-}
-
-// elide cuts a server message at its first quote: what follows may be data
-// from the dump (a duplicate key's value), and the server neither escapes
-// quotes inside it nor keeps it on one line.
-func elide(s string) string {
-	if i := strings.IndexAny(s, "'\""); i >= 0 {
-		return strings.TrimRight(s[:i], " ") + " '…'"
-	}
-	return s
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
 // spoolLimit keeps the restore spool within half the scratch space free.
 func spoolLimit(dir string, want int64) int64 {
 	var st syscall.Statfs_t
@@ -503,116 +324,4 @@ func spoolLimit(dir string, want int64) int64 {
 		}
 	}
 	return want
-}
-
-// restoreProgress writes bytes restored every ProgressEvery until stopped.
-func (a *Agent) restoreProgress(ctx context.Context, run *restoreRun, total int64) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(a.cfg.ProgressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				n := run.written.Load()
-				secs := now.Sub(run.start).Seconds()
-				rate := int64(0)
-				if secs > 0 {
-					rate = int64(float64(n) / secs)
-				}
-				p := restoreProgressPatch(n, total, rate, now, run.where())
-				if _, err := a.stash.RestoreSessions(a.cfg.Namespace).Patch(ctx, run.rs.Name, types.MergePatchType, p, "status"); err != nil {
-					a.log.Warn("could not write restore progress", "restore", run.rs.Name, "err", err)
-				}
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
-}
-
-func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
-	end := a.clock()
-	dur := end.Sub(run.start).Round(time.Second)
-	phase, hostPhase := stashv1beta1.RestoreSucceeded, stashv1beta1.HostSucceeded
-	var msg string
-	if err != nil {
-		phase, hostPhase = stashv1beta1.RestoreFailed, stashv1beta1.HostFailed
-		msg = err.Error()
-		if pastDeadline(err, run.deadline, end) {
-			msg = fmt.Sprintf("the restore passed its time limit, %s, and was stopped; %s", run.limit.raise, map[bool]string{true: "the database is partially restored", false: "the database was not changed"}[run.touched.Load()])
-		}
-	} else {
-		msg = fmt.Sprintf("snapshot %s restored (%s) in %s", shortID(run.snapshot), session.HumanBytes(run.written.Load()), dur)
-	}
-	stats := stashv1beta1.HostRestoreStats{Hostname: contract.BackupHost, Phase: hostPhase, Duration: dur.String()}
-	if err != nil {
-		stats.Error = msg
-	}
-	uerr := a.restores.Finish(ctx, run.rs.Name, func(s *stashv1beta1.RestoreSession) {
-		now := metav1.NewTime(end)
-		s.Status.Phase = phase
-		s.Status.SessionDuration = dur.String()
-		s.Status.CompletionTime = &now
-		s.Status.Message = msg
-		s.Status.Stats = []stashv1beta1.HostRestoreStats{stats}
-		s.Status.Progress = &stashv1beta1.Progress{BytesDone: run.written.Load(), UpdateTime: &now, Position: run.where()}
-		if run.snapshot != "" {
-			s.Status.Snapshot = run.snapshot
-		}
-		st := metav1.ConditionTrue
-		reason := "Succeeded"
-		if err != nil {
-			st, reason = metav1.ConditionFalse, "Failed"
-		}
-		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionRestoreCompleted, Status: st, Reason: reason, Message: msg})
-		for _, c := range run.conds {
-			meta.SetStatusCondition(&s.Status.Conditions, c)
-		}
-	})
-	if errors.Is(uerr, lifecycle.ErrSettled) {
-		// Taken for orphaned by a new leader, which wrote its own verdict.
-		a.log.Info("another agent settled this restore first; its outcome stands", "restore", run.rs.Name, "outcome", msg, "err", uerr.Error())
-		return
-	}
-	if uerr != nil {
-		a.log.Error("could not write the restore's final status", "restore", run.rs.Name, "err", uerr.Error())
-	}
-	if err == nil {
-		a.event(ctx, run.rs, corev1.EventTypeNormal, "RestoreSessionSucceeded", msg)
-		a.log.Info("restore succeeded", "restore", run.rs.Name, "bytes", run.written.Load(), "duration", dur.String())
-	} else {
-		a.event(ctx, run.rs, corev1.EventTypeWarning, "RestoreSessionFailed", msg)
-		a.log.Error("restore failed", "restore", run.rs.Name, "err", msg)
-	}
-	common := metrics.Common{InvokerKind: stashv1beta1.KindRestoreSession, InvokerName: run.rs.Name, Namespace: run.rs.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: run.rs.Spec.Repository.Name}
-	res := metrics.RestoreResult{Common: common, Target: metrics.Target{Kind: appcatalog.KindAppBinding, Group: appcatalog.GroupVersion.Group, Name: a.cfg.AppBinding},
-		Hostname: contract.BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start)}
-	a.metrics.SetRestore(res)
-	if a.cfg.Pushgateway != "" {
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(common), Grouping: metrics.Grouping(contract.BackupHost)}
-		if err := p.Push(pctx, metrics.RestoreRegistry(res)); err != nil {
-			a.log.Warn("could not push metrics", "err", err)
-		}
-	}
-}
-
-func (a *Agent) updateRestoreStatus(ctx context.Context, name string, mutate func(*stashv1beta1.RestoreSession)) error {
-	return lifecycle.UpdateStatus(ctx, a.stash.RestoreSessions(a.cfg.Namespace), name, mutate)
-}
-
-// restoreProgressPatch is the merge patch that writes a restore's progress.
-func restoreProgressPatch(done, total, rate int64, now time.Time, position string) []byte {
-	b, _ := json.Marshal(map[string]any{"status": map[string]any{"progress": stashv1beta1.Progress{
-		BytesDone: done, BytesTotal: total, BytesPerSecond: rate, UpdateTime: &metav1.Time{Time: now.UTC()}, Position: position,
-	}}})
-	return b
 }
