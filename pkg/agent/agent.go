@@ -17,6 +17,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -332,17 +333,15 @@ func (a *Agent) drain(grace time.Duration) {
 		return
 	}
 	a.log.Info("stopping: running sessions may finish within the grace period", "running", n, "grace", grace.String())
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, grace, true, func(context.Context) (bool, error) {
 		a.mu.Lock()
+		defer a.mu.Unlock()
 		n = len(a.running)
-		a.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+		return n == 0, nil
+	})
+	if err != nil {
+		a.log.Info("stopping: the grace period ended; stopping running sessions", "running", n)
 	}
-	a.log.Info("stopping: the grace period ended; stopping running sessions", "running", n)
 }
 
 func (a *Agent) setReady(v bool) {
