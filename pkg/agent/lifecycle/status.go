@@ -71,8 +71,8 @@ func DurableIf[T runtime.Object](ctx context.Context, c Client[T], name string, 
 	return err
 }
 
-// permanent errors do not go away by writing again.
+// permanent errors do not go away by writing again. Forbidden is not one:
+// a restarting API server answers 403 until its RBAC cache is filled.
 func permanent(err error) bool {
-	return errors.Is(err, ErrSettled) || apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) ||
-		apierrors.IsForbidden(err)
+	return errors.Is(err, ErrSettled) || apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)
 }
