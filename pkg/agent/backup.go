@@ -283,6 +283,10 @@ func dbError(ab *appcatalog.AppBinding, err error) error {
 		return fmt.Errorf("the database refused the credentials in Secret %s (AppBinding %s): fix username/password in that Secret: %w", secret, ab.Name, err)
 	case errors.Is(err, database.ErrTLS):
 		return fmt.Errorf("TLS to the database of AppBinding %s failed: check clientConfig.caBundle: %w", ab.Name, err)
+	case errors.Is(err, database.ErrConnectionLost):
+		return fmt.Errorf("the database of AppBinding %s answered, then closed the connection mid-query: it restarted, was killed, or ended the query (its error log says which; net_write_timeout and the server's max_allowed_packet are the usual limits; the agent's clients allow packets up to 1 GiB): %w", ab.Name, err)
+	case errors.Is(err, database.ErrPacketTooLarge):
+		return fmt.Errorf("a row or statement of the database of AppBinding %s is larger than the server's max_allowed_packet: raise it (`SET GLOBAL max_allowed_packet=1073741824`, and in the server's configuration): %w", ab.Name, err)
 	default:
 		return fmt.Errorf("the database of AppBinding %s did not answer: %w", ab.Name, err)
 	}

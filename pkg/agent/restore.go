@@ -226,7 +226,13 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 		if le := (*sqlload.Error)(nil); errors.As(loadErr, &le) {
 			stderr = le.Stderr
 		}
-		return sqlError(ab, stderr, loadErr, run.touched.Load())
+		var packet int64
+		if lostErrors[sqlCode(stderr)] {
+			// The server closes the connection on a packet over its limit,
+			// and the client sees only that: ask for the limit to say so.
+			packet, _ = client.ServerPacket(context.WithoutCancel(ctx), dbFiles, a.childEnv())
+		}
+		return sqlError(ab, stderr, loadErr, run.touched.Load(), packet)
 	}
 	if dumpErr != nil {
 		if errors.Is(dumpErr, restic.ErrStalled) || errors.Is(dumpErr, restic.ErrBackend) {

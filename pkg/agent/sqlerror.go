@@ -10,18 +10,25 @@ import (
 
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
 
 var sqlErrLine = regexp.MustCompile(`ERROR (\d+) \(([0-9A-Za-z]+)\)(?: at line (\d+))?:?\s*(.*)`)
 
-// Client error codes of a server that was never reached or went away.
-var connErrors = map[string]bool{"2002": true, "2003": true, "2005": true, "2006": true, "2013": true}
+// Client error codes of a server that was never reached, and of one that
+// went away mid-query.
+var (
+	connErrors = map[string]bool{"2002": true, "2003": true, "2005": true}
+	lostErrors = map[string]bool{"2006": true, "2013": true}
+)
 
 // sqlError turns mysql's stderr into a message with the statement's line
 // number in the dump and no data. Only a refused login (1045) is blamed on
 // the credentials: 1044 and 1227 ("you need the SUPER privilege", a dump's
 // DEFINER) are statements the user may not run, and say so.
-func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool) error {
+// serverPacket is the server's max_allowed_packet when the connection was
+// lost (0: not asked, or unknown).
+func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool, serverPacket int64) error {
 	m := sqlErrLine.FindStringSubmatch(stderr)
 	code := ""
 	if m != nil {
@@ -35,10 +42,28 @@ func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool)
 		return dbError(ab, fmt.Errorf("%w: %s", database.ErrTLS, elide(firstLine(stderr))))
 	case !touched && (connErrors[code] || code == "" && errors.Is(kind, database.ErrUnreachable)):
 		return dbError(ab, fmt.Errorf("%w: %s", database.ErrUnreachable, elide(firstLine(stderr))))
+	case !touched && (lostErrors[code] || code == "" && errors.Is(kind, database.ErrConnectionLost)):
+		return dbError(ab, fmt.Errorf("%w: %s", database.ErrConnectionLost, elide(firstLine(stderr))))
 	}
 	state := "the database was not changed"
 	if touched {
 		state = "statements before it were applied, so the database is partially restored: fix the cause, then restore again into an empty database"
+	}
+	if lostErrors[code] && serverPacket > 0 && serverPacket < database.MaxPacket {
+		where := ""
+		if m[3] != "" {
+			where = " at line " + m[3] + " of the dump"
+		}
+		return fmt.Errorf("%w: SQL error %s%s: the server closed the connection; its max_allowed_packet is %s, below the 1 GiB the restore may send, and a statement larger than that is the usual cause (dumps write BLOBs in hex, twice their size): raise it to at least twice the largest BLOB or TEXT value (`SET GLOBAL max_allowed_packet=1073741824`), then restore again; else see the server's error log; %s",
+			database.ErrConnectionLost, code, where, session.HumanBytes(serverPacket), state)
+	}
+	if code == "1153" || code == "2020" || code == "1301" {
+		// The dump writes BLOBs in hex, twice their size.
+		where := ""
+		if m[3] != "" {
+			where = " at line " + m[3] + " of the dump"
+		}
+		return fmt.Errorf("%w: SQL error %s%s: a statement is larger than the server's max_allowed_packet: raise it to at least twice the largest BLOB or TEXT value (dumps write BLOBs in hex), at most 1 GiB (`SET GLOBAL max_allowed_packet=1073741824`), then restore again; %s", database.ErrPacketTooLarge, code, where, state)
 	}
 	if m != nil {
 		text := m[4]
@@ -56,6 +81,14 @@ func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool)
 		line = "it wrote no error"
 	}
 	return fmt.Errorf("mysql failed (%v): %s; %s", err, line, state)
+}
+
+// sqlCode is the error code of mysql's ERROR line, "" without one.
+func sqlCode(stderr string) string {
+	if m := sqlErrLine.FindStringSubmatch(stderr); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // elide cuts a server message at its first quote: what follows may be data

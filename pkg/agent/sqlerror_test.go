@@ -112,7 +112,7 @@ func TestSQLError(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := sqlError(sqlAppBinding(), c.stderr, exit, c.touched)
+			err := sqlError(sqlAppBinding(), c.stderr, exit, c.touched, 0)
 			if err == nil {
 				t.Fatal("sqlError returned nil")
 			}
@@ -155,7 +155,7 @@ func TestSQLErrorNeverQuotesTheDump(t *testing.T) {
 		"mysql: unknown option '--" + secret + "'",
 	} {
 		for _, touched := range []bool{false, true} {
-			msg := sqlError(sqlAppBinding(), line, errors.New("exit status 1"), touched).Error()
+			msg := sqlError(sqlAppBinding(), line, errors.New("exit status 1"), touched, 0).Error()
 			if strings.Contains(msg, secret) || strings.Contains(msg, "9f8e7d") {
 				t.Errorf("sqlError(%q, touched=%v) = %q: it quotes the dump", line, touched, msg)
 			}

@@ -16,7 +16,17 @@ import (
 // ConsistentDumpArgs make one consistent dump with routines, triggers and
 // events. --hex-blob keeps BLOBs byte-exact whatever the connection charset;
 // --flush-privileges makes restored users and grants take effect at once.
-var consistentDumpArgs = []string{"--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--default-character-set=utf8mb4", "--flush-privileges"}
+var consistentDumpArgs = []string{"--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--default-character-set=utf8mb4", "--flush-privileges", maxPacketArg}
+
+// maxPacketArg lets the clients read and send packets up to the protocol's
+// limit, 1 GiB: mysqldump's default (24 MiB) and mysql's (16 MiB) are below
+// what servers allow, and a row the server stored must be dumped and loaded
+// whatever the server's own max_allowed_packet. The limit allocates
+// nothing; buffers grow only for the rows that need them.
+const maxPacketArg = "--max-allowed-packet=1G"
+
+// MaxPacket is the clients' packet limit, maxPacketArg's value.
+const MaxPacket = 1 << 30
 
 // ConsistentDumpArgs returns the flags always passed to mysqldump.
 func ConsistentDumpArgs() []string { return append([]string(nil), consistentDumpArgs...) }
@@ -151,7 +161,7 @@ func (f *Files) DumpError() string {
 // LoadArgv is the mysql argv for a restore. --binary-mode keeps \0 and \r
 // in the dump as data.
 func (c Client) LoadArgv(f *Files, userArgs []string) []string {
-	argv := []string{c.MySQL, "--defaults-extra-file=" + f.OptionFile, "--binary-mode", "--default-character-set=utf8mb4"}
+	argv := []string{c.MySQL, "--defaults-extra-file=" + f.OptionFile, "--binary-mode", "--default-character-set=utf8mb4", maxPacketArg}
 	return append(argv, userArgs...)
 }
 
@@ -160,6 +170,11 @@ var (
 	ErrAccessDenied = errors.New("access denied")
 	ErrUnreachable  = errors.New("database unreachable")
 	ErrTLS          = errors.New("TLS handshake with the database failed")
+	// ErrConnectionLost: the database answered, then the connection ended
+	// mid-query (2013, 2006): not the same as a database that never did.
+	ErrConnectionLost = errors.New("the connection to the database was lost mid-query")
+	// ErrPacketTooLarge: a statement or row passed a max_allowed_packet.
+	ErrPacketTooLarge = errors.New("a packet passed max_allowed_packet")
 )
 
 // Classify maps client stderr to a sentinel, or nil.
@@ -170,10 +185,33 @@ func Classify(stderr string) error {
 		return ErrAccessDenied
 	case strings.Contains(s, "ssl") || strings.Contains(s, "tls") || strings.Contains(s, "certificate"):
 		return ErrTLS
-	case strings.Contains(s, "can't connect") || strings.Contains(s, "unknown server host") || strings.Contains(s, "lost connection") || strings.Contains(s, "connection refused"):
+	case strings.Contains(s, "max_allowed_packet") || strings.Contains(s, "packet bigger than") || strings.Contains(s, "packet too large"):
+		return ErrPacketTooLarge
+	case strings.Contains(s, "lost connection") && (strings.Contains(s, "initial communication packet") || strings.Contains(s, "handshake")):
+		return ErrUnreachable // it never answered as a database
+	case strings.Contains(s, "lost connection") || strings.Contains(s, "server has gone away"):
+		return ErrConnectionLost
+	case strings.Contains(s, "can't connect") || strings.Contains(s, "unknown server host") || strings.Contains(s, "connection refused"):
 		return ErrUnreachable
 	}
 	return nil
+}
+
+// ServerPacket asks the server for its max_allowed_packet, in bytes.
+func (c Client) ServerPacket(ctx context.Context, f *Files, env []string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.MySQL, "--defaults-extra-file="+f.OptionFile, "--connect-timeout=5", "--batch", "--skip-column-names", "-e", "SELECT @@max_allowed_packet")
+	cmd.Env = append(env, f.Env...)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if _, err := fmt.Sscan(strings.TrimSpace(string(out)), &n); err != nil {
+		return 0, fmt.Errorf("max_allowed_packet %q: %w", strings.TrimSpace(string(out)), err)
+	}
+	return n, nil
 }
 
 // WaitReady runs SELECT 1 until it succeeds or timeout. Access denied and TLS
