@@ -155,6 +155,7 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	if len(args) == 0 {
 		args = []string{"--all-databases"}
 	}
+	args = a.historyArgs(ctx, client, dbFiles, args, run, log)
 	argv := client.DumpArgv(dbFiles, args)
 	opts := restic.BackupOptions{
 		Host:          contract.BackupHost,
@@ -352,4 +353,45 @@ func (a *Agent) scheduleRetry(ctx context.Context, bc *stashv1beta1.BackupConfig
 		s.Status.NextRetry = &metav1.Time{Time: at}
 	})
 	a.log.Info("retry scheduled", "session", bs.Name, "retry", name, "at", at.UTC().Format(time.RFC3339))
+}
+
+// historyArgs adds --dump-history when the dumped databases have
+// system-versioned tables and the client can dump their history, and says
+// in the HistoryBackedUp condition whether their history is in the backup:
+// a backup that keeps only current rows is never silent about it.
+func (a *Agent) historyArgs(ctx context.Context, client database.Client, f *database.Files, args []string, run *backupRun, log interface{ Info(string, ...any) }) []string {
+	tables, err := client.VersionedTables(ctx, f, a.childEnv(), args)
+	if err != nil {
+		log.Info("could not list system-versioned tables", "err", err.Error())
+		return args
+	}
+	if len(tables) == 0 {
+		return args
+	}
+	var names, precise []string
+	for _, t := range tables {
+		names = append(names, t.Table)
+		if t.Precise {
+			precise = append(precise, t.Table)
+		}
+	}
+	const cond = stashv1beta1.ConditionHistoryBackedUp
+	switch {
+	case !client.DumpsHistory(ctx):
+		run.cond(cond, false, "ClientCannotDumpHistory", fmt.Sprintf("%s has no --dump-history (MariaDB 10.11 and later have it), so the backup holds only the current rows of %d system-versioned tables: %s", client.Dump, len(names), listNames(names)))
+	case len(precise) > 0:
+		run.cond(cond, false, "TransactionPreciseHistory", fmt.Sprintf("mariadb-dump cannot dump transaction-precise history, so the backup holds only the current rows of the system-versioned tables: %s (%d with transaction-precise history: %s)", listNames(names), len(precise), listNames(precise)))
+	default:
+		run.cond(cond, true, "HistoryDumped", fmt.Sprintf("the history of %d system-versioned tables is in the backup (restored with its original ROW_START and ROW_END on MariaDB 10.11 and later): %s", len(names), listNames(names)))
+		return append(append([]string(nil), args...), "--dump-history")
+	}
+	return args
+}
+
+// listNames lists at most ten names, then how many more.
+func listNames(names []string) string {
+	if len(names) <= 10 {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:10], ", "), len(names)-10)
 }

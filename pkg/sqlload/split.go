@@ -32,7 +32,7 @@ var (
 	dataHeader  = []byte("-- Dumping data for table `")
 	// Session settings in the preamble that every connection replays. A
 	// SET GLOBAL (GTID_PURGED, say) must run once, so it is not replayed.
-	replaySet = regexp.MustCompile(`^(?i)(/\*!\d+ +)?SET +`)
+	replaySet = regexp.MustCompile(`^(?i)(/\*M?!\d+ +)?SET +`)
 	global    = regexp.MustCompile(`(?i)GLOBAL`)
 	sandbox   = []byte(`/*M!999999\- enable the sandbox mode */`)
 	useLine   = regexp.MustCompile("^USE `(?:[^`]|``)+`;$")

@@ -197,6 +197,10 @@ const (
 	ConditionPostBackupHookExecutionSucceeded = "PostBackupHookExecutionSucceeded"
 	ConditionDeadlineExceeded                 = "DeadlineExceeded"
 	ConditionBackupDisrupted                  = "BackupDisrupted"
+	// ConditionHistoryBackedUp: whether the history of the system-versioned
+	// tables dumped is in the backup (True), or only their current rows
+	// (False, with the tables and why).
+	ConditionHistoryBackedUp = "HistoryBackedUp"
 	// RestoreSession
 	ConditionRestoreTargetFound                = "RestoreTargetFound"
 	ConditionStashInitContainerInjected        = "StashInitContainerInjected"

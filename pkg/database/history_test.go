@@ -1,0 +1,28 @@
+package database
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestDumpedDatabases(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		dbs  []string
+		all  bool
+	}{
+		{[]string{"--all-databases"}, nil, true},
+		{[]string{"-A", "--skip-lock-tables"}, nil, true},
+		{nil, nil, true},
+		{[]string{"--databases", "shop", "inventory"}, []string{"shop", "inventory"}, false},
+		{[]string{"--single-transaction", "-B", "a", "--skip-triggers"}, []string{"a"}, false},
+		{[]string{"shop", "orders", "lines"}, []string{"shop"}, false},
+		{[]string{"-u", "root", "shop"}, []string{"shop"}, false},
+		{[]string{"--where=id>1", "shop", "orders"}, []string{"shop"}, false},
+	} {
+		dbs, all := DumpedDatabases(c.args)
+		if !slices.Equal(dbs, c.dbs) || all != c.all {
+			t.Errorf("%q: %q all=%v; want %q all=%v", c.args, dbs, all, c.dbs, c.all)
+		}
+	}
+}
