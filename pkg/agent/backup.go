@@ -156,6 +156,7 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		args = []string{"--all-databases"}
 	}
 	args = a.historyArgs(ctx, client, dbFiles, args, run, log)
+	a.consistency(ctx, client, dbFiles, args, run, log)
 	argv := client.DumpArgv(dbFiles, args)
 	opts := restic.BackupOptions{
 		Host:          contract.BackupHost,
@@ -394,4 +395,26 @@ func listNames(names []string) string {
 		return strings.Join(names, ", ")
 	}
 	return fmt.Sprintf("%s and %d more", strings.Join(names[:10], ", "), len(names)-10)
+}
+
+// consistency says in the ConsistentDump condition whether the dump is one
+// consistent snapshot: --single-transaction covers transactional tables
+// only, so MyISAM, Aria or MEMORY tables are read as they change unless the
+// user chose --lock-all-tables (a global read lock for the dump's length).
+func (a *Agent) consistency(ctx context.Context, client database.Client, f *database.Files, args []string, run *backupRun, log interface{ Info(string, ...any) }) {
+	const cond = stashv1beta1.ConditionConsistentDump
+	if database.LocksAllTables(args) {
+		run.cond(cond, true, "LockedAllTables", "--lock-all-tables held a global read lock for the whole dump: every table is consistent with the others")
+		return
+	}
+	tables, err := client.NonTransactionalTables(ctx, f, a.childEnv(), args)
+	if err != nil {
+		log.Info("could not list non-transactional tables", "err", err.Error())
+		return
+	}
+	if len(tables) == 0 {
+		run.cond(cond, true, "SingleTransaction", "every table dumped is transactional: one --single-transaction snapshot")
+		return
+	}
+	run.cond(cond, false, "NonTransactionalTables", fmt.Sprintf("%d tables are not transactional, so --single-transaction does not make them consistent with the rest: %s; to lock every table for the dump's length instead (writes wait), add --lock-all-tables to the task's args param", len(tables), listNames(tables)))
 }

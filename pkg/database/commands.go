@@ -100,7 +100,12 @@ func (c Client) DumpArgv(f *Files, userArgs []string) []string {
 	if log := f.DumpLog(); log != "" {
 		argv = append(argv, "--log-error="+log)
 	}
-	argv = append(argv, consistentDumpArgs...)
+	for _, a := range consistentDumpArgs {
+		if a == "--single-transaction" && LocksAllTables(userArgs) {
+			continue // mysqldump refuses both; the user chose the lock
+		}
+		argv = append(argv, a)
+	}
 	return append(argv, userArgs...)
 }
 

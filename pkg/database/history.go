@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -101,4 +102,40 @@ func takesValue(flag string) bool {
 		return true
 	}
 	return false
+}
+
+// LocksAllTables reports whether dump args ask for --lock-all-tables: one
+// global read lock for the whole dump, which makes non-transactional
+// tables consistent with the rest, in place of --single-transaction.
+func LocksAllTables(args []string) bool {
+	return slices.Contains(args, "--lock-all-tables") || slices.Contains(args, "-x")
+}
+
+// NonTransactionalTables lists the base tables of the dumped databases
+// whose engine a --single-transaction snapshot does not cover (MyISAM,
+// Aria, MEMORY, ...), as "db.table (ENGINE)". The system schemas are left
+// out: their tables are Aria on MariaDB, and change only with users and
+// grants.
+func (c Client) NonTransactionalTables(ctx context.Context, f *Files, env []string, dumpArgs []string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	const q = `SELECT table_schema, table_name, engine FROM information_schema.tables
+WHERE table_type = 'BASE TABLE' AND engine NOT IN ('InnoDB', 'ROCKSDB')
+  AND table_schema NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2`
+	cmd := exec.CommandContext(ctx, c.MySQL, "--defaults-extra-file="+f.OptionFile, "--connect-timeout=5", "--batch", "--skip-column-names", "-e", q)
+	cmd.Env = append(env, f.Env...)
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, err
+	}
+	dbs, all := DumpedDatabases(dumpArgs)
+	var list []string
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		fields := strings.Split(line, "\t")
+		if len(fields) != 3 || !all && !slices.Contains(dbs, fields[0]) {
+			continue
+		}
+		list = append(list, fmt.Sprintf("%s.%s (%s)", fields[0], fields[1], fields[2]))
+	}
+	return list, nil
 }

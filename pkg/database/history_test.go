@@ -26,3 +26,18 @@ func TestDumpedDatabases(t *testing.T) {
 		}
 	}
 }
+
+// --lock-all-tables replaces --single-transaction (mysqldump refuses both).
+func TestLockAllTablesReplacesSingleTransaction(t *testing.T) {
+	c := Client{Dump: "mariadb-dump", MySQL: "mariadb"}
+	f := &Files{OptionFile: "/x/client.cnf"}
+	if argv := c.DumpArgv(f, []string{"--databases", "a"}); !slices.Contains(argv, "--single-transaction") {
+		t.Errorf("default dump without --single-transaction: %v", argv)
+	}
+	for _, lock := range []string{"--lock-all-tables", "-x"} {
+		argv := c.DumpArgv(f, []string{"--databases", "a", lock})
+		if slices.Contains(argv, "--single-transaction") || !slices.Contains(argv, lock) {
+			t.Errorf("%s: %v", lock, argv)
+		}
+	}
+}

@@ -201,6 +201,10 @@ const (
 	// tables dumped is in the backup (True), or only their current rows
 	// (False, with the tables and why).
 	ConditionHistoryBackedUp = "HistoryBackedUp"
+	// ConditionConsistentDump: whether every table dumped is in one
+	// consistent snapshot (False lists the non-transactional tables a
+	// --single-transaction dump reads without one).
+	ConditionConsistentDump = "ConsistentDump"
 	// RestoreSession
 	ConditionRestoreTargetFound                = "RestoreTargetFound"
 	ConditionStashInitContainerInjected        = "StashInitContainerInjected"
