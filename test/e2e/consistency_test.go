@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
-	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
@@ -32,13 +31,7 @@ CREATE TABLE allinno.t (id INT PRIMARY KEY) ENGINE=InnoDB;`); err != nil {
 		t.Fatal(err)
 	}
 	ns := "consistency-e2e"
-	newNamespace(t, ns)
-	st, err := client.NewStash(s.env.Control.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": "consistency-password"})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	st := localRepoNamespace(t, ns)
 	addAppBinding(t, ns, "src", src)
 	for name, args := range map[string]string{"mixed": "--databases nt", "locked": "--databases nt --lock-all-tables", "inno": "--databases allinno"} {
 		mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", name, "--target", "appbinding/src", "--repository", "repo", "--param", "args="+args), "bc "+name)

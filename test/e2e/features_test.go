@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
-	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
@@ -82,13 +81,7 @@ func TestFeatureFidelity(t *testing.T) {
 	want := snapshot(src)
 
 	ns := "features-e2e"
-	newNamespace(t, ns)
-	st, err := client.NewStash(s.env.Control.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": "features-password"})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	st := localRepoNamespace(t, ns)
 	addAppBinding(t, ns, "src", src)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "feat", "--target", "appbinding/src", "--repository", "repo",
 		"--param", "args=--databases fid_c"), "bc")

@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
-	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
@@ -46,13 +45,7 @@ DELETE FROM sv.prices WHERE id = 3;`); err != nil {
 	}
 
 	ns := "history-e2e"
-	newNamespace(t, ns)
-	st, err := client.NewStash(s.env.Control.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": "history-password"})
-	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	st := localRepoNamespace(t, ns)
 	addAppBinding(t, ns, "src", src)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "sv", "--target", "appbinding/src", "--repository", "repo",
 		"--param", "args=--databases sv"), "bc")

@@ -143,6 +143,21 @@ func createdName(out string) string {
 	return name
 }
 
+// localRepoNamespace makes namespace ns with the local Repository "repo"
+// (its Secret "repo-creds") in a directory of the test's, and returns a
+// client for the Stash kinds.
+func localRepoNamespace(t *testing.T, ns string) *client.Stash {
+	t.Helper()
+	newNamespace(t, ns)
+	st, err := client.NewStash(s.env.Control.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createSecret(t, ns, "repo-creds", map[string]string{"RESTIC_PASSWORD": ns + "-password"})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "repository", "repo", "--backend", "local", "--path", t.TempDir(), "--secret", "repo-creds"), "repo")
+	return st
+}
+
 func addAppBinding(t *testing.T, ns, name string, db *testenv.MariaDB) {
 	t.Helper()
 	createSecret(t, ns, name+"-auth", map[string]string{"username": db.User, "password": db.Password})
