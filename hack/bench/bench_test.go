@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -258,5 +259,44 @@ func TestWriteReportFromSyntheticResults(t *testing.T) {
 		if st, err := os.Stat(cfg.ChartDir + "/" + png); err != nil || st.Size() < 1000 {
 			t.Errorf("chart %s: %v", png, err)
 		}
+	}
+}
+
+func TestReplaceSectionRewritesOnlyItsBlock(t *testing.T) {
+	sec := func(body string) string { return manyBegin + "\n" + body + "\n" + manyEnd + "\n" }
+	notes := notesBegin + "\nmine\n" + notesEnd + "\n"
+	for _, c := range []struct{ name, doc, want string }{
+		{"replaced in place", "# B\nfigures\n" + sec("old") + "## Charts\n", "# B\nfigures\n" + sec("new") + "## Charts\n"},
+		{"before the notes when absent", "# B\nfigures\n\n" + notes, "# B\nfigures\n\n" + sec("new") + "\n" + notes},
+		{"appended without notes", "# B\nfigures", "# B\nfigures\n\n" + sec("new")},
+		{"a new file", "", "\n" + sec("new")},
+	} {
+		if got := replaceSection(c.doc, sec("new"), manyBegin, manyEnd); got != c.want {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestManySectionReportsGrowth(t *testing.T) {
+	cfg, _ := modeDefaults("full")
+	sec := func(s float64) *series {
+		return &series{Samples: []time.Duration{time.Duration(s * float64(time.Second))}}
+	}
+	r := &results{Many: []manyStep{
+		{DBs: 10, Tables: 100, DumpBytes: 1 << 20, RawDump: sec(2), Backup: sec(4), RawRestore: sec(5), Restore: sec(6)},
+		{DBs: 100, Tables: 100, DumpBytes: 10 << 20, RawDump: sec(20), Backup: sec(30), RawRestore: sec(50), Restore: sec(60)},
+	}}
+	md := manySection(cfg, r)
+	for _, want := range []string{
+		"| 1000 | 10 | 1.0 MiB | 2.00 s | 4.00 s | 2.00x | 5.00 s | 6.00 s | 1.20x | 4.0 ms, 6.0 ms |",
+		"| 10000 | 100 | 10.0 MiB | 20.00 s | 30.00 s | 1.50x | 50.00 s | 60.00 s | 1.20x | 3.0 ms, 6.0 ms |",
+		"From 1000 to 10000 tables (10x the tables), the time grew: raw mysqldump 10.0x, ours backup 7.5x, raw restore 10.0x, ours restore 10.0x.",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("section lacks %q:\n%s", want, md)
+		}
+	}
+	if !strings.HasPrefix(md, manyBegin) || !strings.HasSuffix(md, manyEnd+"\n") {
+		t.Errorf("section is not between its markers:\n%s", md)
 	}
 }

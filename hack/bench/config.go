@@ -32,6 +32,13 @@ type config struct {
 	StatusRuns    int
 	ReadAhead     []readAheadSetting
 	Timeout       time.Duration // bound on the whole run
+
+	// Only names the one phase to run ("many"), whose section alone is
+	// rewritten in Out; empty runs them all and writes the whole report.
+	Only       string
+	ManyDBs    []int // databases of the many-objects phase, one step each, growing
+	ManyTables int   // tables per database
+	ManyRuns   int
 }
 
 // modeDefaults are the defaults of each mode; flags override them.
@@ -44,6 +51,7 @@ func modeDefaults(mode string) (config, error) {
 			Out: filepath.Join(root, "docs", "benchmarks.md"), ChartDir: filepath.Join(root, "docs", "bench"),
 			SlotEvery: 10 * time.Second, Slots: 6, IdleSettle: 30 * time.Second, IdleWindow: 30 * time.Second,
 			StatusConfigs: 100, StatusRuns: 5, Timeout: 90 * time.Minute, ReadAhead: defaultReadAhead(),
+			ManyDBs: []int{10, 100}, ManyTables: 100, ManyRuns: 3,
 		}, nil
 	case "small":
 		return config{
@@ -53,6 +61,7 @@ func modeDefaults(mode string) (config, error) {
 			StatusConfigs: 100, StatusRuns: 3, Timeout: 15 * time.Minute,
 			// The agent's setting and one read-ahead: enough to prove both paths work.
 			ReadAhead: []readAheadSetting{{"bufio", 1 << 20}, {"ring", 8 << 20}},
+			ManyDBs:   []int{2, 4}, ManyTables: 10, ManyRuns: 1,
 		}, nil
 	}
 	return config{}, fmt.Errorf("-mode %q: want full or small", mode)
@@ -95,6 +104,11 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.StatusRuns, "status-runs", c.StatusRuns, "runs of `kubectl stash status`")
 	fs.Var(&ra, "read-ahead", "restore stream settings to compare, e.g. bufio:1MiB,ring:8MiB")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound on the whole run")
+	fs.StringVar(&c.Only, "only", "", "run one phase and rewrite only its section of -out: many")
+	manyDBs := intList(c.ManyDBs)
+	fs.Var(&manyDBs, "many-dbs", "databases at each step of the many-objects phase, growing, e.g. 10,100")
+	fs.IntVar(&c.ManyTables, "many-tables", c.ManyTables, "tables per database in the many-objects phase")
+	fs.IntVar(&c.ManyRuns, "many-runs", c.ManyRuns, "runs per figure of the many-objects phase")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -103,6 +117,7 @@ func parseConfig(args []string) (config, error) {
 	}
 	c.Size = int64(size)
 	c.ReadAhead = ra
+	c.ManyDBs = manyDBs
 	if c.TuneRuns <= 0 {
 		c.TuneRuns = c.Runs
 	}
@@ -119,8 +134,45 @@ func parseConfig(args []string) (config, error) {
 		return c, fmt.Errorf("-slot-every %s: at least 1s", c.SlotEvery)
 	case len(c.ReadAhead) == 0:
 		return c, fmt.Errorf("-read-ahead: at least one setting")
+	case c.Only != "" && c.Only != phaseMany:
+		return c, fmt.Errorf("-only %q: the one phase that runs alone is %q", c.Only, phaseMany)
+	case len(c.ManyDBs) == 0 || !increasing(c.ManyDBs) || c.ManyDBs[0] < 1 || c.ManyTables < 2 || c.ManyRuns < 1:
+		return c, fmt.Errorf("-many-dbs %v, -many-tables %d, -many-runs %d: want growing steps of at least 1 database, at least 2 tables and 1 run", c.ManyDBs, c.ManyTables, c.ManyRuns)
 	}
 	return c, nil
+}
+
+func increasing(vs []int) bool {
+	for i := 1; i < len(vs); i++ {
+		if vs[i] <= vs[i-1] {
+			return false
+		}
+	}
+	return true
+}
+
+// intList is a flag of comma-separated integers.
+type intList []int
+
+func (l *intList) String() string {
+	s := make([]string, len(*l))
+	for i, v := range *l {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *intList) Set(s string) error {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return fmt.Errorf("%q: want integers separated by commas", s)
+		}
+		out = append(out, v)
+	}
+	*l = out
+	return nil
 }
 
 // byteSize is a flag of bytes with an optional KiB/MiB/GiB suffix.

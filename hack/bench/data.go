@@ -97,7 +97,7 @@ const tinySQL = "CREATE DATABASE `" + tinyDB + "`; CREATE TABLE `" + tinyDB + "`
 // generate creates the data on db with two connections in parallel.
 func generate(ctx context.Context, db *testenv.MariaDB, d *dataInfo) error {
 	start := time.Now()
-	if _, err := db.Exec(ctx, "CREATE DATABASE `"+benchDB+"` CHARACTER SET utf8mb4; "+tinySQL); err != nil {
+	if _, err := db.Exec(ctx, "CREATE DATABASE `"+benchDB+"` CHARACTER SET utf8mb4"); err != nil {
 		return fmt.Errorf("create databases: %w", err)
 	}
 	jobs := [][]string{blobSQL(d.Blobs)}
@@ -200,6 +200,9 @@ func countMod(n int64, r int) int64 {
 // emptyTarget drops the benchmark's databases on the restore target.
 func emptyTarget(ctx context.Context, db *testenv.MariaDB) error {
 	_, err := db.Exec(ctx, "DROP DATABASE IF EXISTS `"+benchDB+"`; DROP DATABASE IF EXISTS `"+tinyDB+"`;")
+	if err == nil {
+		err = testenv.DropMany(ctx, db)
+	}
 	if err != nil {
 		return fmt.Errorf("empty the restore target %s: %w", db.Name, err)
 	}

@@ -49,21 +49,28 @@ func run(ctx context.Context, cfg config) error {
 	r.Machine = readMachine()
 	r.Versions = readVersions(ctx, b.toolBin, b.restic)
 	b.logf("bench: mode %s, ~%s of dump, %d run(s) per figure, work directory %s", cfg.Mode, humanBytes(cfg.Size), cfg.Runs, b.work)
-	for _, phase := range []func(context.Context) error{
+	phases := []func(context.Context) error{
 		b.setup,
+		b.generateData,
 		b.measureBackups,
 		b.measureRestores,
 		b.measureTuning,
 		b.measureSlot,
 		b.measureIdle,
 		b.measureStatus,
-	} {
+		b.measureMany,
+	}
+	write := writeReport
+	if cfg.Only == phaseMany {
+		phases, write = []func(context.Context) error{b.setup, b.measureMany}, writeManySection
+	}
+	for _, phase := range phases {
 		if err := phase(ctx); err != nil {
 			return err
 		}
 	}
 	r.Elapsed = time.Since(r.Started)
-	if err := writeReport(cfg, r); err != nil {
+	if err := write(cfg, r); err != nil {
 		return fmt.Errorf("write the report: %w", err)
 	}
 	b.logf("report written to %s (charts in %s) after %s", cfg.Out, cfg.ChartDir, r.Elapsed.Round(time.Second))

@@ -16,9 +16,12 @@ import (
 )
 
 // dumpArgv is exactly the agent's mysqldump argv for the source with the
-// task's default args (--all-databases).
-func (b *bench) dumpArgv() []string {
-	return b.db.DumpArgv(&database.Files{OptionFile: b.src.OptionFile()}, []string{"--all-databases"})
+// task's args: by default --all-databases.
+func (b *bench) dumpArgv(args ...string) []string {
+	if len(args) == 0 {
+		args = []string{"--all-databases"}
+	}
+	return b.db.DumpArgv(&database.Files{OptionFile: b.src.OptionFile()}, args)
 }
 
 // loadArgv is exactly the agent's mysql argv for the restore target.

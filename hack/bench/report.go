@@ -222,6 +222,10 @@ func writeReport(cfg config, r *results) error {
 	}
 	md("")
 
+	if len(r.Many) > 0 {
+		md("%s", manySection(cfg, r))
+	}
+
 	if kept != "" {
 		md("%s", kept)
 		md("")

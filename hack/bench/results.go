@@ -37,6 +37,11 @@ type results struct {
 	PackSize         []tuneResult
 	ReadAhead        []*series
 	RestoreCheckRows int64
+
+	// The many-objects phase, one step per size.
+	Many        []manyStep
+	ManyStarted time.Time
+	ManyElapsed time.Duration
 }
 
 // tuneResult is one restic setting: time and repository size.

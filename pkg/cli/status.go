@@ -159,6 +159,7 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 		}
 	}
 	now := o.Now()
+	noPod := map[string]string{} // by namespace/agent
 	var rows []ConfigStatus
 	for i := range bcs.Items {
 		bc := &bcs.Items[i]
@@ -235,7 +236,12 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			}
 			why := ""
 			if d.Status.AvailableReplicas == 0 {
-				why = AgentNoPodReason(ctx, c.Kube, d)
+				// Asked once per Deployment: many configs share one agent.
+				var asked bool
+				if why, asked = noPod[bc.Namespace+"/"+agentName]; !asked {
+					why = AgentNoPodReason(ctx, c.Kube, d)
+					noPod[bc.Namespace+"/"+agentName] = why
+				}
 			}
 			switch {
 			case why != "":
