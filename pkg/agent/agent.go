@@ -196,6 +196,8 @@ type term struct {
 	// sightings of other agents' Running sessions, used only by the
 	// queue's worker (recoverOrphans, syncSession).
 	sightings *lifecycle.Sightings
+	// archives are the running binlog archives, by config; guarded by a.mu.
+	archives map[string]*archiveHandle
 }
 
 // cur is the current (or last) term.

@@ -157,12 +157,22 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 	}
 	args = a.historyArgs(ctx, client, dbFiles, args, run, log)
 	a.consistency(ctx, client, dbFiles, args, run, log)
+	tags := contract.SessionTags(a.cfg.AppBinding, run.bs.Name, string(run.bs.UID))
+	if pitr, _ := contract.ParsePITR(bc.Annotations); pitr.On {
+		// The dump records the binlog position of its snapshot, where a
+		// point-in-time restore starts its replay.
+		var coords bool
+		args, coords = a.binlogCoordinates(ctx, client, dbFiles, args, log)
+		if coords {
+			tags = append(tags, contract.TagBinlogCoordinates)
+		}
+	}
 	argv := client.DumpArgv(dbFiles, args)
 	opts := restic.BackupOptions{
 		Host:          contract.BackupHost,
 		StdinFilename: strings.TrimPrefix(contract.DumpFile(a.cfg.AppBinding), "/"),
 		Command:       argv,
-		Tags:          contract.SessionTags(a.cfg.AppBinding, run.bs.Name, string(run.bs.UID)),
+		Tags:          tags,
 		Progress:      run.progress,
 		ExtraEnv:      envMap(dbFiles.Env),
 	}

@@ -62,6 +62,7 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 	bc, ok := a.config(nsName)
 	if !ok {
 		a.cur().sched.Remove(name)
+		a.syncArchive(ctx, name, nil, contract.PITR{})
 		return nil
 	}
 	phase, cond := stashv1beta1.BackupInvokerReady, metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionTrue, Reason: "Valid", Message: "the spec is valid"}
@@ -92,6 +93,15 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 		phase = stashv1beta1.BackupInvokerInvalid
 		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidHook", Message: err.Error()}
 	}
+	pitr, perr := contract.ParsePITR(bc.Annotations)
+	if perr != nil {
+		phase = stashv1beta1.BackupInvokerInvalid
+		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidPointInTimeRecovery", Message: perr.Error()}
+	}
+	if phase == stashv1beta1.BackupInvokerInvalid {
+		pitr.On = false
+	}
+	a.syncArchive(ctx, name, bc, pitr)
 	cond.ObservedGeneration = bc.Generation
 	same := bc.Status.Phase == phase && bc.Status.ObservedGeneration == bc.Generation &&
 		meta.IsStatusConditionPresentAndEqual(bc.Status.Conditions, cond.Type, cond.Status) &&

@@ -169,6 +169,9 @@ func (a *Agent) afterBackup(ctx context.Context, run *backupRun) {
 			log.Info("trimmed session history", "deleted", n)
 		}
 	}
+	if run.summary != nil {
+		a.backupDone(run.bc.Name) // the archive's window may open or move
+	}
 	if run.summary != nil && run.rr != nil {
 		if err := a.updateRepositoryStatus(ctx, run.repo, run.rr, run); err != nil {
 			log.Info("could not update the repository status", "err", err.Error())
@@ -241,6 +244,18 @@ func progressPatch(done, total, rate int64, now time.Time) []byte {
 		done, total, rate, now.UTC().Format(time.RFC3339))
 }
 
+// replayEnd says where a replay stopped.
+func replayEnd(p *stashv1beta1.PITRRestoreStatus) string {
+	end := "the end of the archive"
+	if p.Target != contract.Latest {
+		end = p.Target
+	}
+	if p.LastEventTime != nil {
+		end += fmt.Sprintf(" (last transaction %s at %s)", p.LastGTID, p.LastEventTime.UTC().Format(time.RFC3339))
+	}
+	return end
+}
+
 func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 	end := a.clock()
 	dur := end.Sub(run.start).Round(time.Second)
@@ -254,6 +269,10 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 		}
 	} else {
 		msg = fmt.Sprintf("snapshot %s restored (%s) in %s", shortID(run.snapshot), session.HumanBytes(run.written.Load()), dur)
+		if p := run.pitr; p != nil {
+			msg = fmt.Sprintf("snapshot %s restored (%s), then %d binlog transactions replayed from %s to %s, in %s", shortID(run.snapshot), session.HumanBytes(run.written.Load()),
+				p.Transactions, p.StartPosition, replayEnd(p), dur)
+		}
 	}
 	stats := stashv1beta1.HostRestoreStats{Hostname: contract.BackupHost, Phase: hostPhase, Duration: dur.String()}
 	if err != nil {
@@ -269,6 +288,15 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 		s.Status.Progress = &stashv1beta1.Progress{BytesDone: run.written.Load(), UpdateTime: &now, Position: run.where()}
 		if run.snapshot != "" {
 			s.Status.Snapshot = run.snapshot
+		}
+		if run.pitr != nil {
+			s.Status.PointInTime = run.pitr
+			c := metav1.Condition{Type: stashv1beta1.ConditionPointInTimeRestored, Status: metav1.ConditionTrue, Reason: "Replayed",
+				Message: fmt.Sprintf("%d transactions replayed from %s to %s", run.pitr.Transactions, run.pitr.StartPosition, replayEnd(run.pitr))}
+			if err != nil {
+				c.Status, c.Reason, c.Message = metav1.ConditionFalse, "ReplayFailed", msg
+			}
+			meta.SetStatusCondition(&s.Status.Conditions, c)
 		}
 		st := metav1.ConditionTrue
 		reason := "Succeeded"

@@ -40,6 +40,8 @@ type restoreRun struct {
 	report restoreReport
 	// loader is loading the dump; nil until it starts.
 	loader atomic.Pointer[sqlload.Loader]
+	// pitr is the binlog replay of a restore to a point in time.
+	pitr *stashv1beta1.PITRRestoreStatus
 }
 
 // where is the load's position, "" before it started.
@@ -119,15 +121,21 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	defer cancelPrep(nil)
 	type picked struct {
 		snap restic.Snapshot
+		plan *replayPlan
 		err  error
 	}
 	pickc := make(chan picked, 1)
 	go func() {
-		snap, err := a.pickSnapshot(ctx, rr, rs, want)
-		if err != nil {
-			cancelPrep(err) // no wait for the database when there is nothing to restore
+		var p picked
+		if want.at != "" {
+			p.snap, p.plan, p.err = a.pickPointInTime(ctx, rr, rs, want)
+		} else {
+			p.snap, p.err = a.pickSnapshot(ctx, rr, rs, want)
 		}
-		pickc <- picked{snap, err}
+		if p.err != nil {
+			cancelPrep(p.err) // no wait for the database when there is nothing to restore
+		}
+		pickc <- p
 	}()
 
 	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
@@ -195,6 +203,10 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	}
 	run.loader.Store(loader)
 	into := io.Writer(loader)
+	head := &headCopy{w: loader, max: 256 << 10} // the binlog position, for a replay
+	if p.plan != nil {
+		into = head
+	}
 	var dumpErr error
 	if pre.matches(snap.ID) {
 		var wrote bool
@@ -244,6 +256,10 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 			state = "part of the dump was applied, so the database is partially restored: restore again into an empty database"
 		}
 		return fmt.Errorf("reading snapshot %s from Repository %s failed (%s): %w", shortID(snap.ID), repo.Name, state, repoErr(repo, dumpErr))
+	}
+	if p.plan != nil {
+		run.pitr, err = a.replay(ctx, rr, p.plan, head.head, client, dbFiles, step.Args)
+		return err
 	}
 	return nil
 }

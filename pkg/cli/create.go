@@ -23,6 +23,7 @@ import (
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/apply"
 	"github.com/kubectl-stash/kubectl-stash/pkg/catalog"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
 	"github.com/kubectl-stash/kubectl-stash/pkg/repository"
 )
@@ -433,6 +434,9 @@ type CreateBackupConfigOptions struct {
 	HistoryLimit, MaxRetry int32
 	RetryDelay             time.Duration
 	CatchUp                string
+	// PITR archives the binlog continuously, committed every PITRInterval.
+	PITR         bool
+	PITRInterval time.Duration
 }
 
 func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -468,6 +472,8 @@ func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *c
 	_ = fl.MarkDeprecated("timeout", "use --session-timeout (--timeout is how long a command waits)")
 	fl.Int32Var(&o.MaxRetry, "max-retry", 0, "retry a failed session up to N times")
 	fl.DurationVar(&o.RetryDelay, "retry-delay", time.Minute, "wait this long before a retry")
+	fl.BoolVar(&o.PITR, "pitr", false, "point-in-time recovery: archive the database's binlog continuously into the repository (annotation "+contract.AnnotationPITR+")")
+	fl.DurationVar(&o.PITRInterval, "pitr-interval", contract.DefaultPITRInterval, "with --pitr, commit what was received at least this often (1s to 1h)")
 	fl.StringVar(&o.CatchUp, "catch-up", stashv1beta1.CatchUpOne, "slots missed while no agent ran: one (run one backup when the agent starts) or none")
 	o.agentFlags.add(cmd)
 	o.flags.AddFlags(cmd)
@@ -515,6 +521,12 @@ func (o *CreateBackupConfigOptions) Validate() error {
 	if o.HistoryLimit < 0 {
 		return usageErr("--backup-history-limit must not be negative")
 	}
+	if o.PITRInterval < time.Second || o.PITRInterval > time.Hour {
+		return usageErr("--pitr-interval %s: use 1s to 1h", o.PITRInterval)
+	}
+	if o.PITRInterval != contract.DefaultPITRInterval && !o.PITR {
+		return usageErr("--pitr-interval needs --pitr")
+	}
 	if o.CatchUp != "" && o.CatchUp != stashv1beta1.CatchUpOne && o.CatchUp != stashv1beta1.CatchUpNone {
 		return usageErr("--catch-up %q: use one or none", o.CatchUp)
 	}
@@ -552,8 +564,17 @@ func (o *CreateBackupConfigOptions) Object() *stashv1beta1.BackupConfiguration {
 			TimeOut:            o.SessionTimeout,
 		},
 	}
+	if o.PITR {
+		bc.Annotations = map[string]string{contract.AnnotationPITR: "true"}
+		if o.PITRInterval != contract.DefaultPITRInterval {
+			bc.Annotations[contract.AnnotationPITRInterval] = o.PITRInterval.String()
+		}
+	}
 	if o.CatchUp == stashv1beta1.CatchUpNone {
-		bc.Annotations = map[string]string{stashv1beta1.AnnotationCatchUp: stashv1beta1.CatchUpNone}
+		if bc.Annotations == nil {
+			bc.Annotations = map[string]string{}
+		}
+		bc.Annotations[stashv1beta1.AnnotationCatchUp] = stashv1beta1.CatchUpNone
 	}
 	if o.MaxRetry > 0 {
 		bc.Spec.RetryConfig = &stashv1beta1.RetryConfig{MaxRetry: o.MaxRetry, Delay: metav1.Duration{Duration: o.RetryDelay}}

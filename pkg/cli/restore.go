@@ -31,7 +31,7 @@ type RestoreOptions struct {
 func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &RestoreOptions{writer: writer{factory: f, streams: streams, flags: newApplyFlags()}, Snapshot: contract.Latest, Timeout: time.Hour}
 	cmd := &cobra.Command{
-		Use:   "restore --repository REPO --target appbinding/NAME [--snapshot ID|latest | --at TIME] [--wait]",
+		Use:   "restore --repository REPO --target appbinding/NAME [--snapshot ID|latest | --at TIME|latest] [--wait]",
 		Short: "Restore a snapshot into a database: create a RestoreSession (and the database's agent if it has none)",
 		Example: `  kubectl stash restore --repository s3-repo --target appbinding/mysql-new --snapshot latest --wait
   kubectl stash restore --repository s3-repo --target appbinding/mysql --snapshot 4bf6100f
@@ -45,7 +45,7 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	fl.StringVar(&o.RepositoryNamespace, "repository-namespace", "", "the Repository's namespace, when not the target's (its usagePolicy must allow it)")
 	fl.StringVar(&o.Target, "target", "", "the database to restore into, as appbinding/NAME")
 	fl.StringVar(&o.Snapshot, "snapshot", o.Snapshot, "snapshot ID, or latest")
-	fl.StringVar(&o.At, "at", "", "restore the newest snapshot taken at or before this time (RFC 3339, e.g. 2026-11-20T02:00:00Z)")
+	fl.StringVar(&o.At, "at", "", "restore the database as it was at this time (RFC 3339, e.g. 2026-11-20T02:00:00Z): the newest snapshot at or before it, then, where the binlog is archived, its replay up to that second; latest replays the whole archive")
 	fl.StringVar(&o.SourceHost, "source-host", "", "the host the snapshots were taken from (default: any)")
 	fl.StringVar(&o.Name, "name", "", "RestoreSession name (default: generated)")
 	fl.StringArrayVar(&o.Params, "param", nil, "task param KEY=VALUE (repeatable), e.g. args=--force")
@@ -79,11 +79,13 @@ func (o *RestoreOptions) Validate() error {
 		return err
 	}
 	if o.At != "" {
-		t, err := time.Parse(time.RFC3339, o.At)
-		if err != nil {
-			return usageErr("--at %q is not an RFC 3339 time like 2026-11-20T02:00:00Z", o.At)
+		if o.At != contract.Latest {
+			t, err := time.Parse(time.RFC3339, o.At)
+			if err != nil {
+				return usageErr("--at %q is neither an RFC 3339 time like 2026-11-20T02:00:00Z nor latest", o.At)
+			}
+			o.at = t
 		}
-		o.at = t
 		if o.Snapshot != contract.Latest && o.Snapshot != "" {
 			return usageErr("give --snapshot or --at, not both")
 		}
@@ -125,7 +127,11 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 		rs.Spec.TimeOut = o.SessionTimeout.String()
 	}
 	if o.At != "" {
-		rs.Annotations = map[string]string{contract.AnnotationRestoreAt: o.at.UTC().Format(time.RFC3339)}
+		at := contract.Latest
+		if !o.at.IsZero() {
+			at = o.at.UTC().Format(time.RFC3339)
+		}
+		rs.Annotations = map[string]string{contract.AnnotationRestoreAt: at}
 		rs.Spec.Target.Rules[0].Snapshots = nil
 		if o.SourceHost == "" {
 			rs.Spec.Target.Rules = nil

@@ -99,6 +99,16 @@ type RepositoryResult struct {
 	SizeBytes, SnapshotCount, SnapshotsCleaned int64
 }
 
+// PITRResult is a binlog archive's state after a commit.
+type PITRResult struct {
+	Common
+	LastEventTime    time.Time // of the last archived event; zero: none yet
+	RecoverableUntil time.Time // the archive holds every event up to it
+	Lag              time.Duration
+	Gaps             int
+	ArchivedBytes    int64
+}
+
 // reserved reports labels set by this package or the Pushgateway, which
 // Extra cannot override.
 func reserved(name string) bool {
@@ -289,6 +299,21 @@ func repositorySamples(r RepositoryResult) samples {
 	s.add("repository_size_bytes", "repository_size_bytes", "Size of the repository in bytes.", l, float64(r.SizeBytes))
 	s.add("repository_snapshot_count", "repository_snapshot_count", "Number of snapshots in the repository.", l, float64(r.SnapshotCount))
 	s.add("repository_snapshot_cleaned", "repository_snapshot_cleaned", "Number of snapshots removed by the last retention run.", l, float64(r.SnapshotsCleaned))
+	return s
+}
+
+func pitrSamples(r PITRResult) samples {
+	var s samples
+	l := r.Common.labels()
+	if !r.LastEventTime.IsZero() {
+		s.add("pitr_last_archived_event_time_seconds", "pitr_last_archived_event_time_seconds", "Unix time of the last binlog event archived.", l, unixSeconds(r.LastEventTime))
+	}
+	if !r.RecoverableUntil.IsZero() {
+		s.add("pitr_recoverable_until_time_seconds", "pitr_recoverable_until_time_seconds", "Unix time up to which the binlog archive holds every event.", l, unixSeconds(r.RecoverableUntil))
+	}
+	s.add("pitr_archive_lag_seconds", "pitr_archive_lag_seconds", "Seconds between now and the end of the binlog archive, at the last commit.", l, r.Lag.Seconds())
+	s.add("pitr_gaps_total", "pitr_gaps_total", "Stretches of time the binlog archive does not cover.", l, float64(r.Gaps))
+	s.add("pitr_archived_bytes", "pitr_archived_bytes", "Bytes of binlog files archived.", l, float64(r.ArchivedBytes))
 	return s
 }
 

@@ -52,6 +52,11 @@ func (s *Store) SetRepository(r RepositoryResult) {
 	s.set(labelKey("repository", repositoryLabels(r)), repositorySamples(r))
 }
 
+// SetPITR records r, replacing the previous archive state of its invoker.
+func (s *Store) SetPITR(r PITRResult) {
+	s.set(labelKey("pitr", r.Common.labels()), pitrSamples(r))
+}
+
 func (s *Store) set(key string, m samples) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

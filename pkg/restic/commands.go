@@ -43,6 +43,7 @@ type BackupOptions struct {
 	Host          string            // --host; "" means restic's default (the hostname)
 	StdinFilename string            // --stdin-filename; "" means restic's default
 	Command       []string          // run by restic after --stdin-from-command --, no shell
+	Stdin         io.Reader         // or, without Command, read by restic --stdin
 	Tags          []string          // --tag each; no commas
 	Compression   string            // --compression when non-empty: auto, off, max
 	PackSize      int               // --pack-size in MiB when > 0
@@ -63,8 +64,8 @@ type BackupOptions struct {
 // Command's arguments are visible to other local processes: pass its
 // secrets through ExtraEnv. Command also sees Repo.Env.
 func (r *Repo) Backup(ctx context.Context, o BackupOptions) (*Summary, error) {
-	if len(o.Command) == 0 {
-		return nil, errors.New("restic backup: no command")
+	if (len(o.Command) == 0) == (o.Stdin == nil) {
+		return nil, errors.New("restic backup: give a command or stdin")
 	}
 	if err := checkTags(o.Tags); err != nil {
 		return nil, fmt.Errorf("restic backup: %w", err)
@@ -89,8 +90,12 @@ func (r *Repo) Backup(ctx context.Context, o BackupOptions) (*Summary, error) {
 	if o.PackSize > 0 {
 		args = append(args, "--pack-size="+strconv.Itoa(o.PackSize))
 	}
-	args = append(args, "--stdin-from-command", "--")
-	args = append(args, o.Command...)
+	if o.Stdin != nil {
+		args = append(args, "--stdin")
+	} else {
+		args = append(args, "--stdin-from-command", "--")
+		args = append(args, o.Command...)
+	}
 
 	var summary *Summary
 	out := &lineSplitter{max: maxLine, emit: func(line []byte, tooLong bool) {
@@ -113,7 +118,7 @@ func (r *Repo) Backup(ctx context.Context, o BackupOptions) (*Summary, error) {
 			summary = ev.Summary
 		}
 	}}
-	err := r.runWatched(ctx, "backup", args, o.ExtraEnv, out, watch)
+	err := r.runWatched(ctx, "backup", args, o.ExtraEnv, o.Stdin, out, watch)
 	out.flush()
 	if err != nil {
 		if errors.Is(err, ErrIncomplete) {
@@ -320,7 +325,7 @@ func (r *Repo) dump(ctx context.Context, args []string, w io.Writer) error {
 	if watch != nil {
 		out = meterWriter{w: ew, watch: watch}
 	}
-	err := r.runWatched(ctx, "dump", args, nil, out, watch)
+	err := r.runWatched(ctx, "dump", args, nil, nil, out, watch)
 	if ew.err != nil {
 		return fmt.Errorf("restic dump: write: %w", ew.err)
 	}

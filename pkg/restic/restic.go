@@ -169,11 +169,11 @@ func (r *Repo) environ(extra map[string]string) ([]string, error) {
 // nil. A failed run returns an *Error unless restic could not be started at
 // all or stdout could not be written.
 func (r *Repo) run(ctx context.Context, op string, args []string, extraEnv map[string]string, stdout io.Writer) error {
-	return r.runWatched(ctx, op, args, extraEnv, stdout, nil)
+	return r.runWatched(ctx, op, args, extraEnv, nil, stdout, nil)
 }
 
 // runWatched is run with a stall watch on the running restic; w may be nil.
-func (r *Repo) runWatched(ctx context.Context, op string, args []string, extraEnv map[string]string, stdout io.Writer, w *stallWatch) error {
+func (r *Repo) runWatched(ctx context.Context, op string, args []string, extraEnv map[string]string, stdin io.Reader, stdout io.Writer, w *stallWatch) error {
 	env, err := r.environ(extraEnv)
 	if err != nil {
 		return err
@@ -186,6 +186,7 @@ func (r *Repo) runWatched(ctx context.Context, op string, args []string, extraEn
 
 	cmd := exec.CommandContext(runCtx, r.binary(), append(r.globalArgs(), args...)...)
 	cmd.Env = env
+	cmd.Stdin = stdin
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	if w != nil {

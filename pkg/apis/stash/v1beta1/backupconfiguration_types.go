@@ -17,6 +17,7 @@ import (
 // +kubebuilder:printcolumn:name="Schedule",type="string",JSONPath=".spec.schedule"
 // +kubebuilder:printcolumn:name="Paused",type="boolean",JSONPath=".spec.paused"
 // +kubebuilder:printcolumn:name="Phase",type="string",JSONPath=".status.phase"
+// +kubebuilder:printcolumn:name="Recoverable-Until",type="date",JSONPath=".status.pointInTimeRecovery.lastRecoverableTime",priority=0
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 type BackupConfiguration struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -148,4 +149,44 @@ type BackupConfigurationStatus struct {
 	LastSuccessfulSession string `json:"lastSuccessfulSession,omitempty"`
 	// +optional
 	LastSuccessTime *metav1.Time `json:"lastSuccessTime,omitempty"`
+	// PointInTimeRecovery is the binlog archive's state, when the
+	// stash.appscode.com/pitr annotation turns it on.
+	// +optional
+	PointInTimeRecovery *PITRStatus `json:"pointInTimeRecovery,omitempty"`
+}
+
+// PITRStatus says how far the binlog archive reaches and what a restore
+// to a point in time can do now.
+type PITRStatus struct {
+	// FirstRecoverableTime is the earliest time a restore can reach: the
+	// oldest full backup the archive continues without a gap.
+	// +optional
+	FirstRecoverableTime *metav1.Time `json:"firstRecoverableTime,omitempty"`
+	// LastRecoverableTime is the latest: the archive holds every event
+	// the server wrote up to it.
+	// +optional
+	LastRecoverableTime *metav1.Time `json:"lastRecoverableTime,omitempty"`
+	// LastArchivedPosition is file:offset of the end of the archive.
+	// +optional
+	LastArchivedPosition string `json:"lastArchivedPosition,omitempty"`
+	// LastArchivedGTID is the last archived transaction's GTID.
+	// +optional
+	LastArchivedGTID string `json:"lastArchivedGTID,omitempty"`
+	// LastEventTime is the time of the last archived event.
+	// +optional
+	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
+	// ArchivedBytes is the size of the archived binlog files.
+	// +optional
+	ArchivedBytes int64 `json:"archivedBytes,omitempty"`
+	// Gaps are stretches of time the archive does not cover.
+	// +optional
+	Gaps []PITRGap `json:"gaps,omitempty"`
+}
+
+// PITRGap is a stretch of time whose binlog events were not archived.
+type PITRGap struct {
+	From metav1.Time `json:"from"`
+	// +optional
+	To     *metav1.Time `json:"to,omitempty"`
+	Reason string       `json:"reason"`
 }

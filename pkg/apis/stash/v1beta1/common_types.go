@@ -217,6 +217,12 @@ const (
 	// Both session kinds: False while the agent's Role does not let it
 	// read a Secret the session needs; the session waits Pending.
 	ConditionAccessGranted = "AccessGranted"
+	// ConditionBinlogArchiving is True while the binlog archive is
+	// current, False with the reason and the fix when it is not.
+	ConditionBinlogArchiving = "BinlogArchiving"
+	// ConditionPointInTimeRestored says what a restore to a point in
+	// time replayed on top of its base snapshot.
+	ConditionPointInTimeRestored = "PointInTimeRestored"
 )
 
 // Pre- and post-backup action names (Stash's).

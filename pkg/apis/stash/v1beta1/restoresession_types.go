@@ -144,9 +144,35 @@ type RestoreSessionStatus struct {
 	// Snapshot is the snapshot being restored.
 	// +optional
 	Snapshot string `json:"snapshot,omitempty"`
+	// PointInTime is what a restore to a point in time replayed from the
+	// binlog archive on top of Snapshot.
+	// +optional
+	PointInTime *PITRRestoreStatus `json:"pointInTime,omitempty"`
 	// Message summarises the outcome and, on failure, the database's state.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// PITRRestoreStatus is a binlog replay's account.
+type PITRRestoreStatus struct {
+	// Target is the time asked for (RFC 3339), or "latest".
+	Target string `json:"target"`
+	// StartPosition is file:offset of the base snapshot, where replay began.
+	// +optional
+	StartPosition string `json:"startPosition,omitempty"`
+	// Files is how many archived binlog files the replay read, as one stream.
+	// +optional
+	Files int `json:"files,omitempty"`
+	// Transactions replayed.
+	Transactions int `json:"transactions"`
+	// +optional
+	FirstEventTime *metav1.Time `json:"firstEventTime,omitempty"`
+	// +optional
+	LastEventTime *metav1.Time `json:"lastEventTime,omitempty"`
+	// +optional
+	FirstGTID string `json:"firstGTID,omitempty"`
+	// +optional
+	LastGTID string `json:"lastGTID,omitempty"`
 }
 
 // HostRestoreStats is one host's restore result.

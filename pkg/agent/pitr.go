@@ -1,0 +1,608 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/binlog"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
+)
+
+// The binlog archive: while the agent leads, each config with
+// point-in-time recovery on keeps one binlog stream open, as a replica
+// would (mariadb-binlog --read-from-remote-server --raw --stop-never), and
+// commits what it received to the Repository every interval. Each commit
+// of a file is a restic snapshot of the file up to its last whole event
+// (host binlog-0, the version in its tags); restic's chunking makes a
+// growing file cost only its new chunks, and the version it supersedes is
+// forgotten. A stream resumes from the start of the newest archived file:
+// the server sends the same bytes again, so there is no gap and no
+// duplicate, whatever stopped it.
+
+// maxGaps bounds the gaps kept in a config's status: the newest stay.
+const maxGaps = 20
+
+// archiveHandle is one config's running archive.
+type archiveHandle struct {
+	cancel  context.CancelFunc
+	done    chan struct{}
+	spec    contract.PITR
+	repo    stashv1beta1.RepositoryRef
+	backups chan struct{} // a backup of the config succeeded
+}
+
+// syncArchive starts, restarts or stops the config's archive to match its
+// spec; ctx is the term's, so the archive stops when leadership ends.
+func (a *Agent) syncArchive(ctx context.Context, name string, bc *stashv1beta1.BackupConfiguration, p contract.PITR) {
+	t := a.cur()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t.archives == nil {
+		t.archives = map[string]*archiveHandle{}
+	}
+	h := t.archives[name]
+	want := bc != nil && p.On
+	if h != nil {
+		select {
+		case <-h.done:
+			h = nil // ended with its term or by itself: start again if wanted
+		default:
+			if want && h.spec == p && h.repo == bc.Spec.Repository {
+				return
+			}
+			h.cancel()
+			h = nil
+		}
+		delete(t.archives, name)
+	}
+	if !want {
+		return
+	}
+	actx, cancel := context.WithCancel(ctx)
+	h = &archiveHandle{cancel: cancel, done: make(chan struct{}), spec: p, repo: bc.Spec.Repository, backups: make(chan struct{}, 1)}
+	t.archives[name] = h
+	go func() {
+		defer close(h.done)
+		a.archive(actx, name, h)
+	}()
+}
+
+// backupDone tells the config's archive that a new full backup exists.
+func (a *Agent) backupDone(config string) {
+	t := a.cur()
+	if t == nil {
+		return
+	}
+	a.mu.Lock()
+	h := t.archives[config]
+	a.mu.Unlock()
+	if h != nil {
+		select {
+		case h.backups <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// archive runs the config's archive until ctx ends, starting it again
+// after each failure (the failure is in the BinlogArchiving condition).
+func (a *Agent) archive(ctx context.Context, config string, h *archiveHandle) {
+	log := a.log.With("config", config, "pitr", true)
+	wait := 5 * time.Second
+	for ctx.Err() == nil {
+		progressed, err := a.archiveOnce(ctx, config, h, log)
+		if ctx.Err() != nil {
+			return
+		}
+		reason := "ArchiveFailed"
+		if errors.Is(err, database.ErrBinlogRequirement) {
+			reason = "ServerNotReady"
+		}
+		log.Warn("the binlog archive stopped; starting it again", "err", err.Error(), "in", wait.String())
+		a.setArchiveCondition(ctx, config, false, reason, fmt.Sprintf("%v; retrying in %s", err, wait))
+		if progressed {
+			wait = 5 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}
+
+// archiveState is one stream's bookkeeping.
+type archiveState struct {
+	appBinding string
+	archived   map[string]contract.BinlogVersion // newest version of each file
+	scanners   map[string]*binlog.Scanner
+	superseded []contract.BinlogVersion // committed over, still to forget
+	gaps       []stashv1beta1.PITRGap
+	coverFrom  time.Time // the archive holds every event since
+	first      time.Time // the oldest full backup since coverFrom
+	until      time.Time // the archive holds every event up to this
+	commits    int
+}
+
+// archiveOnce checks the server, finds where the archive ends, streams
+// from there and commits every interval, until the stream or ctx ends.
+// progressed reports whether anything was committed.
+func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle, log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+}) (progressed bool, err error) {
+	bc, ok := a.config(a.cfg.Namespace + "/" + config)
+	if !ok {
+		return false, fmt.Errorf("BackupConfiguration %s is gone", config)
+	}
+	ab, conn, err := a.connection(ctx)
+	if err != nil {
+		return false, err
+	}
+	files, err := conn.WriteFiles(a.cfg.ScratchDir)
+	if err != nil {
+		return false, err
+	}
+	defer os.RemoveAll(files.Dir)
+	client, err := database.FindClient()
+	if err != nil {
+		return false, err
+	}
+	tool, err := database.FindBinlogTool(os.Getenv("PATH"))
+	if err != nil {
+		return false, fmt.Errorf("point-in-time recovery needs mariadb-binlog (or mysqlbinlog) in the agent's image: %w", err)
+	}
+	srv, err := client.BinlogStatus(ctx, files, a.childEnv(), conn.User)
+	if err != nil {
+		if !errors.Is(err, database.ErrBinlogRequirement) {
+			err = dbError(ab, err)
+		}
+		return false, err
+	}
+	repo, rr, cleanup, err := a.openRepo(ctx, bc.Spec.Repository, true)
+	if err != nil {
+		return false, err
+	}
+	defer cleanup()
+	snaps, err := rr.Snapshots(ctx, contract.BinlogHost, []string{contract.TagPITR, "appbinding=" + ab.Name})
+	if errors.Is(err, restic.ErrRepoNotExist) {
+		if _, err = a.initRepo(ctx, repo, rr); err == nil {
+			snaps, err = nil, nil
+		}
+	}
+	if err != nil {
+		return false, repoErr(repo, err)
+	}
+	st := &archiveState{appBinding: ab.Name, archived: map[string]contract.BinlogVersion{}, scanners: map[string]*binlog.Scanner{}}
+	if ps := bc.Status.PointInTimeRecovery; ps != nil {
+		st.gaps = slices.Clone(ps.Gaps)
+	}
+	var versions []contract.BinlogVersion
+	for _, s := range snaps {
+		if v, ok := contract.ParseBinlogVersion(s.ID, s.Tags); ok {
+			versions = append(versions, v)
+		}
+	}
+	latest, superseded := contract.LatestVersions(versions)
+	// Left by a run that stopped between a commit and its forget.
+	st.superseded = superseded
+	for _, v := range latest {
+		st.archived[v.File] = v
+	}
+	start, gap := resumePoint(latest, srv.Files, a.clock())
+	if gap != nil {
+		st.gaps = append(st.gaps, *gap)
+		if len(st.gaps) > maxGaps {
+			st.gaps = st.gaps[len(st.gaps)-maxGaps:]
+		}
+		a.event(ctx, bc, corev1.EventTypeWarning, "BinlogGap", fmt.Sprintf("BackupConfiguration %s: the binlog archive has a gap from %s: %s; a restore to a time in it is refused, and the window starts again at the next full backup",
+			config, gap.From.UTC().Format(time.RFC3339), gap.Reason))
+		log.Warn("binlog archive gap", "from", gap.From.UTC().Format(time.RFC3339), "reason", gap.Reason)
+		// Nothing before the gap is restorable onward; forget what the
+		// archive held of files the server no longer has.
+		st.archived = map[string]contract.BinlogVersion{}
+	}
+	st.coverFrom = coverFrom(st.archived, st.gaps)
+
+	dir := filepath.Join(a.cfg.ScratchDir, "binlog", contract.ShortName(config, 60))
+	if err := os.RemoveAll(dir); err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, fmt.Errorf("scratch directory %s: %w", dir, err)
+	}
+	defer os.RemoveAll(dir)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	argv := database.StreamBinlogArgv(tool, files, dir, archiveServerID(a.cfg.Namespace, ab.Name, config), start)
+	cmd := exec.CommandContext(sctx, argv[0], argv[1:]...)
+	cmd.Env = append(a.childEnv(), files.Env...)
+	stderr := &tailBuffer{max: 4 << 10}
+	cmd.Stderr = stderr
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		return false, fmt.Errorf("start %s: %w", filepath.Base(tool), err)
+	}
+	var alive atomic.Bool
+	alive.Store(true)
+	exited := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		alive.Store(false)
+		exited <- err
+	}()
+	defer func() {
+		stop()
+		<-exited
+	}()
+	log.Info("archiving the binlog", "from", start, "repository", repo.Name, "interval", h.spec.Interval.String())
+	a.setArchiveCondition(ctx, config, true, "Archiving", fmt.Sprintf("streaming the binlog from %s into Repository %s, committed every %s", start, repo.Name, h.spec.Interval))
+	st.first = a.firstRecoverable(ctx, rr, ab.Name, st.coverFrom)
+
+	tick := time.NewTicker(h.spec.Interval)
+	defer tick.Stop()
+	commit := func(cctx context.Context) error {
+		n, err := a.commitArchive(cctx, client, files, rr, dir, st, alive.Load, log)
+		if n > 0 {
+			progressed = true
+		}
+		if err != nil {
+			return err
+		}
+		if st.first.IsZero() && !st.coverFrom.IsZero() {
+			st.first = a.firstRecoverable(cctx, rr, ab.Name, st.coverFrom)
+		}
+		a.reportArchive(cctx, bc, config, st)
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			// What was received is committed before the agent lets go.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			_ = commit(cctx)
+			cancel()
+			return progressed, ctx.Err()
+		case err := <-exited:
+			exited <- err // for the deferred wait
+			cerr := commit(ctx)
+			why := strings.TrimSpace(stderr.String())
+			if why == "" && err != nil {
+				why = err.Error()
+			}
+			return progressed, errors.Join(fmt.Errorf("the binlog stream ended: %s", why), cerr)
+		case <-h.backups:
+			st.first = a.firstRecoverable(ctx, rr, ab.Name, st.coverFrom)
+		case <-tick.C:
+			if err := commit(ctx); err != nil {
+				return progressed, err
+			}
+		}
+	}
+}
+
+// resumePoint is the file to stream from: the newest archived one, again
+// from its start, when the server still has it; else a gap, and the
+// server's oldest file (or, for a first run, its newest).
+func resumePoint(archived []contract.BinlogVersion, server []database.BinlogFile, now time.Time) (string, *stashv1beta1.PITRGap) {
+	oldest, newest := server[0].Name, server[len(server)-1].Name
+	if len(archived) == 0 {
+		return newest, nil
+	}
+	last := archived[len(archived)-1]
+	for _, f := range server {
+		if f.Name == last.File {
+			if f.Size < last.Size {
+				return oldest, &stashv1beta1.PITRGap{From: metav1.NewTime(last.Committed), To: &metav1.Time{Time: now},
+					Reason: fmt.Sprintf("the server's %s is shorter (%d bytes) than the archived one (%d): the server's binlog was reset", f.Name, f.Size, last.Size)}
+			}
+			return last.File, nil
+		}
+	}
+	reason := fmt.Sprintf("binlog files after %s were purged on the server before they were archived (the server starts at %s)", last.File, oldest)
+	if contract.BinlogLess(newest, last.File) {
+		reason = fmt.Sprintf("the server's binlog starts again at %s, before the archived %s: a new server, or its binlog was reset", oldest, last.File)
+	}
+	return oldest, &stashv1beta1.PITRGap{From: metav1.NewTime(last.Committed), To: &metav1.Time{Time: now}, Reason: reason}
+}
+
+// coverFrom is the time from which the archive holds every event: the
+// first event of its oldest file, or the end of the newest gap.
+func coverFrom(archived map[string]contract.BinlogVersion, gaps []stashv1beta1.PITRGap) time.Time {
+	var from time.Time
+	var oldest string
+	for name, v := range archived {
+		if oldest == "" || contract.BinlogLess(name, oldest) {
+			oldest, from = name, v.First
+		}
+	}
+	for _, g := range gaps {
+		if g.To != nil && g.To.After(from) {
+			from = g.To.Time
+		}
+	}
+	return from
+}
+
+// firstRecoverable is the oldest full backup the archive continues:
+// taken at or after from. Zero when there is none yet.
+func (a *Agent) firstRecoverable(ctx context.Context, rr *restic.Repo, appBinding string, from time.Time) time.Time {
+	if from.IsZero() {
+		return time.Time{}
+	}
+	snaps, err := rr.Snapshots(ctx, contract.BackupHost, []string{"appbinding=" + appBinding})
+	if err != nil {
+		return time.Time{}
+	}
+	var first time.Time
+	for _, s := range snaps {
+		if !s.Time.Before(from) && (first.IsZero() || s.Time.Before(first)) {
+			first = s.Time
+		}
+	}
+	return first
+}
+
+// commitArchive commits each file that grew since its last version, up to
+// its last whole event, and marks the archive complete up to the moment
+// it had everything the server had written.
+func (a *Agent) commitArchive(ctx context.Context, client database.Client, files *database.Files, rr *restic.Repo, dir string, st *archiveState, alive func() bool, log interface{ Warn(string, ...any) }) (int, error) {
+	cut := a.clock()
+	// Where the server's binlog ends now: once the stream has reached it,
+	// the archive is complete up to cut.
+	endFile, endPos, posErr := client.BinlogEnd(ctx, files, a.childEnv())
+	var caught bool
+	deadline := time.Now().Add(5 * time.Second)
+	var names []string
+	for {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return 0, err
+		}
+		names = names[:0]
+		for _, e := range entries {
+			if e.Type().IsRegular() {
+				names = append(names, e.Name())
+			}
+		}
+		slices.SortFunc(names, func(x, y string) int {
+			if contract.BinlogLess(x, y) {
+				return -1
+			}
+			if contract.BinlogLess(y, x) {
+				return 1
+			}
+			return 0
+		})
+		for _, name := range names {
+			if err := st.scan(dir, name); err != nil {
+				return 0, fmt.Errorf("read the streamed %s: %w", name, err)
+			}
+		}
+		if posErr != nil || !alive() {
+			break
+		}
+		if sc := st.scanners[endFile]; sc != nil && sc.Info.Size >= endPos {
+			caught = true
+			break
+		}
+		if endFile != "" && len(names) > 0 && contract.BinlogLess(endFile, names[len(names)-1]) {
+			caught = true // the server rotated since: the stream is past endFile
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n := 0
+	for i, name := range names {
+		sc := st.scanners[name]
+		prev := st.archived[name]
+		info := sc.Info
+		if info.Size <= prev.Size && (info.Closed == prev.Closed || info.Size < prev.Size) {
+			continue
+		}
+		v := contract.BinlogVersion{File: name, Size: info.Size, First: info.First, Last: info.Last, Committed: cut,
+			FirstGTID: info.FirstGTID.String(), LastGTID: info.LastGTID.String(), Transactions: info.Transactions, Closed: info.Closed}
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			return n, err
+		}
+		sum, err := rr.Backup(ctx, restic.BackupOptions{
+			Host:          contract.BinlogHost,
+			StdinFilename: strings.TrimPrefix(contract.BinlogFile(st.appBinding, name), "/"),
+			Stdin:         io.NewSectionReader(f, 0, info.Size),
+			Tags:          v.Tags(st.appBinding),
+		})
+		f.Close()
+		if errors.Is(err, restic.ErrLocked) {
+			// A prune holds the repository: the next commit catches up.
+			log.Warn("the repository is locked; the binlog is committed at the next interval", "file", name)
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("commit %s to the repository: %w", name, err)
+		}
+		v.Snapshot = sum.SnapshotID
+		if prev.Snapshot != "" {
+			st.superseded = append(st.superseded, prev)
+		}
+		st.archived[name] = v
+		n++
+		if st.coverFrom.IsZero() {
+			st.coverFrom = coverFrom(st.archived, st.gaps)
+		}
+		// A closed file the stream has left behind is kept in the
+		// repository only.
+		if info.Closed && i < len(names)-1 {
+			_ = os.Remove(filepath.Join(dir, name))
+			delete(st.scanners, name)
+		}
+	}
+	if len(st.superseded) > 0 && forgetVersions(ctx, rr, st.superseded, log) {
+		st.superseded = nil // else a backup holds its lock: tried again next time
+	}
+	if caught {
+		st.until = cut
+	}
+	st.commits++
+	return n, nil
+}
+
+// scan reads on in a streamed file.
+func (st *archiveState) scan(dir, name string) error {
+	sc := st.scanners[name]
+	if sc == nil {
+		sc = binlog.NewScanner(nil)
+		st.scanners[name] = sc
+	}
+	f, err := os.Open(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Seek(sc.Info.Size, io.SeekStart); err != nil {
+		return err
+	}
+	return sc.Continue(f)
+}
+
+// forgetVersions forgets superseded versions: each is a prefix of a newer
+// one, whose data it shares. It reports success.
+func forgetVersions(ctx context.Context, rr *restic.Repo, vs []contract.BinlogVersion, log interface{ Warn(string, ...any) }) bool {
+	var ids []string
+	for _, v := range vs {
+		if v.Snapshot != "" {
+			ids = append(ids, v.Snapshot)
+		}
+	}
+	if len(ids) == 0 {
+		return true
+	}
+	if err := rr.ForgetIDs(ctx, ids, false); err != nil {
+		if !errors.Is(err, restic.ErrLocked) {
+			log.Warn("could not forget superseded binlog versions; tried again later", "err", err.Error())
+		}
+		return false
+	}
+	return true
+}
+
+// reportArchive writes the archive's state to the config's status and
+// metrics.
+func (a *Agent) reportArchive(ctx context.Context, bc *stashv1beta1.BackupConfiguration, config string, st *archiveState) {
+	var last contract.BinlogVersion
+	var bytes int64
+	var lastEvent time.Time
+	for _, v := range st.archived {
+		bytes += v.Size
+		if last.File == "" || contract.BinlogLess(last.File, v.File) {
+			last = v
+		}
+		if v.Last.After(lastEvent) {
+			lastEvent = v.Last
+		}
+	}
+	ps := stashv1beta1.PITRStatus{ArchivedBytes: bytes, Gaps: st.gaps, LastArchivedGTID: last.LastGTID}
+	if last.File != "" {
+		ps.LastArchivedPosition = fmt.Sprintf("%s:%d", last.File, last.Size)
+	}
+	if !lastEvent.IsZero() {
+		ps.LastEventTime = &metav1.Time{Time: lastEvent}
+	}
+	if !st.first.IsZero() && !st.until.IsZero() {
+		ps.FirstRecoverableTime = &metav1.Time{Time: st.first}
+		ps.LastRecoverableTime = &metav1.Time{Time: st.until.Truncate(time.Second)}
+	}
+	cond := metav1.Condition{Type: stashv1beta1.ConditionBinlogArchiving, Status: metav1.ConditionTrue, Reason: "Archiving",
+		Message: fmt.Sprintf("the archive reaches %s (%s)", ps.LastArchivedPosition, st.until.UTC().Format(time.RFC3339))}
+	if st.first.IsZero() {
+		cond.Message += "; no full backup since the archive began, so the restorable window opens at the next backup"
+	}
+	if err := a.updateConfigStatus(ctx, config, func(c *stashv1beta1.BackupConfiguration) {
+		c.Status.PointInTimeRecovery = &ps
+		meta.SetStatusCondition(&c.Status.Conditions, cond)
+	}); err != nil {
+		a.log.Info("could not write the archive's status", "config", config, "err", err.Error())
+	}
+	lag := time.Duration(0)
+	if !st.until.IsZero() {
+		lag = a.clock().Sub(st.until)
+	}
+	a.metrics.SetPITR(metrics.PITRResult{Common: a.common(bc), LastEventTime: lastEvent, RecoverableUntil: st.until, Lag: lag, Gaps: len(st.gaps), ArchivedBytes: bytes})
+}
+
+func (a *Agent) setArchiveCondition(ctx context.Context, config string, ok bool, reason, msg string) {
+	st := metav1.ConditionFalse
+	if ok {
+		st = metav1.ConditionTrue
+	}
+	if err := a.updateConfigStatus(ctx, config, func(c *stashv1beta1.BackupConfiguration) {
+		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionBinlogArchiving, Status: st, Reason: reason, Message: msg})
+	}); err != nil {
+		a.log.Info("could not write the archive's condition", "config", config, "err", err.Error())
+	}
+}
+
+// archiveServerID is the replica server id of a config's stream: stable
+// across restarts and takeovers, in the top half of the range, away from
+// the small ids servers are usually given.
+func archiveServerID(namespace, appBinding, config string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(namespace + "/" + appBinding + "/" + config))
+	return h.Sum32() | 1<<31
+}
+
+// tailBuffer keeps the last max bytes written.
+type tailBuffer struct {
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }
+
+// binlogCoordinates adds --master-data=2 to a dump of a server that writes
+// a binlog: the dump then carries, as a comment, the binlog file and offset
+// of its consistent snapshot (MariaDB reads them inside the snapshot, with
+// no global lock). Without a binlog the dump is made as before: the
+// archive's condition says what is wrong, and full backups go on.
+func (a *Agent) binlogCoordinates(ctx context.Context, client database.Client, f *database.Files, args []string, log interface{ Info(string, ...any) }) ([]string, bool) {
+	for _, arg := range args {
+		if strings.HasPrefix(arg, "--master-data") || strings.HasPrefix(arg, "--source-data") || strings.HasPrefix(arg, "--dump-slave") {
+			return args, strings.HasPrefix(arg, "--master-data") || strings.HasPrefix(arg, "--source-data")
+		}
+	}
+	if _, _, err := client.BinlogEnd(ctx, f, a.childEnv()); err != nil {
+		log.Info("the dump records no binlog position: the server's binlog cannot be read", "err", err.Error())
+		return args, false
+	}
+	return append(slices.Clone(args), "--master-data=2"), true
+}

@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+)
+
+func TestResumePoint(t *testing.T) {
+	now := time.Unix(1000, 0)
+	srv := []database.BinlogFile{{Name: "m.000004", Size: 900}, {Name: "m.000005", Size: 300}}
+	v := func(file string, size int64) contract.BinlogVersion {
+		return contract.BinlogVersion{File: file, Size: size, Committed: time.Unix(900, 0)}
+	}
+	for _, c := range []struct {
+		name     string
+		archived []contract.BinlogVersion
+		start    string
+		gap      string
+	}{
+		{"first run: the server's current file", nil, "m.000005", ""},
+		{"resume: the newest archived file again", []contract.BinlogVersion{v("m.000003", 10), v("m.000004", 500)}, "m.000004", ""},
+		{"purged before archived", []contract.BinlogVersion{v("m.000002", 10)}, "m.000004", "purged"},
+		{"a new server", []contract.BinlogVersion{v("m.000009", 10)}, "m.000004", "starts again"},
+		{"a reset file", []contract.BinlogVersion{v("m.000005", 800)}, "m.000004", "reset"},
+	} {
+		start, gap := resumePoint(c.archived, srv, now)
+		if start != c.start {
+			t.Errorf("%s: start %s, want %s", c.name, start, c.start)
+		}
+		switch {
+		case c.gap == "" && gap != nil:
+			t.Errorf("%s: unexpected gap %+v", c.name, gap)
+		case c.gap != "" && (gap == nil || !strings.Contains(gap.Reason, c.gap) || !gap.From.Time.Equal(time.Unix(900, 0))):
+			t.Errorf("%s: gap %+v, want one from the last commit saying %q", c.name, gap, c.gap)
+		}
+	}
+}
+
+func TestReplayPlanRefusesGapsAndTimesPastTheArchive(t *testing.T) {
+	at := func(s int64) time.Time { return time.Unix(s, 0) }
+	vs := []contract.BinlogVersion{
+		{File: "m.000001", First: at(100), Last: at(199), Committed: at(200), Closed: true},
+		{File: "m.000002", First: at(200), Last: at(299), Committed: at(300), Closed: true},
+		{File: "m.000004", First: at(400), Last: at(450), Committed: at(500)}, // 000003 never archived
+	}
+	p := &replayPlan{source: "db", versions: vs}
+	if err := p.check(at(150), at(250)); err != nil {
+		t.Errorf("a target before the gap: %v", err)
+	}
+	if err := p.check(at(150), at(420)); err == nil || !strings.Contains(err.Error(), "gap after m.000002") {
+		t.Errorf("a target past the gap: %v", err)
+	}
+	if err := p.check(at(150), time.Time{}); err == nil {
+		t.Error("latest across a gap was accepted")
+	}
+	if err := p.check(at(410), at(490)); err != nil {
+		t.Errorf("a base after the gap: %v", err)
+	}
+	if err := p.check(at(410), at(600)); err == nil || !strings.Contains(err.Error(), "reaches") {
+		t.Errorf("a target past the archive: %v", err)
+	}
+}
+
+func TestDumpPositionAndTransactionCount(t *testing.T) {
+	head := []byte("-- MariaDB dump\n--\n-- CHANGE MASTER TO MASTER_USE_GTID=slave_pos;\n-- CHANGE MASTER TO MASTER_LOG_FILE='mysql-bin.000007', MASTER_LOG_POS=1542;\n")
+	if f, p, ok := dumpPosition(head); !ok || f != "mysql-bin.000007" || p != 1542 {
+		t.Errorf("dumpPosition: %s %d %v", f, p, ok)
+	}
+	if _, _, ok := dumpPosition([]byte("-- MariaDB dump\nCREATE TABLE t (a INT);\n")); ok {
+		t.Error("a dump without --master-data has a position")
+	}
+	sql := "/*!100001 SET @@session.gtid_seq_no=8*//*!*/;\nBEGIN\n/*!*/;\nCOMMIT/*!*/;\n/*!100001 SET @@session.gtid_seq_no=9*//*!*/;\n" + strings.Repeat("x", 300<<10) + "\n"
+	var out strings.Builder
+	n, err := countTransactions(strings.NewReader(sql), &out)
+	if err != nil || n != 2 || out.String() != sql {
+		t.Errorf("countTransactions: %d, %v, copied %d of %d bytes", n, err, out.Len(), len(sql))
+	}
+}

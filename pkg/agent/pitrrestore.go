@@ -1,0 +1,369 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/binlog"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
+)
+
+// A restore to a point in time (the restore-at annotation, a time or
+// "latest") restores the newest full backup before that time which records
+// its binlog position, then replays the archived binlog from that position
+// up to the time, as one stream over all the files (a temporary table that
+// one file creates and the next uses survives). Everything that can refuse
+// it is checked before the database is touched: the archive must hold the
+// time, with no gap between the backup and it.
+
+// replayPlan is a replay settled before the database is touched.
+type replayPlan struct {
+	target   string    // as asked: RFC 3339 or "latest"
+	stop     time.Time // the first second not replayed; zero: to the end
+	source   string    // the AppBinding whose archive is replayed
+	versions []contract.BinlogVersion
+}
+
+// pickPointInTime picks the base snapshot of a restore-at restore and, when
+// the source has a binlog archive, the replay. Without an archive it is the
+// plain restore of the newest snapshot at or before the time (plan nil).
+func (a *Agent) pickPointInTime(ctx context.Context, rr *restic.Repo, rs *stashv1beta1.RestoreSession, w snapshotWant) (restic.Snapshot, *replayPlan, error) {
+	notChanged := "(the database was not changed)"
+	var at time.Time
+	if w.at != contract.Latest {
+		t, err := time.Parse(time.RFC3339, w.at)
+		if err != nil {
+			return restic.Snapshot{}, nil, fmt.Errorf("%w: annotation %s=%q is neither an RFC 3339 time nor latest %s", ErrInvalid, contract.AnnotationRestoreAt, w.at, notChanged)
+		}
+		at = t
+	}
+	snaps, err := rr.Snapshots(ctx, w.host, nil)
+	if err != nil {
+		return restic.Snapshot{}, nil, fmt.Errorf("list snapshots of Repository %s %s: %w", rs.Spec.Repository.Name, notChanged, err)
+	}
+	archived, err := rr.Snapshots(ctx, contract.BinlogHost, []string{contract.TagPITR})
+	if err != nil {
+		return restic.Snapshot{}, nil, fmt.Errorf("list the binlog archive of Repository %s %s: %w", rs.Spec.Repository.Name, notChanged, err)
+	}
+	bySource := map[string][]contract.BinlogVersion{}
+	for _, s := range archived {
+		if v, ok := contract.ParseBinlogVersion(s.ID, s.Tags); ok {
+			src := tagValue(s.Tags, "appbinding")
+			bySource[src] = append(bySource[src], v)
+		}
+	}
+	slices.SortStableFunc(snaps, func(x, y restic.Snapshot) int { return y.Time.Compare(x.Time) }) // newest first
+	var plain *restic.Snapshot
+	for i := range snaps {
+		s := snaps[i]
+		if !at.IsZero() && s.Time.After(at) {
+			continue
+		}
+		if plain == nil {
+			plain = &s
+		}
+		src := tagValue(s.Tags, "appbinding")
+		if len(bySource[src]) == 0 || !slices.Contains(s.Tags, contract.TagBinlogCoordinates) {
+			continue
+		}
+		latest, _ := contract.LatestVersions(bySource[src])
+		plan := &replayPlan{target: w.at, source: src, versions: latest}
+		if !at.IsZero() {
+			plan.stop = at.Truncate(time.Second).Add(time.Second)
+		}
+		if err := plan.check(s.Time, at); err != nil {
+			return restic.Snapshot{}, nil, fmt.Errorf("%w: %v %s", ErrInvalid, err, notChanged)
+		}
+		return s, plan, nil
+	}
+	if plain == nil {
+		when := "at or before " + w.at
+		if at.IsZero() {
+			when = "at all"
+		}
+		return restic.Snapshot{}, nil, fmt.Errorf("%w: Repository %s has no snapshot %s%s %s: list them with `kubectl stash snapshots %s`", ErrInvalid, rs.Spec.Repository.Name, when, hostNote(w.host), notChanged, rs.Spec.Repository.Name)
+	}
+	if src := tagValue(plain.Tags, "appbinding"); len(bySource[src]) > 0 {
+		return restic.Snapshot{}, nil, fmt.Errorf("%w: Repository %s archives the binlog of %s, but no full backup %s records its binlog position (backups record it once point-in-time recovery is on): take a backup with `kubectl stash trigger`, or restore a snapshot by ID %s",
+			ErrInvalid, rs.Spec.Repository.Name, src, map[bool]string{true: "at all", false: "at or before " + w.at}[at.IsZero()], notChanged)
+	}
+	if at.IsZero() {
+		return restic.Snapshot{}, nil, fmt.Errorf("%w: --at latest replays the binlog archive, and Repository %s has none for this database: turn point-in-time recovery on (annotation %s), or restore --snapshot latest %s",
+			ErrInvalid, rs.Spec.Repository.Name, contract.AnnotationPITR, notChanged)
+	}
+	return *plain, nil, nil
+}
+
+// check refuses a replay the archive cannot do: a gap between the base
+// and the target (or the end, for latest), or a target past the archive.
+func (p *replayPlan) check(base, at time.Time) error {
+	vs := p.versions
+	// The file the base's position is in: the newest one begun by then.
+	i0 := 0
+	for i, v := range vs {
+		if !v.First.IsZero() && !v.First.After(base) {
+			i0 = i
+		}
+	}
+	for i := i0 + 1; i < len(vs); i++ {
+		if !vs[i-1].Closed || !nextBinlog(vs[i-1].File, vs[i].File) {
+			// The archive holds every event up to the last one before the hole.
+			if at.IsZero() || at.After(vs[i-1].Last) {
+				return fmt.Errorf("the binlog archive of %s has a gap after %s (archived up to %s, events missing until %s): restore to %s or earlier",
+					p.source, vs[i-1].File, vs[i-1].Last.UTC().Format(time.RFC3339), vs[i].First.UTC().Format(time.RFC3339), vs[i-1].Last.UTC().Format(time.RFC3339))
+			}
+			break
+		}
+	}
+	last := vs[len(vs)-1]
+	if !at.IsZero() && at.After(last.Committed) {
+		return fmt.Errorf("the binlog archive of %s reaches %s, before %s: restore to an earlier time, or wait for the archive (it commits every interval)",
+			p.source, last.Committed.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// nextBinlog says b is the file the server writes after a.
+func nextBinlog(a, b string) bool {
+	ab, an := splitName(a)
+	bb, bn := splitName(b)
+	return ab == bb && an >= 0 && bn == an+1
+}
+
+func splitName(name string) (string, int64) {
+	i := strings.LastIndexByte(name, '.')
+	if i < 0 {
+		return name, -1
+	}
+	n, err := strconv.ParseInt(name[i+1:], 10, 64)
+	if err != nil {
+		return name, -1
+	}
+	return name[:i], n
+}
+
+func tagValue(tags []string, key string) string {
+	for _, t := range tags {
+		if v, ok := strings.CutPrefix(t, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// headCopy keeps the first bytes written through it.
+type headCopy struct {
+	w    io.Writer
+	head []byte
+	max  int
+}
+
+func (h *headCopy) Write(p []byte) (int, error) {
+	if room := h.max - len(h.head); room > 0 {
+		h.head = append(h.head, p[:min(room, len(p))]...)
+	}
+	return h.w.Write(p)
+}
+
+var masterData = regexp.MustCompile(`(?m)^-- CHANGE MASTER TO MASTER_LOG_FILE='([^']+)', MASTER_LOG_POS=(\d+);`)
+
+// dumpPosition reads the binlog position --master-data=2 wrote in a dump's head.
+func dumpPosition(head []byte) (string, int64, bool) {
+	m := masterData.FindSubmatch(head)
+	if m == nil {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(string(m[2]), 10, 64)
+	return string(m[1]), n, err == nil
+}
+
+// replay applies the plan on top of the restored base: the archived files
+// from the base's position, decoded by mariadb-binlog as one stream, into
+// the mysql client. It counts the transactions it sends and checks them
+// against what the files hold before the stop.
+func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, head []byte, client database.Client, dbFiles *database.Files, args []string) (*stashv1beta1.PITRRestoreStatus, error) {
+	state := "the database holds the base snapshot, with none of the binlog replayed"
+	startFile, startPos, ok := dumpPosition(head)
+	if !ok {
+		return nil, fmt.Errorf("the base snapshot records no binlog position, so nothing was replayed (%s)", state)
+	}
+	st := &stashv1beta1.PITRRestoreStatus{Target: plan.target, StartPosition: fmt.Sprintf("%s:%d", startFile, startPos)}
+	var files []contract.BinlogVersion
+	for _, v := range plan.versions {
+		if v.File == startFile || (len(files) > 0 && (plan.stop.IsZero() || v.First.Before(plan.stop))) {
+			files = append(files, v)
+		}
+	}
+	if len(files) == 0 {
+		return st, fmt.Errorf("the base snapshot starts at %s, which the binlog archive of %s does not hold, so nothing was replayed (%s)", st.StartPosition, plan.source, state)
+	}
+	for i := 1; i < len(files); i++ {
+		if !nextBinlog(files[i-1].File, files[i].File) {
+			return st, fmt.Errorf("the binlog archive of %s has a gap between %s and %s, so nothing was replayed (%s)", plan.source, files[i-1].File, files[i].File, state)
+		}
+	}
+	tool, err := database.FindBinlogTool(os.Getenv("PATH"))
+	if err != nil {
+		return st, fmt.Errorf("a point-in-time restore needs mariadb-binlog in the agent's image (%s): %w", state, err)
+	}
+	dir, err := os.MkdirTemp(a.cfg.ScratchDir, "replay-")
+	if err != nil {
+		return st, err
+	}
+	defer os.RemoveAll(dir)
+	// Fetch, and count what the replay must apply: every transaction from
+	// the start position to the first event at or after the stop.
+	var paths []string
+	want := 0
+	stopped := false
+	for _, v := range files {
+		path := filepath.Join(dir, v.File)
+		if err := fetchVersion(ctx, rr, plan.source, v, path); err != nil {
+			return st, fmt.Errorf("read %s from the binlog archive (%s): %w", v.File, state, err)
+		}
+		paths = append(paths, path)
+		if stopped {
+			continue
+		}
+		from := int64(0)
+		if v.File == startFile {
+			from = startPos
+		}
+		sc := binlog.NewScanner(func(g binlog.GTID, at time.Time, off int64) {
+			if stopped || off < from {
+				return
+			}
+			if !plan.stop.IsZero() && !at.Before(plan.stop) {
+				stopped = true
+				return
+			}
+			want++
+			if st.FirstEventTime == nil {
+				st.FirstEventTime, st.FirstGTID = &metav1.Time{Time: at}, g.String()
+			}
+			st.LastEventTime, st.LastGTID = &metav1.Time{Time: at}, g.String()
+		})
+		f, err := os.Open(path)
+		if err != nil {
+			return st, err
+		}
+		err = sc.Continue(f)
+		f.Close()
+		if err != nil {
+			return st, fmt.Errorf("read the archived %s (%s): %w", v.File, state, err)
+		}
+	}
+	st.Files = len(paths)
+
+	// mariadb-binlog | (count) | mysql: no shell.
+	decArgv := database.ReplayBinlogArgv(tool, startPos, plan.stop, paths)
+	dec := exec.CommandContext(ctx, decArgv[0], decArgv[1:]...)
+	dec.Env = append(a.childEnv(), "TZ=UTC")
+	decErr := &tailBuffer{max: 4 << 10}
+	dec.Stderr = decErr
+	out, err := dec.StdoutPipe()
+	if err != nil {
+		return st, err
+	}
+	argv := client.LoadArgv(dbFiles, args)
+	load := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	load.Env = append(append([]string{"HOME=" + dbFiles.Dir}, a.childEnv()...), dbFiles.Env...)
+	loadErr := &tailBuffer{max: 8 << 10}
+	load.Stderr = loadErr
+	in, err := load.StdinPipe()
+	if err != nil {
+		return st, err
+	}
+	if err := load.Start(); err != nil {
+		return st, fmt.Errorf("start mysql: %w", err)
+	}
+	if err := dec.Start(); err != nil {
+		_ = in.Close()
+		_ = load.Wait()
+		return st, fmt.Errorf("start %s: %w", filepath.Base(tool), err)
+	}
+	sent, copyErr := countTransactions(out, in)
+	_ = in.Close()
+	decWait := dec.Wait()
+	loadWait := load.Wait()
+	st.Transactions = sent
+	partial := "the database holds the base snapshot and part of the binlog: restore again into an empty database"
+	switch {
+	case loadWait != nil:
+		return st, fmt.Errorf("the replay failed in mysql (%s): %s: %w", partial, strings.TrimSpace(loadErr.String()), loadWait)
+	case decWait != nil:
+		return st, fmt.Errorf("%s failed (%s): %s: %w", filepath.Base(tool), partial, strings.TrimSpace(decErr.String()), decWait)
+	case copyErr != nil:
+		return st, fmt.Errorf("the replay stream broke (%s): %w", partial, copyErr)
+	case sent != want:
+		return st, fmt.Errorf("the replay sent %d transactions where the archive holds %d before the stop (%s)", sent, want, partial)
+	}
+	return st, nil
+}
+
+// countTransactions copies mariadb-binlog's SQL to mysql and counts the
+// transactions in it: one gtid_seq_no setting per transaction.
+func countTransactions(r io.Reader, w io.Writer) (int, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	bw := bufio.NewWriterSize(w, 256<<10)
+	n := 0
+	marker := []byte("SET @@session.gtid_seq_no=")
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if bytes.Contains(line, marker) {
+				n++
+			}
+			if _, werr := bw.Write(line); werr != nil {
+				return n, werr
+			}
+		}
+		switch {
+		case err == nil, errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF):
+			return n, bw.Flush()
+		default:
+			return n, err
+		}
+	}
+}
+
+// fetchVersion writes an archived version of a binlog file to path.
+func fetchVersion(ctx context.Context, rr *restic.Repo, source string, v contract.BinlogVersion, path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = rr.Dump(ctx, v.Snapshot, contract.BinlogFile(source, v.File), f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.Size() != v.Size {
+		return fmt.Errorf("the archived %s is %d bytes, its tags say %d", v.File, st.Size(), v.Size)
+	}
+	return nil
+}
