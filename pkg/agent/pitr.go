@@ -293,9 +293,9 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 		case <-h.backups:
 			st.first = a.firstRecoverable(ctx, rr, ab.Name, st.coverFrom)
 		case <-tick.C:
-			if err := commit(ctx); err != nil {
+			if err := commit(ctx); err != nil && ctx.Err() == nil {
 				return progressed, err
-			}
+			} // ended meanwhile: the final commit comes next
 		}
 	}
 }

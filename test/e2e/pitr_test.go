@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
@@ -43,6 +45,12 @@ func startWriter(t *testing.T, db *testenv.MariaDB, every time.Duration) *writer
 		t.Fatal(err)
 	}
 	w := &writer{stop: make(chan struct{}), done: make(chan error, 1)}
+	out, err := db.Exec(context.Background(), "SELECT COALESCE(MAX(id), 0) FROM pitr.w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	w.n.Store(first) // numbering goes on from the table's last row
 	go func() {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
@@ -178,24 +186,8 @@ func TestPointInTimeRecovery(t *testing.T) {
 	}
 	for i, at := range targets {
 		name := "pitrdst" + strconv.Itoa(i)
-		dst, err := s.env.AddMariaDB(ctx, name, testenv.MariaDBOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The dump carries the source's users: the target takes the
-		// source's password, so the agent still gets in after the dump.
-		if _, err := dst.Exec(ctx, fmt.Sprintf("ALTER USER '%s'@'%%' IDENTIFIED BY '%s';", dst.User, src.Password)); err != nil {
-			t.Fatal(err)
-		}
-		dst.Password = src.Password
-		if err := dst.RewriteOptionFile(); err != nil {
-			t.Fatal(err)
-		}
-		addAppBinding(t, ns, name, dst)
-		r := kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/"+name, "--at", at)
-		mustOK(t, r, "restore --at "+at)
-		startAgent(t, ns, name)
-		rs := waitRestore(t, st, ns, createdName(lastLine(r.stdout)))
+		dst := pitrTarget(t, ns, name, src)
+		rs := restoreAt(t, st, ns, name, at)
 		if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
 			t.Fatalf("restore --at %s: %s: %s", at, rs.Status.Phase, rs.Status.Message)
 		}
@@ -221,4 +213,168 @@ func TestPointInTimeRecovery(t *testing.T) {
 		}
 		t.Logf("restore --at %s: %s", at, rs.Status.Message)
 	}
+}
+
+// pitrTarget is a fresh server for a restore of src's full dump: it takes
+// src's password (the dump carries src's users), and an AppBinding.
+func pitrTarget(t *testing.T, ns, name string, src *testenv.MariaDB) *testenv.MariaDB {
+	t.Helper()
+	ctx := context.Background()
+	dst, err := s.env.AddMariaDB(ctx, name, testenv.MariaDBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.Exec(ctx, fmt.Sprintf("ALTER USER '%s'@'%%' IDENTIFIED BY '%s';", dst.User, src.Password)); err != nil {
+		t.Fatal(err)
+	}
+	dst.Password = src.Password
+	if err := dst.RewriteOptionFile(); err != nil {
+		t.Fatal(err)
+	}
+	addAppBinding(t, ns, name, dst)
+	return dst
+}
+
+// restoreAt restores repo into appbinding/name at a time (or latest), with
+// the target's agent, and returns the ended RestoreSession.
+func restoreAt(t *testing.T, st *client.Stash, ns, name, at string) *stashv1beta1.RestoreSession {
+	t.Helper()
+	r := kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/"+name, "--at", at)
+	mustOK(t, r, "restore --at "+at)
+	startAgent(t, ns, name)
+	return waitRestore(t, st, ns, createdName(lastLine(r.stdout)))
+}
+
+// lastRow is the time of the source's newest row and the rows there are.
+func lastRow(t *testing.T, db *testenv.MariaDB) (time.Time, int) {
+	t.Helper()
+	out, err := db.Exec(context.Background(), "SELECT COALESCE(MAX(at), '1970-01-01 00:00:00'), COUNT(*) FROM pitr.w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(out)
+	at, err := time.ParseInLocation(time.DateTime, f[0]+" "+f[1], time.UTC)
+	if err != nil {
+		t.Fatalf("MAX(at) %q: %v", out, err)
+	}
+	n, _ := strconv.Atoi(f[2])
+	return at, n
+}
+
+// TestPITRGapsAndRequirements: a server without a binlog gets the fix in
+// the BinlogArchiving condition while its full backups go on; binlogs
+// purged while the agent was away are a gap, shown in the status, an Event
+// and a metric; a restore into the gap is refused before the target is
+// touched, one before it works, and the window opens again at the next
+// full backup.
+func TestPITRGapsAndRequirements(t *testing.T) {
+	ctx := context.Background()
+	ns := "pitr-gap-e2e"
+	st := localRepoNamespace(t, ns)
+
+	// No binlog: the condition names the server option; backups go on.
+	plain, err := s.env.AddMariaDB(ctx, "pitrplain", testenv.MariaDBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addAppBinding(t, ns, "plain", plain)
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "plain", "--target", "appbinding/plain", "--repository", "repo", "--pitr"), "bc")
+	startAgent(t, ns, "plain")
+	eventually(t, time.Minute, "the requirement to be named", func() bool {
+		c := apimeta.FindStatusCondition(pitrConfig(t, st, ns, "plain").Status.Conditions, stashv1beta1.ConditionBinlogArchiving)
+		return c != nil && c.Status == "False" && strings.Contains(c.Message, "--log-bin") && c.Reason == "ServerNotReady"
+	})
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "plain", "--wait", "--timeout", "2m"), "a full backup of a server without a binlog")
+
+	// A gap: the agent is away while the server purges its binlog.
+	src, err := s.env.AddMariaDB(ctx, "pitrgap", testenv.MariaDBOptions{ExtraArgs: binlogArgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, "CREATE DATABASE pitr; CREATE TABLE pitr.w (id INT PRIMARY KEY, at DATETIME NOT NULL);"); err != nil {
+		t.Fatal(err)
+	}
+	addAppBinding(t, ns, "src", src)
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "gap", "--target", "appbinding/src", "--repository", "repo", "--pitr", "--pitr-interval", "1s"), "bc")
+	agent := startAgent(t, ns, "src")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "gap", "--wait", "--timeout", "2m"), "full backup")
+	w := startWriter(t, src, 50*time.Millisecond)
+	eventually(t, time.Minute, "rows after the backup", func() bool { return w.n.Load() >= 40 })
+	if err := w.end(); err != nil {
+		t.Fatal(err)
+	}
+	beforeGap, _ := lastRow(t, src)
+	eventually(t, time.Minute, "the archive to reach the rows", func() bool {
+		ps := pitrConfig(t, st, ns, "gap").Status.PointInTimeRecovery
+		return ps != nil && ps.LastRecoverableTime != nil && ps.LastRecoverableTime.After(beforeGap)
+	})
+	agent.Stop(20 * time.Second)
+	w = startWriter(t, src, 50*time.Millisecond)
+	away := w.n.Load() + 40
+	eventually(t, time.Minute, "rows while the agent is away", func() bool { return w.n.Load() >= away })
+	if err := w.end(); err != nil {
+		t.Fatal(err)
+	}
+	inGap, _ := lastRow(t, src)
+	if _, err := src.Exec(ctx, "FLUSH BINARY LOGS; FLUSH BINARY LOGS;"); err != nil {
+		t.Fatal(err)
+	}
+	// MariaDB keeps a file until InnoDB's checkpoint has passed it.
+	eventually(t, time.Minute, "the server to purge its older binlogs", func() bool {
+		out, err := src.Exec(ctx, "PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY; SHOW BINARY LOGS;")
+		return err == nil && strings.Count(strings.TrimSpace(out), "\n") == 0
+	})
+	agent = startAgent(t, ns, "src")
+	var ps *stashv1beta1.PITRStatus
+	eventually(t, time.Minute, "the gap in the status", func() bool {
+		ps = pitrConfig(t, st, ns, "gap").Status.PointInTimeRecovery
+		return ps != nil && len(ps.Gaps) == 1
+	})
+	if g := ps.Gaps[0]; !strings.Contains(g.Reason, "purged") || g.To == nil || !g.From.Time.Before(g.To.Time) {
+		t.Errorf("gap %+v: want one saying the binlog was purged, with its times", g)
+	}
+	evs, err := kube(t).CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=BinlogGap"})
+	if err != nil || len(evs.Items) == 0 {
+		t.Errorf("no BinlogGap Event: %v", err)
+	}
+	eventually(t, 30*time.Second, "stash_pitr_gaps_total 1 in the agent's metrics", func() bool {
+		resp, err := http.Get("http://" + agent.Listen + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.HasSuffix(gapLine(string(b)), " 1")
+	})
+
+	// Into the gap: refused, the target untouched. Before it: restored.
+	dst := pitrTarget(t, ns, "ingap", src)
+	rs := restoreAt(t, st, ns, "ingap", inGap.Format(time.RFC3339))
+	if rs.Status.Phase == stashv1beta1.RestoreSucceeded || !strings.Contains(rs.Status.Message, "gap") || !strings.Contains(rs.Status.Message, "not changed") {
+		t.Errorf("a restore into the gap: %s: %s", rs.Status.Phase, rs.Status.Message)
+	}
+	if out, _ := dst.Exec(ctx, "SHOW DATABASES LIKE 'pitr'"); strings.TrimSpace(out) != "" {
+		t.Error("a refused restore changed the target")
+	}
+	pitrTarget(t, ns, "beforegap", src)
+	rs = restoreAt(t, st, ns, "beforegap", beforeGap.Format(time.RFC3339))
+	if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
+		t.Errorf("a restore before the gap: %s: %s", rs.Status.Phase, rs.Status.Message)
+	}
+
+	// The next full backup opens the window again.
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "gap", "--wait", "--timeout", "2m"), "full backup after the gap")
+	eventually(t, time.Minute, "the window to reopen after the gap", func() bool {
+		ps = pitrConfig(t, st, ns, "gap").Status.PointInTimeRecovery
+		return ps != nil && ps.FirstRecoverableTime != nil && len(ps.Gaps) == 1 && ps.Gaps[0].To != nil && !ps.FirstRecoverableTime.Before(ps.Gaps[0].To)
+	})
+}
+
+func gapLine(metrics string) string {
+	for _, l := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(l, "stash_pitr_gaps_total{") && strings.Contains(l, `invoker_name="gap"`) {
+			return l
+		}
+	}
+	return ""
 }
