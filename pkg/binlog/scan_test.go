@@ -38,7 +38,9 @@ func TestScannerReadsWholeEventsIncrementally(t *testing.T) {
 	f.Write(second[:10]) // a partial event: the server is still writing
 
 	var seen []string
-	s := NewScanner(func(g GTID, at time.Time, off int64) { seen = append(seen, fmt.Sprintf("%s@%s:%d", g, at.Format("05"), off)) })
+	s := NewScanner(func(g GTID, at time.Time, off int64) {
+		seen = append(seen, fmt.Sprintf("%s@%s:%d", g, at.Format("05"), off))
+	})
 	if err := s.Continue(bytes.NewReader(f.Bytes())); err != nil {
 		t.Fatal(err)
 	}

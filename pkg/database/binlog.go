@@ -28,7 +28,9 @@ type BinlogServer struct {
 }
 
 // FindBinlogTool looks up mariadb-binlog (or mysqlbinlog) on path.
-func FindBinlogTool(path string) (string, error) { return lookFirst(path, "mariadb-binlog", "mysqlbinlog") }
+func FindBinlogTool(path string) (string, error) {
+	return lookFirst(path, "mariadb-binlog", "mysqlbinlog")
+}
 
 // BinlogStatus checks that the server writes a row-based binlog the user
 // may read, and lists its files. A server that does not gets an error
