@@ -89,6 +89,9 @@ type Agent struct {
 	// the agent stops, after the shutdown grace period.
 	workCtx context.Context
 	work    sync.WaitGroup
+	// archiving counts the binlog archives: they end with the term, after
+	// their last commit, and the agent waits for them before it exits.
+	archiving sync.WaitGroup
 
 	mu       sync.Mutex
 	t        *term
@@ -320,6 +323,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.work.Wait()
+	a.archiving.Wait()
 	a.log.Info("agent stopped")
 	return nil
 }

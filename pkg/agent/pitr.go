@@ -79,7 +79,9 @@ func (a *Agent) syncArchive(ctx context.Context, name string, bc *stashv1beta1.B
 	actx, cancel := context.WithCancel(ctx)
 	h = &archiveHandle{cancel: cancel, done: make(chan struct{}), spec: p, repo: bc.Spec.Repository, backups: make(chan struct{}, 1)}
 	t.archives[name] = h
+	a.archiving.Add(1)
 	go func() {
+		defer a.archiving.Done()
 		defer close(h.done)
 		a.archive(actx, name, h)
 	}()
@@ -106,7 +108,11 @@ func (a *Agent) backupDone(config string) {
 // after each failure (the failure is in the BinlogArchiving condition).
 func (a *Agent) archive(ctx context.Context, config string, h *archiveHandle) {
 	log := a.log.With("config", config, "pitr", true)
-	wait := 5 * time.Second
+	// Soon after a stream that was working (a database restart is over in
+	// seconds, and what it writes meanwhile is only on the server), then
+	// backing off to a minute.
+	const first = time.Second
+	wait := first
 	for ctx.Err() == nil {
 		progressed, err := a.archiveOnce(ctx, config, h, log)
 		if ctx.Err() != nil {
@@ -119,7 +125,7 @@ func (a *Agent) archive(ctx context.Context, config string, h *archiveHandle) {
 		log.Warn("the binlog archive stopped; starting it again", "err", err.Error(), "in", wait.String())
 		a.setArchiveCondition(ctx, config, false, reason, fmt.Sprintf("%v; retrying in %s", err, wait))
 		if progressed {
-			wait = 5 * time.Second
+			wait = first
 		}
 		select {
 		case <-ctx.Done():
@@ -260,7 +266,11 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 
 	tick := time.NewTicker(h.spec.Interval)
 	defer tick.Stop()
-	commit := func(cctx context.Context) error {
+	// A commit runs to its end even when the agent stops meanwhile: what
+	// the stream received is on this pod only.
+	commit := func() error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
 		n, err := a.commitArchive(cctx, client, files, rr, dir, st, alive.Load, log)
 		if n > 0 {
 			progressed = true
@@ -278,13 +288,11 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 		select {
 		case <-ctx.Done():
 			// What was received is committed before the agent lets go.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			_ = commit(cctx)
-			cancel()
+			_ = commit()
 			return progressed, ctx.Err()
 		case err := <-exited:
 			exited <- err // for the deferred wait
-			cerr := commit(ctx)
+			cerr := commit()
 			why := strings.TrimSpace(stderr.String())
 			if why == "" && err != nil {
 				why = err.Error()
@@ -293,9 +301,9 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 		case <-h.backups:
 			st.first = a.firstRecoverable(ctx, rr, ab.Name, st.coverFrom)
 		case <-tick.C:
-			if err := commit(ctx); err != nil && ctx.Err() == nil {
+			if err := commit(); err != nil {
 				return progressed, err
-			} // ended meanwhile: the final commit comes next
+			}
 		}
 	}
 }

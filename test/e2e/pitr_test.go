@@ -378,3 +378,78 @@ func gapLine(metrics string) string {
 	}
 	return ""
 }
+
+// TestPITRRecoveryPoint: under a steady write load the database restarts
+// (the archive resumes with no gap), then is killed (SIGKILL); a restore of
+// latest into a new server loses at most what the last interval and its
+// upload hold, and the rows it has are exactly the first ones committed.
+func TestPITRRecoveryPoint(t *testing.T) {
+	ctx := context.Background()
+	const interval, rate = 2 * time.Second, 20 // rows per second
+	src, err := s.env.AddMariaDB(ctx, "pitrrpo", testenv.MariaDBOptions{ExtraArgs: binlogArgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, "CREATE DATABASE pitr; CREATE TABLE pitr.w (id INT PRIMARY KEY, at DATETIME NOT NULL);"); err != nil {
+		t.Fatal(err)
+	}
+	ns := "pitr-rpo-e2e"
+	st := localRepoNamespace(t, ns)
+	addAppBinding(t, ns, "src", src)
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "rpo", "--target", "appbinding/src", "--repository", "repo",
+		"--pitr", "--pitr-interval", interval.String()), "bc")
+	agent := startAgent(t, ns, "src")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "rpo", "--wait", "--timeout", "2m"), "full backup")
+	w := startWriter(t, src, time.Second/rate)
+	eventually(t, time.Minute, "rows before the restart", func() bool { return w.n.Load() >= 40 })
+	_ = w.end() // the restart ends its session
+	if err := src.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	w = startWriter(t, src, time.Second/rate)
+	eventually(t, time.Minute, "the archive to resume after the restart", func() bool {
+		ps := pitrConfig(t, st, ns, "rpo").Status.PointInTimeRecovery
+		return ps != nil && ps.LastRecoverableTime != nil && ps.LastRecoverableTime.After(restarted.Add(time.Second))
+	})
+	more := w.n.Load() + 80
+	eventually(t, time.Minute, "rows after the restart", func() bool { return w.n.Load() >= more })
+	src.Process.Kill()
+	_ = w.end()
+	agent.Stop(20 * time.Second) // what it received, it commits
+	if ps := pitrConfig(t, st, ns, "rpo").Status.PointInTimeRecovery; ps == nil || len(ps.Gaps) != 0 {
+		t.Errorf("the archive across a database restart: %+v", ps)
+	}
+
+	dst := pitrTarget(t, ns, "dst", src)
+	rs := restoreAt(t, st, ns, "dst", "latest")
+	if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
+		t.Fatalf("restore --at latest after the source died: %s: %s", rs.Status.Phase, rs.Status.Message)
+	}
+	// Crash recovery tells what the dead server had committed.
+	if err := src.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	count := func(db *testenv.MariaDB) (n, max, sum int64) {
+		t.Helper()
+		out, err := db.Exec(ctx, "SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(id), 0) FROM pitr.w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fmt.Sscan(out, &n, &max, &sum); err != nil {
+			t.Fatalf("%q: %v", out, err)
+		}
+		return n, max, sum
+	}
+	committed, _, _ := count(src)
+	got, max, sum := count(dst)
+	if max != got || sum != got*(got+1)/2 {
+		t.Errorf("the restored rows are not the first %d: max id %d, sum %d", got, max, sum)
+	}
+	lost := committed - got
+	bound := int64(rate * (interval + 3*time.Second) / time.Second)
+	t.Logf("recovery point: %d of %d committed transactions lost (bound %d: the interval %s and an upload, at %d rows/s)", lost, committed, bound, interval, rate)
+	if lost < 0 || lost > bound {
+		t.Errorf("lost %d transactions, want 0..%d", lost, bound)
+	}
+}
