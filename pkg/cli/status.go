@@ -54,7 +54,11 @@ type ConfigStatus struct {
 	Repository     string     `json:"repository"`
 	RepositorySize string     `json:"repositorySize,omitempty"`
 	SnapshotCount  int64      `json:"snapshotCount"`
-	Problems       []string   `json:"problems,omitempty"`
+	// PITR is set when the binlog is archived: the restorable window.
+	PITR             bool       `json:"pitr,omitempty"`
+	RecoverableFrom  *time.Time `json:"recoverableFrom,omitempty"`
+	RecoverableUntil *time.Time `json:"recoverableUntil,omitempty"`
+	Problems         []string   `json:"problems,omitempty"`
 }
 
 func newStatusCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -198,6 +202,7 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			t := bc.Status.LastSuccessTime.Time
 			r.LastSuccess = &t
 		}
+		r.Problems = append(r.Problems, pitrStatus(&r, bc, now)...)
 		if bc.Status.NextSchedule != nil && !bc.Spec.Paused && bc.Spec.Schedule != "" {
 			t := bc.Status.NextSchedule.Time
 			r.NextSchedule = &t
@@ -331,6 +336,8 @@ func (o *StatusOptions) table(rows []ConfigStatus) *table {
 	t.column("Repository", 0)
 	t.column("Size", 0)
 	t.column("Snapshots", 0)
+	t.column("Recoverable Until", 0)
+	t.column("Recoverable From", 1)
 	t.column("Next Schedule", 1)
 	t.column("Last Snapshot", 1)
 	t.column("Agent Pod", 1)
@@ -355,8 +362,12 @@ func (o *StatusOptions) table(rows []ConfigStatus) *table {
 		if o.AllNamespaces {
 			cells = append(cells, r.Namespace)
 		}
+		until, from := "-", "-"
+		if r.PITR {
+			until, from = ago(r.RecoverableUntil), at(r.RecoverableFrom)
+		}
 		cells = append(cells, r.Name, last, ago(r.LastSuccess), next, r.Agent, r.Repository, orDash(r.RepositorySize), r.SnapshotCount,
-			nextAt, orDash(r.LastSnapshot), orDash(r.AgentPod), orDash(r.ClaimedBy), orDash(r.Target))
+			until, from, nextAt, orDash(r.LastSnapshot), orDash(r.AgentPod), orDash(r.ClaimedBy), orDash(r.Target))
 		t.row(cells...)
 	}
 	return t
@@ -381,4 +392,41 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// pitrStatus fills the restorable window of a config whose binlog is
+// archived, and returns what is wrong with the archive.
+func pitrStatus(r *ConfigStatus, bc *stashv1beta1.BackupConfiguration, now time.Time) []string {
+	p, err := contract.ParsePITR(bc.Annotations)
+	if err != nil || !p.On {
+		return nil
+	}
+	r.PITR = true
+	var problems []string
+	if ps := bc.Status.PointInTimeRecovery; ps != nil {
+		if ps.FirstRecoverableTime != nil {
+			t := ps.FirstRecoverableTime.Time
+			r.RecoverableFrom = &t
+		}
+		if ps.LastRecoverableTime != nil {
+			t := ps.LastRecoverableTime.Time
+			r.RecoverableUntil = &t
+			if lag := now.Sub(t); lag > 3*p.Interval+time.Minute {
+				problems = append(problems, fmt.Sprintf("the binlog archive is %s behind (it commits every %s)", duration.HumanDuration(lag), p.Interval))
+			}
+		}
+		if n := len(ps.Gaps); n > 0 {
+			g := ps.Gaps[n-1]
+			if ps.FirstRecoverableTime == nil || g.To == nil || ps.FirstRecoverableTime.Before(g.To) {
+				problems = append(problems, fmt.Sprintf("the binlog archive has a gap since %s (%s): take a full backup to open the window again", g.From.UTC().Format(time.RFC3339), g.Reason))
+			}
+		}
+	}
+	if c := meta.FindStatusCondition(bc.Status.Conditions, stashv1beta1.ConditionBinlogArchiving); c != nil && c.Status == metav1.ConditionFalse {
+		problems = append(problems, "binlog archive: "+c.Message)
+	}
+	if r.RecoverableFrom == nil {
+		problems = append(problems, "no point-in-time window yet: it opens with the first full backup after the archive started")
+	}
+	return problems
 }

@@ -14,10 +14,12 @@ func TestStatusTableAndWide(t *testing.T) {
 	now := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
 	next := now.Add(time.Hour)
 	last := now.Add(-10 * time.Minute)
+	recent := now.Add(-20 * time.Second)
 	rows := []ConfigStatus{{
 		Namespace: "prod", Name: "nightly", Target: "appbinding/db", Schedule: "0 3 * * *", LastSession: "nightly-abc", LastPhase: "Succeeded",
 		LastTime: &last, LastSuccess: &last, NextSchedule: &next, Agent: "1/1 ready, leader stash-agent-db-7d9-x", AgentPod: "stash-agent-db-7d9-x",
 		AgentHealthy: true, Repository: "s3-repo", RepositorySize: "1.2 GiB", SnapshotCount: 3, LastSnapshot: "4bf6100f", ClaimedBy: "stash-agent-db-7d9-x",
+		PITR: true, RecoverableFrom: &last, RecoverableUntil: &recent,
 	}, {
 		Namespace: "prod", Name: "adhoc", Target: "appbinding/db", Agent: "missing", Repository: "s3-repo", Problems: []string{"no agent Deployment"},
 	}}
@@ -31,10 +33,10 @@ func TestStatusTableAndWide(t *testing.T) {
 	}
 	def := print("", false)
 	lines := strings.Split(def, "\n")
-	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "HEALTH NAME LAST SESSION LAST SUCCESS NEXT AGENT REPOSITORY SIZE SNAPSHOTS" {
+	if got := strings.Fields(lines[0]); strings.Join(got, " ") != "HEALTH NAME LAST SESSION LAST SUCCESS NEXT AGENT REPOSITORY SIZE SNAPSHOTS RECOVERABLE UNTIL" {
 		t.Errorf("header: %q", lines[0])
 	}
-	for _, want := range []string{"ok", "nightly", "Succeeded 10m ago", "in 60m", "PROBLEM", "trigger-only", "prod/adhoc: no agent Deployment"} {
+	for _, want := range []string{"ok", "nightly", "Succeeded 10m ago", "in 60m", "20s ago", "PROBLEM", "trigger-only", "prod/adhoc: no agent Deployment"} {
 		if !strings.Contains(def, want) {
 			t.Errorf("table lacks %q:\n%s", want, def)
 		}
@@ -43,7 +45,7 @@ func TestStatusTableAndWide(t *testing.T) {
 		t.Errorf("the default table has wide columns:\n%s", def)
 	}
 	wide := print("wide", false)
-	for _, want := range []string{"NEXT SCHEDULE", "LAST SNAPSHOT", "AGENT POD", "CLAIMED BY", "TARGET", "2026-12-01T03:00:00Z", "4bf6100f", "appbinding/db"} {
+	for _, want := range []string{"RECOVERABLE FROM", "2026-12-01T01:50:00Z", "NEXT SCHEDULE", "LAST SNAPSHOT", "AGENT POD", "CLAIMED BY", "TARGET", "2026-12-01T03:00:00Z", "4bf6100f", "appbinding/db"} {
 		if !strings.Contains(wide, want) {
 			t.Errorf("-o wide lacks %q:\n%s", want, wide)
 		}

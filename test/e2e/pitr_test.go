@@ -160,6 +160,11 @@ func TestPointInTimeRecovery(t *testing.T) {
 		return ps != nil && ps.LastRecoverableTime != nil && ps.FirstRecoverableTime != nil && !ps.LastRecoverableTime.Time.Before(lastAt.Add(time.Second))
 	})
 	ps := pitrConfig(t, st, ns, "pitr").Status.PointInTimeRecovery
+	r := kubectl(t, "", "stash", "-n", ns, "status", "pitr", "-o", "json")
+	mustOK(t, r, "status")
+	if !strings.Contains(r.stdout, `"recoverableUntil"`) || !strings.Contains(r.stdout, `"recoverableFrom"`) || !strings.Contains(r.stdout, `"pitr": true`) {
+		t.Errorf("kubectl stash status does not show the window:\n%s", r.stdout)
+	}
 	if len(ps.Gaps) != 0 {
 		t.Errorf("gaps after an agent restart and rotations: %+v", ps.Gaps)
 	}
