@@ -164,7 +164,7 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		var coords bool
 		args, coords = a.binlogCoordinates(ctx, client, dbFiles, args, log)
 		if coords {
-			tags = append(tags, contract.TagBinlogCoordinates)
+			tags = append(tags, contract.TagBinlogCoordinates, contract.ScopeTag(database.WholeDatabase(args)))
 		}
 	}
 	argv := client.DumpArgv(dbFiles, args)

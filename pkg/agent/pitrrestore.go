@@ -38,6 +38,7 @@ type replayPlan struct {
 	target   string    // as asked: RFC 3339 or "latest"
 	stop     time.Time // the first second not replayed; zero: to the end
 	source   string    // the AppBinding whose archive is replayed
+	database string    // replay only this database's events ("": all)
 	versions []contract.BinlogVersion
 }
 
@@ -85,6 +86,13 @@ func (a *Agent) pickPointInTime(ctx context.Context, rr *restic.Repo, rs *stashv
 		}
 		latest, _ := contract.LatestVersions(bySource[src])
 		plan := &replayPlan{target: w.at, source: src, versions: latest}
+		switch scope := tagValue(s.Tags, "scope"); {
+		case scope == "partial":
+			return restic.Snapshot{}, nil, fmt.Errorf("%w: snapshot %s dumps several databases, or some tables of one, and the binlog cannot be replayed onto just those: point-in-time recovery works with a dump of every database (the default) or of one whole database %s",
+				ErrInvalid, shortID(s.ID), notChanged)
+		case strings.HasPrefix(scope, "db:"):
+			plan.database = strings.TrimPrefix(scope, "db:")
+		}
 		if !at.IsZero() {
 			plan.stop = at.Truncate(time.Second).Add(time.Second)
 		}
@@ -273,7 +281,7 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 	st.Files = len(paths)
 
 	// mariadb-binlog | (count) | mysql: no shell.
-	decArgv := database.ReplayBinlogArgv(tool, startPos, plan.stop, paths)
+	decArgv := database.ReplayBinlogArgv(tool, startPos, plan.stop, plan.database, paths)
 	dec := exec.CommandContext(ctx, decArgv[0], decArgv[1:]...)
 	dec.Env = append(a.childEnv(), "TZ=UTC")
 	decErr := &tailBuffer{max: 4 << 10}

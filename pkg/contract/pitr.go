@@ -63,6 +63,19 @@ const BinlogHost = "binlog-0"
 // TagPITR marks every archived binlog snapshot.
 const TagPITR = "pitr"
 
+// ScopeTag says what a dump with binlog coordinates holds, so that a
+// replay on top of it applies the same: "scope=all", "scope=db:NAME" (one
+// whole database), or "scope=partial" (several databases, or some tables).
+func ScopeTag(all bool, db string) string {
+	switch {
+	case all:
+		return "scope=all"
+	case db != "" && !strings.Contains(db, ","): // restic splits tags on commas
+		return "scope=db:" + db
+	}
+	return "scope=partial"
+}
+
 // TagBinlogCoordinates marks a dump that records the binlog position of
 // its snapshot (--master-data=2): a point-in-time restore can start there.
 const TagBinlogCoordinates = "binlog-coordinates"

@@ -102,10 +102,13 @@ func StreamBinlogArgv(tool string, f *Files, dir string, serverID uint32, file s
 
 // ReplayBinlogArgv decodes local binlog files as one stream of SQL, from
 // start (an offset in the first file) until the first event at or after
-// stop (zero: to the end). Run it with TZ=UTC: --stop-datetime is read in
-// the local time zone.
-func ReplayBinlogArgv(tool string, start int64, stop time.Time, files []string) []string {
+// stop (zero: to the end), only db's events when db is set. Run it with
+// TZ=UTC: --stop-datetime is read in the local time zone.
+func ReplayBinlogArgv(tool string, start int64, stop time.Time, db string, files []string) []string {
 	argv := []string{tool, "--start-position=" + strconv.FormatInt(start, 10)}
+	if db != "" {
+		argv = append(argv, "--database="+db)
+	}
 	if !stop.IsZero() {
 		argv = append(argv, "--stop-datetime="+stop.UTC().Format("2006-01-02 15:04:05"))
 	}

@@ -89,6 +89,34 @@ func DumpedDatabases(args []string) (dbs []string, all bool) {
 	return dbs, len(dbs) == 0
 }
 
+// WholeDatabase reads whether dump args dump every database (all) or
+// exactly one whole database (db); neither for several databases or some
+// tables of one.
+func WholeDatabase(args []string) (all bool, db string) {
+	dbs, all := DumpedDatabases(args)
+	if all || len(dbs) != 1 {
+		return all, ""
+	}
+	named, positional := false, 0
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--databases" || a == "-B":
+			named = true
+		case strings.HasPrefix(a, "-"):
+			if !strings.Contains(a, "=") && i+1 < len(args) && takesValue(a) {
+				i++
+			}
+		default:
+			positional++
+		}
+	}
+	if !named && positional > 1 {
+		return false, "" // a database and some of its tables
+	}
+	return false, dbs[0]
+}
+
 // takesValue reports the few short mysqldump flags that take a separate value.
 func takesValue(flag string) bool {
 	switch flag {

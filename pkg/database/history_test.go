@@ -41,3 +41,24 @@ func TestLockAllTablesReplacesSingleTransaction(t *testing.T) {
 		}
 	}
 }
+
+func TestWholeDatabase(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		all  bool
+		db   string
+	}{
+		{nil, true, ""},
+		{[]string{"--all-databases"}, true, ""},
+		{[]string{"--databases", "shop"}, false, "shop"},
+		{[]string{"-B", "shop", "crm"}, false, ""},
+		{[]string{"shop"}, false, "shop"},
+		{[]string{"shop", "orders"}, false, ""},
+		{[]string{"--lock-all-tables", "--databases", "shop"}, false, "shop"},
+	} {
+		all, db := WholeDatabase(c.args)
+		if all != c.all || db != c.db {
+			t.Errorf("%q: all %v db %q, want %v %q", c.args, all, db, c.all, c.db)
+		}
+	}
+}
