@@ -300,6 +300,7 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 			return progressed, errors.Join(fmt.Errorf("the binlog stream ended: %s", why), cerr)
 		case <-h.backups:
 			st.first = a.firstRecoverable(ctx, rr, ab.Name, st.coverFrom)
+			a.retireArchive(ctx, rr, ab.Name, st, log)
 		case <-tick.C:
 			if err := commit(); err != nil {
 				return progressed, err
@@ -349,6 +350,46 @@ func coverFrom(archived map[string]contract.BinlogVersion, gaps []stashv1beta1.P
 		}
 	}
 	return from
+}
+
+// retireArchive forgets the archived binlog files that ended before the
+// oldest full backup kept: no restore can start before that backup, so
+// retention of the backups is retention of the archive. Their data goes
+// with the next prune.
+func (a *Agent) retireArchive(ctx context.Context, rr *restic.Repo, appBinding string, st *archiveState, log interface{ Warn(string, ...any) }) {
+	backups, err := rr.Snapshots(ctx, contract.BackupHost, []string{"appbinding=" + appBinding})
+	if err != nil || len(backups) == 0 {
+		return
+	}
+	oldest := backups[0].Time
+	for _, b := range backups {
+		if b.Time.Before(oldest) {
+			oldest = b.Time
+		}
+	}
+	snaps, err := rr.Snapshots(ctx, contract.BinlogHost, []string{contract.TagPITR, "appbinding=" + appBinding})
+	if err != nil {
+		return
+	}
+	var old []contract.BinlogVersion
+	for _, s := range snaps {
+		if v, ok := contract.ParseBinlogVersion(s.ID, s.Tags); ok && retired(v, oldest) {
+			old = append(old, v)
+		}
+	}
+	if len(old) == 0 || !forgetVersions(ctx, rr, old, log) {
+		return
+	}
+	for _, v := range old {
+		if cur, ok := st.archived[v.File]; ok && retired(cur, oldest) {
+			delete(st.archived, v.File)
+		}
+	}
+}
+
+// retired says a version's file ended before a backup at oldest began.
+func retired(v contract.BinlogVersion, oldest time.Time) bool {
+	return v.Closed && !v.Last.IsZero() && v.Last.Before(oldest)
 }
 
 // firstRecoverable is the oldest full backup the archive continues:

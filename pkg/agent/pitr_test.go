@@ -80,3 +80,20 @@ func TestDumpPositionAndTransactionCount(t *testing.T) {
 		t.Errorf("countTransactions: %d, %v, copied %d of %d bytes", n, err, out.Len(), len(sql))
 	}
 }
+
+func TestRetiredFilesEndedBeforeTheOldestBackup(t *testing.T) {
+	oldest := time.Unix(1000, 0)
+	for _, c := range []struct {
+		v    contract.BinlogVersion
+		want bool
+	}{
+		{contract.BinlogVersion{File: "m.1", Last: time.Unix(900, 0), Closed: true}, true},
+		{contract.BinlogVersion{File: "m.2", Last: time.Unix(900, 0)}, false},                 // still written: it holds what comes next
+		{contract.BinlogVersion{File: "m.3", Last: time.Unix(1000, 0), Closed: true}, false}, // may hold the backup's position
+		{contract.BinlogVersion{File: "m.4", Closed: true}, false},                           // no event time known
+	} {
+		if got := retired(c.v, oldest); got != c.want {
+			t.Errorf("%+v: retired %v, want %v", c.v, got, c.want)
+		}
+	}
+}
