@@ -88,7 +88,7 @@ func TestRetiredFilesEndedBeforeTheOldestBackup(t *testing.T) {
 		want bool
 	}{
 		{contract.BinlogVersion{File: "m.1", Last: time.Unix(900, 0), Closed: true}, true},
-		{contract.BinlogVersion{File: "m.2", Last: time.Unix(900, 0)}, false},                 // still written: it holds what comes next
+		{contract.BinlogVersion{File: "m.2", Last: time.Unix(900, 0)}, false},                // still written: it holds what comes next
 		{contract.BinlogVersion{File: "m.3", Last: time.Unix(1000, 0), Closed: true}, false}, // may hold the backup's position
 		{contract.BinlogVersion{File: "m.4", Closed: true}, false},                           // no event time known
 	} {
