@@ -97,3 +97,26 @@ func TestRetiredFilesEndedBeforeTheOldestBackup(t *testing.T) {
 		}
 	}
 }
+
+func TestPointAnnotationsAreHonouredOrRejected(t *testing.T) {
+	for _, c := range []struct {
+		ann map[string]string
+		bad string
+	}{
+		{nil, ""},
+		{map[string]string{contract.AnnotationRestoreToGTID: "0-1-5", contract.AnnotationRestoreGTIDExclusive: "true"}, ""},
+		{map[string]string{contract.AnnotationRestoreToGTID: "0-1-5", contract.AnnotationRestoreGTIDExclusive: "yes"}, `want "true" or "false"`},
+		{map[string]string{contract.AnnotationRestoreGTIDExclusive: "true"}, "needs " + contract.AnnotationRestoreToGTID},
+	} {
+		err := pointAnnotations(c.ann)
+		if (c.bad == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.bad)) {
+			t.Errorf("%v: %v, want %q", c.ann, err, c.bad)
+		}
+	}
+	if _, _, _, err := contract.ParseGTID("0-1"); err == nil {
+		t.Error("a GTID of two parts was accepted")
+	}
+	if d, s, n, err := contract.ParseGTID("2-7-4711"); err != nil || d != 2 || s != 7 || n != 4711 {
+		t.Errorf("ParseGTID: %d %d %d %v", d, s, n, err)
+	}
+}

@@ -40,6 +40,7 @@ type replayPlan struct {
 	source   string    // the AppBinding whose archive is replayed
 	database string    // replay only this database's events ("": all)
 	versions []contract.BinlogVersion
+	gtid     *gtidStop // a replay to a transaction, in place of stop
 }
 
 // pickPointInTime picks the base snapshot of a restore-at restore and, when
@@ -47,11 +48,26 @@ type replayPlan struct {
 // plain restore of the newest snapshot at or before the time (plan nil).
 func (a *Agent) pickPointInTime(ctx context.Context, rr *restic.Repo, rs *stashv1beta1.RestoreSession, w snapshotWant) (restic.Snapshot, *replayPlan, error) {
 	notChanged := "(the database was not changed)"
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalid, fmt.Sprintf(format, args...), notChanged)
+	}
 	var at time.Time
-	if w.at != contract.Latest {
+	target := w.at
+	switch {
+	case w.gtid != "" && w.at != "":
+		return restic.Snapshot{}, nil, invalid("annotations %s and %s both ask for a point: keep one", contract.AnnotationRestoreAt, contract.AnnotationRestoreToGTID)
+	case w.gtid != "":
+		if _, _, _, err := contract.ParseGTID(w.gtid); err != nil {
+			return restic.Snapshot{}, nil, invalid("annotation %s: %v", contract.AnnotationRestoreToGTID, err)
+		}
+		target = "gtid:" + w.gtid
+		if w.exclusive {
+			target += " (exclusive)"
+		}
+	case w.at != contract.Latest:
 		t, err := time.Parse(time.RFC3339, w.at)
 		if err != nil {
-			return restic.Snapshot{}, nil, fmt.Errorf("%w: annotation %s=%q is neither an RFC 3339 time nor latest %s", ErrInvalid, contract.AnnotationRestoreAt, w.at, notChanged)
+			return restic.Snapshot{}, nil, invalid("annotation %s=%q is neither an RFC 3339 time nor latest", contract.AnnotationRestoreAt, w.at)
 		}
 		at = t
 	}
@@ -71,52 +87,167 @@ func (a *Agent) pickPointInTime(ctx context.Context, rr *restic.Repo, rs *stashv
 		}
 	}
 	slices.SortStableFunc(snaps, func(x, y restic.Snapshot) int { return y.Time.Compare(x.Time) }) // newest first
+
+	// A GTID is found in the archive first: its time chooses the base.
+	var stop *gtidStop
+	if w.gtid != "" {
+		if stop, err = a.findGTID(ctx, rr, snaps, bySource, w.gtid, w.exclusive); err != nil {
+			return restic.Snapshot{}, nil, fmt.Errorf("%w %s", err, notChanged)
+		}
+		at = stop.at
+	}
+	// The base's snapshot is taken a moment after restic's snapshot time:
+	// a backup well before the target is preferred, so the base surely
+	// holds nothing after it; replay checks it all the same.
+	pick := func(margin time.Duration) (*restic.Snapshot, *replayPlan, error) {
+		for i := range snaps {
+			s := snaps[i]
+			if !at.IsZero() && s.Time.After(at.Add(-margin)) {
+				continue
+			}
+			src := tagValue(s.Tags, "appbinding")
+			if len(bySource[src]) == 0 || !slices.Contains(s.Tags, contract.TagBinlogCoordinates) || (stop != nil && stop.source != src) {
+				continue
+			}
+			latest, _ := contract.LatestVersions(bySource[src])
+			plan := &replayPlan{target: target, source: src, versions: latest, gtid: stop}
+			switch scope := tagValue(s.Tags, "scope"); {
+			case scope == "partial":
+				return nil, nil, invalid("snapshot %s dumps several databases, or some tables of one, and the binlog cannot be replayed onto just those: point-in-time recovery works with a dump of every database (the default) or of one whole database", shortID(s.ID))
+			case strings.HasPrefix(scope, "db:"):
+				plan.database = strings.TrimPrefix(scope, "db:")
+			}
+			if stop == nil && !at.IsZero() {
+				plan.stop = at.Truncate(time.Second).Add(time.Second)
+			}
+			if err := plan.check(s.Time, at); err != nil {
+				return nil, nil, fmt.Errorf("%w: %v %s", ErrInvalid, err, notChanged)
+			}
+			return &s, plan, nil
+		}
+		return nil, nil, nil
+	}
+	for _, margin := range []time.Duration{5 * time.Minute, time.Second} {
+		if at.IsZero() && margin > time.Second {
+			continue
+		}
+		s, plan, err := pick(margin)
+		if err != nil {
+			return restic.Snapshot{}, nil, err
+		}
+		if s != nil {
+			return *s, plan, nil
+		}
+	}
 	var plain *restic.Snapshot
 	for i := range snaps {
-		s := snaps[i]
-		if !at.IsZero() && s.Time.After(at) {
-			continue
+		if at.IsZero() || !snaps[i].Time.After(at) {
+			plain = &snaps[i]
+			break
 		}
-		if plain == nil {
-			plain = &s
-		}
-		src := tagValue(s.Tags, "appbinding")
-		if len(bySource[src]) == 0 || !slices.Contains(s.Tags, contract.TagBinlogCoordinates) {
-			continue
-		}
-		latest, _ := contract.LatestVersions(bySource[src])
-		plan := &replayPlan{target: w.at, source: src, versions: latest}
-		switch scope := tagValue(s.Tags, "scope"); {
-		case scope == "partial":
-			return restic.Snapshot{}, nil, fmt.Errorf("%w: snapshot %s dumps several databases, or some tables of one, and the binlog cannot be replayed onto just those: point-in-time recovery works with a dump of every database (the default) or of one whole database %s",
-				ErrInvalid, shortID(s.ID), notChanged)
-		case strings.HasPrefix(scope, "db:"):
-			plan.database = strings.TrimPrefix(scope, "db:")
-		}
-		if !at.IsZero() {
-			plan.stop = at.Truncate(time.Second).Add(time.Second)
-		}
-		if err := plan.check(s.Time, at); err != nil {
-			return restic.Snapshot{}, nil, fmt.Errorf("%w: %v %s", ErrInvalid, err, notChanged)
-		}
-		return s, plan, nil
 	}
 	if plain == nil {
-		when := "at or before " + w.at
+		when := "at or before " + target
 		if at.IsZero() {
 			when = "at all"
 		}
-		return restic.Snapshot{}, nil, fmt.Errorf("%w: Repository %s has no snapshot %s%s %s: list them with `kubectl stash snapshots %s`", ErrInvalid, rs.Spec.Repository.Name, when, hostNote(w.host), notChanged, rs.Spec.Repository.Name)
+		return restic.Snapshot{}, nil, invalid("Repository %s has no snapshot %s%s: list them with `kubectl stash snapshots %s`", rs.Spec.Repository.Name, when, hostNote(w.host), rs.Spec.Repository.Name)
 	}
 	if src := tagValue(plain.Tags, "appbinding"); len(bySource[src]) > 0 {
-		return restic.Snapshot{}, nil, fmt.Errorf("%w: Repository %s archives the binlog of %s, but no full backup %s records its binlog position (backups record it once point-in-time recovery is on): take a backup with `kubectl stash trigger`, or restore a snapshot by ID %s",
-			ErrInvalid, rs.Spec.Repository.Name, src, map[bool]string{true: "at all", false: "at or before " + w.at}[at.IsZero()], notChanged)
+		return restic.Snapshot{}, nil, invalid("Repository %s archives the binlog of %s, but no full backup %s records its binlog position (backups record it once point-in-time recovery is on): take a backup with `kubectl stash trigger`, or restore a snapshot by ID",
+			rs.Spec.Repository.Name, src, map[bool]string{true: "at all", false: "before " + target}[at.IsZero()])
 	}
-	if at.IsZero() {
-		return restic.Snapshot{}, nil, fmt.Errorf("%w: --at latest replays the binlog archive, and Repository %s has none for this database: turn point-in-time recovery on (annotation %s), or restore --snapshot latest %s",
-			ErrInvalid, rs.Spec.Repository.Name, contract.AnnotationPITR, notChanged)
+	if at.IsZero() || stop != nil {
+		return restic.Snapshot{}, nil, invalid("%s replays the binlog archive, and Repository %s has none for this database: turn point-in-time recovery on (annotation %s), or restore --snapshot latest",
+			target, rs.Spec.Repository.Name, contract.AnnotationPITR)
 	}
 	return *plain, nil, nil
+}
+
+// gtidStop is where a replay to a transaction ends: in file, before the
+// event at offset (0: at the file's end).
+type gtidStop struct {
+	source string
+	file   string
+	offset int64
+	target int64     // the transaction's own offset in file
+	at     time.Time // the transaction's time
+}
+
+// findGTID finds a transaction in the archive: the version whose GTID range
+// holds it is fetched and scanned for the transaction's offset and time,
+// and for the next transaction's offset (where an inclusive replay stops).
+func (a *Agent) findGTID(ctx context.Context, rr *restic.Repo, snaps []restic.Snapshot, bySource map[string][]contract.BinlogVersion, gtid string, exclusive bool) (*gtidStop, error) {
+	domain, server, seq, _ := contract.ParseGTID(gtid)
+	inRange := func(v contract.BinlogVersion) bool {
+		d1, _, s1, err1 := contract.ParseGTID(v.FirstGTID)
+		d2, _, s2, err2 := contract.ParseGTID(v.LastGTID)
+		return err1 == nil && err2 == nil && d1 == domain && d2 == domain && s1 <= seq && seq <= s2
+	}
+	seen := map[string]bool{}
+	for _, s := range snaps { // the newest backups' sources first
+		src := tagValue(s.Tags, "appbinding")
+		if seen[src] {
+			continue
+		}
+		seen[src] = true
+		latest, _ := contract.LatestVersions(bySource[src])
+		for _, v := range latest {
+			if !inRange(v) {
+				continue
+			}
+			dir, err := os.MkdirTemp(a.cfg.ScratchDir, "gtid-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(dir)
+			path := filepath.Join(dir, v.File)
+			if err := fetchVersion(ctx, rr, src, v, path); err != nil {
+				return nil, fmt.Errorf("read %s from the binlog archive: %w", v.File, err)
+			}
+			stop := &gtidStop{source: src, file: v.File}
+			found := false
+			sc := binlog.NewScanner(func(g binlog.GTID, at time.Time, off int64) {
+				switch {
+				case found && stop.offset == 0 && !exclusive:
+					stop.offset = off // the next transaction
+				case !found && g.Domain == domain && g.Server == server && g.Seq == seq:
+					found, stop.at, stop.target = true, at, off
+					if exclusive {
+						stop.offset = off
+					}
+				}
+			})
+			f, err := os.Open(path)
+			if err != nil {
+				return nil, err
+			}
+			err = sc.Continue(f)
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+			if found {
+				return stop, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%w: transaction %s is not in the binlog archive of this Repository: `kubectl get backupconfiguration -o yaml` shows the last archived GTID", ErrInvalid, gtid)
+}
+
+// pointAnnotations rejects restore annotations that would otherwise be
+// ignored: a bad exclusive flag, or one without a GTID.
+func pointAnnotations(ann map[string]string) error {
+	v, ok := ann[contract.AnnotationRestoreGTIDExclusive]
+	switch {
+	case !ok:
+		return nil
+	case v != "true" && v != "false":
+		return fmt.Errorf("%w: annotation %s=%q: want \"true\" or \"false\" (the database was not changed)", ErrInvalid, contract.AnnotationRestoreGTIDExclusive, v)
+	case ann[contract.AnnotationRestoreToGTID] == "":
+		return fmt.Errorf("%w: annotation %s needs %s, the transaction to stop at (the database was not changed)", ErrInvalid, contract.AnnotationRestoreGTIDExclusive, contract.AnnotationRestoreToGTID)
+	}
+	return nil
 }
 
 // check refuses a replay the archive cannot do: a gap between the base
@@ -218,6 +349,13 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 		if v.File == startFile || (len(files) > 0 && (plan.stop.IsZero() || v.First.Before(plan.stop))) {
 			files = append(files, v)
 		}
+		if g := plan.gtid; g != nil && len(files) > 0 && v.File == g.file {
+			break // the transaction's file is the last
+		}
+	}
+	if g := plan.gtid; g != nil && (len(files) == 0 || files[len(files)-1].File != g.file || (g.file == startFile && startPos > g.target)) {
+		return st, fmt.Errorf("the base snapshot starts at %s, after transaction %s (%s:%d), so nothing was replayed (%s, which may hold transactions after the one asked for): restore from an older backup by ID",
+			st.StartPosition, plan.target, g.file, g.target, state)
 	}
 	if len(files) == 0 {
 		return st, fmt.Errorf("the base snapshot starts at %s, which the binlog archive of %s does not hold, so nothing was replayed (%s)", st.StartPosition, plan.source, state)
@@ -240,7 +378,7 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 	// the start position to the first event at or after the stop.
 	var paths []string
 	want := 0
-	stopped := false
+	stopped, ahead := false, false
 	for _, v := range files {
 		path := filepath.Join(dir, v.File)
 		if err := fetchVersion(ctx, rr, plan.source, v, path); err != nil {
@@ -254,11 +392,18 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 		if v.File == startFile {
 			from = startPos
 		}
+		last := plan.gtid != nil && v.File == plan.gtid.file
 		sc := binlog.NewScanner(func(g binlog.GTID, at time.Time, off int64) {
-			if stopped || off < from {
+			if off < from {
+				if !plan.stop.IsZero() && !at.Before(plan.stop) {
+					ahead = true // the base already holds a transaction after the target
+				}
 				return
 			}
-			if !plan.stop.IsZero() && !at.Before(plan.stop) {
+			if stopped {
+				return
+			}
+			if (!plan.stop.IsZero() && !at.Before(plan.stop)) || (last && plan.gtid.offset > 0 && off >= plan.gtid.offset) {
 				stopped = true
 				return
 			}
@@ -279,9 +424,17 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 		}
 	}
 	st.Files = len(paths)
+	if ahead {
+		return st, fmt.Errorf("the base snapshot %s already holds transactions stamped after %s, so nothing was replayed (%s, which is later than asked): restore from an older backup by ID, or to a later time",
+			st.StartPosition, plan.target, state)
+	}
 
 	// mariadb-binlog | (count) | mysql: no shell.
-	decArgv := database.ReplayBinlogArgv(tool, startPos, plan.stop, plan.database, paths)
+	var stopPos int64
+	if plan.gtid != nil {
+		stopPos = plan.gtid.offset
+	}
+	decArgv := database.ReplayBinlogArgv(tool, startPos, plan.stop, stopPos, plan.database, paths)
 	dec := exec.CommandContext(ctx, decArgv[0], decArgv[1:]...)
 	dec.Env = append(a.childEnv(), "TZ=UTC")
 	decErr := &tailBuffer{max: 4 << 10}

@@ -111,6 +111,9 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	// when the rule names a snapshot ID its dump starts now, held until the
 	// listing confirms the snapshot and names the file; the database is
 	// made ready meanwhile.
+	if err := pointAnnotations(rs.Annotations); err != nil {
+		return err
+	}
 	want := wantedSnapshot(rs, step)
 	var pre *prefetch
 	if want.isID() {
@@ -127,7 +130,7 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 	pickc := make(chan picked, 1)
 	go func() {
 		var p picked
-		if want.at != "" {
+		if want.at != "" || want.gtid != "" {
 			p.snap, p.plan, p.err = a.pickPointInTime(ctx, rr, rs, want)
 		} else {
 			p.snap, p.err = a.pickSnapshot(ctx, rr, rs, want)
@@ -268,12 +271,15 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 // whose backups to look at.
 type snapshotWant struct {
 	snapshot, host, at string
+	// gtid asks for a replay up to a transaction, through it unless exclusive.
+	gtid      string
+	exclusive bool
 }
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
 
 // isID says the rule names one snapshot by an ID restic resolves on its own.
-func (w snapshotWant) isID() bool { return w.at == "" && hexID.MatchString(w.snapshot) }
+func (w snapshotWant) isID() bool { return w.at == "" && w.gtid == "" && hexID.MatchString(w.snapshot) }
 
 func wantedSnapshot(rs *stashv1beta1.RestoreSession, step StepOptions) snapshotWant {
 	want, host := contract.Latest, ""
@@ -294,12 +300,13 @@ func wantedSnapshot(rs *stashv1beta1.RestoreSession, step StepOptions) snapshotW
 		host = step.SourceHost
 	}
 	at := rs.Annotations[contract.AnnotationRestoreAt]
-	// "latest" and a time mean the newest backup of this product's host
-	// unless a sourceHost says otherwise; an explicit ID is looked up anywhere.
-	if host == "" && (want == contract.Latest || at != "") {
+	gtid := rs.Annotations[contract.AnnotationRestoreToGTID]
+	// "latest", a time and a GTID mean the newest backup of this product's
+	// host unless a sourceHost says otherwise; an ID is looked up anywhere.
+	if host == "" && (want == contract.Latest || at != "" || gtid != "") {
 		host = contract.BackupHost
 	}
-	return snapshotWant{snapshot: want, host: host, at: at}
+	return snapshotWant{snapshot: want, host: host, at: at, gtid: gtid, exclusive: rs.Annotations[contract.AnnotationRestoreGTIDExclusive] == "true"}
 }
 
 // pickSnapshot resolves the rule's snapshot (an ID, "latest", or the newest

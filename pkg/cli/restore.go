@@ -26,16 +26,21 @@ type RestoreOptions struct {
 	// SessionTimeout is the restore's own time limit (spec.timeOut).
 	SessionTimeout time.Duration
 	at             time.Time
+	// ToGTID replays the binlog archive up to a transaction, through it
+	// unless GTIDExclusive.
+	ToGTID        string
+	GTIDExclusive bool
 }
 
 func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &RestoreOptions{writer: writer{factory: f, streams: streams, flags: newApplyFlags()}, Snapshot: contract.Latest, Timeout: time.Hour}
 	cmd := &cobra.Command{
-		Use:   "restore --repository REPO --target appbinding/NAME [--snapshot ID|latest | --at TIME|latest] [--wait]",
+		Use:   "restore --repository REPO --target appbinding/NAME [--snapshot ID|latest | --at TIME|latest | --to-gtid GTID] [--wait]",
 		Short: "Restore a snapshot into a database: create a RestoreSession (and the database's agent if it has none)",
 		Example: `  kubectl stash restore --repository s3-repo --target appbinding/mysql-new --snapshot latest --wait
   kubectl stash restore --repository s3-repo --target appbinding/mysql --snapshot 4bf6100f
   kubectl stash restore --repository s3-repo --target appbinding/mysql --at 2026-11-20T02:00:00Z --wait
+  kubectl stash restore --repository s3-repo --target appbinding/mysql-new --to-gtid 0-1-4711 --gtid-exclusive
   kubectl stash restore -n staging --repository s3-repo --repository-namespace prod --target appbinding/mysql`,
 		Args: cobra.NoArgs,
 		RunE: runE(o),
@@ -45,6 +50,8 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	fl.StringVar(&o.RepositoryNamespace, "repository-namespace", "", "the Repository's namespace, when not the target's (its usagePolicy must allow it)")
 	fl.StringVar(&o.Target, "target", "", "the database to restore into, as appbinding/NAME")
 	fl.StringVar(&o.Snapshot, "snapshot", o.Snapshot, "snapshot ID, or latest")
+	fl.StringVar(&o.ToGTID, "to-gtid", "", "replay the binlog archive up to this transaction (domain-server-sequence), on top of the newest backup before it")
+	fl.BoolVar(&o.GTIDExclusive, "gtid-exclusive", false, "with --to-gtid, stop before the transaction instead of after it")
 	fl.StringVar(&o.At, "at", "", "restore the database as it was at this time (RFC 3339, e.g. 2026-11-20T02:00:00Z): the newest snapshot at or before it, then, where the binlog is archived, its replay up to that second; latest replays the whole archive")
 	fl.StringVar(&o.SourceHost, "source-host", "", "the host the snapshots were taken from (default: any)")
 	fl.StringVar(&o.Name, "name", "", "RestoreSession name (default: generated)")
@@ -93,6 +100,16 @@ func (o *RestoreOptions) Validate() error {
 	if o.Snapshot == "" {
 		return usageErr("--snapshot must be a snapshot ID or latest")
 	}
+	if o.ToGTID != "" {
+		if _, _, _, err := contract.ParseGTID(o.ToGTID); err != nil {
+			return usageErr("--to-gtid: %v", err)
+		}
+		if o.At != "" || o.Snapshot != contract.Latest {
+			return usageErr("give --to-gtid alone: it picks its own snapshot, as --at does")
+		}
+	} else if o.GTIDExclusive {
+		return usageErr("--gtid-exclusive needs --to-gtid")
+	}
 	if o.Timeout <= 0 {
 		return usageErr("--timeout must be positive")
 	}
@@ -125,6 +142,16 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 	}
 	if o.SessionTimeout > 0 {
 		rs.Spec.TimeOut = o.SessionTimeout.String()
+	}
+	if o.ToGTID != "" {
+		rs.Annotations = map[string]string{contract.AnnotationRestoreToGTID: o.ToGTID}
+		if o.GTIDExclusive {
+			rs.Annotations[contract.AnnotationRestoreGTIDExclusive] = "true"
+		}
+		rs.Spec.Target.Rules[0].Snapshots = nil
+		if o.SourceHost == "" {
+			rs.Spec.Target.Rules = nil
+		}
 	}
 	if o.At != "" {
 		at := contract.Latest

@@ -19,6 +19,27 @@ const (
 	AnnotationPITRInterval = "stash.appscode.com/pitr-interval"
 )
 
+// A restore to a transaction: the binlog is replayed up to the one with
+// this GTID, and through it unless AnnotationRestoreGTIDExclusive is "true".
+const (
+	AnnotationRestoreToGTID        = "stash.appscode.com/restore-to-gtid"
+	AnnotationRestoreGTIDExclusive = "stash.appscode.com/restore-gtid-exclusive"
+)
+
+// ParseGTID reads a MariaDB GTID, domain-server-sequence.
+func ParseGTID(s string) (domain, server uint32, seq uint64, err error) {
+	parts := strings.Split(strings.TrimSpace(s), "-")
+	if len(parts) == 3 {
+		d, err1 := strconv.ParseUint(parts[0], 10, 32)
+		sv, err2 := strconv.ParseUint(parts[1], 10, 32)
+		n, err3 := strconv.ParseUint(parts[2], 10, 64)
+		if err1 == nil && err2 == nil && err3 == nil {
+			return uint32(d), uint32(sv), n, nil
+		}
+	}
+	return 0, 0, 0, fmt.Errorf("GTID %q: want domain-server-sequence, such as 0-1-4711", s)
+}
+
 // DefaultPITRInterval is the commit interval without AnnotationPITRInterval.
 const DefaultPITRInterval = 30 * time.Second
 

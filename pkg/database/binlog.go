@@ -102,10 +102,14 @@ func StreamBinlogArgv(tool string, f *Files, dir string, serverID uint32, file s
 
 // ReplayBinlogArgv decodes local binlog files as one stream of SQL, from
 // start (an offset in the first file) until the first event at or after
-// stop (zero: to the end), only db's events when db is set. Run it with
+// stop (zero: to the end) or stopPos in the last file, only db's events
+// when db is set. Run it with
 // TZ=UTC: --stop-datetime is read in the local time zone.
-func ReplayBinlogArgv(tool string, start int64, stop time.Time, db string, files []string) []string {
+func ReplayBinlogArgv(tool string, start int64, stop time.Time, stopPos int64, db string, files []string) []string {
 	argv := []string{tool, "--start-position=" + strconv.FormatInt(start, 10)}
+	if stopPos > 0 {
+		argv = append(argv, "--stop-position="+strconv.FormatInt(stopPos, 10)) // in the last file
+	}
 	if db != "" {
 		argv = append(argv, "--database="+db)
 	}

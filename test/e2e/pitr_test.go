@@ -218,6 +218,36 @@ func TestPointInTimeRecovery(t *testing.T) {
 		}
 		t.Logf("restore --at %s: %s", at, rs.Status.Message)
 	}
+
+	// To a transaction: the writer's last rows are its last transactions,
+	// one each, so row N-k is sequence last-k.
+	var domain, server, last int64
+	if _, err := fmt.Sscanf(ps.LastArchivedGTID, "%d-%d-%d", &domain, &server, &last); err != nil {
+		t.Fatalf("last archived GTID %q: %v", ps.LastArchivedGTID, err)
+	}
+	_, n := lastRow(t, src)
+	for i, exclusive := range []bool{false, true} {
+		name := "pitrgtid" + strconv.Itoa(i)
+		dst := pitrTarget(t, ns, name, src)
+		gtid := fmt.Sprintf("%d-%d-%d", domain, server, last-10)
+		args := []string{"stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/" + name, "--to-gtid", gtid}
+		want := n - 10
+		if exclusive {
+			args = append(args, "--gtid-exclusive")
+			want--
+		}
+		r := kubectl(t, "", args...)
+		mustOK(t, r, "restore --to-gtid")
+		startAgent(t, ns, name)
+		rs := waitRestore(t, st, ns, createdName(lastLine(r.stdout)))
+		if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
+			t.Fatalf("restore --to-gtid %s (exclusive %v): %s: %s", gtid, exclusive, rs.Status.Phase, rs.Status.Message)
+		}
+		if got := rows(dst, ""); got != rows(src, fmt.Sprintf("WHERE id <= %d", want)) {
+			t.Errorf("restore --to-gtid %s (exclusive %v): rows %s, want the first %d", gtid, exclusive, got, want)
+		}
+		t.Logf("restore --to-gtid %s (exclusive %v): %s", gtid, exclusive, rs.Status.Message)
+	}
 }
 
 // pitrTarget is a fresh server for a restore of src's full dump: it takes
