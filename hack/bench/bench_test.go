@@ -300,3 +300,20 @@ func TestManySectionReportsGrowth(t *testing.T) {
 		t.Errorf("section is not between its markers:\n%s", md)
 	}
 }
+
+func TestPITRSectionComparesWithTheAlternative(t *testing.T) {
+	cfg, _ := modeDefaults("full")
+	r := &results{PITR: &pitrResult{Data: dataInfo{Tables: 4, RowsPerTable: 1000}, Rate: 50, Window: time.Minute, Interval: 30 * time.Second,
+		LagMean: 15 * time.Second, LagMax: 31 * time.Second, FullBackup: 10 * time.Second, Rounds: 24, Changed: 40,
+		BinlogGrowth: 1 << 20, DumpGrowth: 24 << 20, ReplayTx: 1000, BaseRestore: 10 * time.Second, LatestRestore: 12 * time.Second}}
+	md := pitrSection(cfg, r)
+	for _, want := range []string{
+		"| mean 15.00 s, max 31.00 s |", "each adding 1.0 MiB to the repository | 3.10x (max / one backup) |",
+		"| 1.0 MiB | a full dump after each round: 24.0 MiB | 0.042x |",
+		"| 12.00 s (500 transactions/s in the replay) | the base alone: 10.00 s | 1.20x |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("section lacks %q:\n%s", want, md)
+		}
+	}
+}

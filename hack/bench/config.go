@@ -39,6 +39,10 @@ type config struct {
 	ManyDBs    []int // databases of the many-objects phase, one step each, growing
 	ManyTables int   // tables per database
 	ManyRuns   int
+
+	PITRTables, PITRRate, PITRRounds int
+	PITRRows                         int64
+	PITRWindow, PITRInterval         time.Duration
 }
 
 // modeDefaults are the defaults of each mode; flags override them.
@@ -52,6 +56,7 @@ func modeDefaults(mode string) (config, error) {
 			SlotEvery: 10 * time.Second, Slots: 6, IdleSettle: 30 * time.Second, IdleWindow: 30 * time.Second,
 			StatusConfigs: 100, StatusRuns: 5, Timeout: 90 * time.Minute, ReadAhead: defaultReadAhead(),
 			ManyDBs: []int{10, 100}, ManyTables: 100, ManyRuns: 3,
+			PITRTables: 4, PITRRows: 100_000, PITRRate: 50, PITRWindow: 2 * time.Minute, PITRInterval: 30 * time.Second, PITRRounds: 24,
 		}, nil
 	case "small":
 		return config{
@@ -62,6 +67,7 @@ func modeDefaults(mode string) (config, error) {
 			// The agent's setting and one read-ahead: enough to prove both paths work.
 			ReadAhead: []readAheadSetting{{"bufio", 1 << 20}, {"ring", 8 << 20}},
 			ManyDBs:   []int{2, 4}, ManyTables: 10, ManyRuns: 1,
+			PITRTables: 2, PITRRows: 5_000, PITRRate: 20, PITRWindow: 15 * time.Second, PITRInterval: 5 * time.Second, PITRRounds: 2,
 		}, nil
 	}
 	return config{}, fmt.Errorf("-mode %q: want full or small", mode)
@@ -104,7 +110,11 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.StatusRuns, "status-runs", c.StatusRuns, "runs of `kubectl stash status`")
 	fs.Var(&ra, "read-ahead", "restore stream settings to compare, e.g. bufio:1MiB,ring:8MiB")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound on the whole run")
-	fs.StringVar(&c.Only, "only", "", "run one phase and rewrite only its section of -out: many")
+	fs.StringVar(&c.Only, "only", "", "run one phase and rewrite only its section of -out: many or pitr")
+	fs.IntVar(&c.PITRRate, "pitr-rate", c.PITRRate, "transactions per second of the point-in-time phase's load")
+	fs.DurationVar(&c.PITRWindow, "pitr-window", c.PITRWindow, "how long the point-in-time phase's load runs")
+	fs.DurationVar(&c.PITRInterval, "pitr-interval", c.PITRInterval, "the archive's --pitr-interval")
+	fs.IntVar(&c.PITRRounds, "pitr-rounds", c.PITRRounds, "rounds of 1% changes (a \"day\" of them)")
 	manyDBs := intList(c.ManyDBs)
 	fs.Var(&manyDBs, "many-dbs", "databases at each step of the many-objects phase, growing, e.g. 10,100")
 	fs.IntVar(&c.ManyTables, "many-tables", c.ManyTables, "tables per database in the many-objects phase")
@@ -134,8 +144,10 @@ func parseConfig(args []string) (config, error) {
 		return c, fmt.Errorf("-slot-every %s: at least 1s", c.SlotEvery)
 	case len(c.ReadAhead) == 0:
 		return c, fmt.Errorf("-read-ahead: at least one setting")
-	case c.Only != "" && c.Only != phaseMany:
-		return c, fmt.Errorf("-only %q: the one phase that runs alone is %q", c.Only, phaseMany)
+	case c.Only != "" && c.Only != phaseMany && c.Only != phasePITR:
+		return c, fmt.Errorf("-only %q: the phases that run alone are %q and %q", c.Only, phaseMany, phasePITR)
+	case c.PITRRate < 1 || c.PITRWindow < 5*time.Second || c.PITRInterval < time.Second || c.PITRRounds < 1:
+		return c, fmt.Errorf("-pitr-rate, -pitr-window (5s), -pitr-interval (1s) and -pitr-rounds must be at least their minimum")
 	case len(c.ManyDBs) == 0 || !increasing(c.ManyDBs) || c.ManyDBs[0] < 1 || c.ManyTables < 2 || c.ManyRuns < 1:
 		return c, fmt.Errorf("-many-dbs %v, -many-tables %d, -many-runs %d: want growing steps of at least 1 database, at least 2 tables and 1 run", c.ManyDBs, c.ManyTables, c.ManyRuns)
 	}

@@ -59,10 +59,14 @@ func run(ctx context.Context, cfg config) error {
 		b.measureIdle,
 		b.measureStatus,
 		b.measureMany,
+		b.measurePITR,
 	}
 	write := writeReport
-	if cfg.Only == phaseMany {
+	switch cfg.Only {
+	case phaseMany:
 		phases, write = []func(context.Context) error{b.setup, b.measureMany}, writeManySection
+	case phasePITR:
+		phases, write = []func(context.Context) error{b.setup, b.measurePITR}, writePITRSection
 	}
 	for _, phase := range phases {
 		if err := phase(ctx); err != nil {

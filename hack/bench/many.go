@@ -211,12 +211,22 @@ func replaceSection(doc, section, begin, end string) string {
 
 // writeManySection rewrites the many-objects section of cfg.Out alone.
 func writeManySection(cfg config, r *results) error {
-	old, err := os.ReadFile(cfg.Out)
+	return writeSection(cfg.Out, manySection(cfg, r), manyBegin, manyEnd)
+}
+
+// writePITRSection rewrites the point-in-time section of cfg.Out alone.
+func writePITRSection(cfg config, r *results) error {
+	return writeSection(cfg.Out, pitrSection(cfg, r), pitrBegin, pitrEnd)
+}
+
+// writeSection puts section in place of its old text in the report at path.
+func writeSection(path, section, begin, end string) error {
+	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Out), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(cfg.Out, []byte(replaceSection(string(old), manySection(cfg, r), manyBegin, manyEnd)), 0o644)
+	return os.WriteFile(path, []byte(replaceSection(string(old), section, begin, end)), 0o644)
 }

@@ -225,6 +225,9 @@ func writeReport(cfg config, r *results) error {
 	if len(r.Many) > 0 {
 		md("%s", manySection(cfg, r))
 	}
+	if r.PITR != nil {
+		md("%s", pitrSection(cfg, r))
+	}
 
 	if kept != "" {
 		md("%s", kept)

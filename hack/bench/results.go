@@ -42,6 +42,8 @@ type results struct {
 	Many        []manyStep
 	ManyStarted time.Time
 	ManyElapsed time.Duration
+
+	PITR *pitrResult
 }
 
 // tuneResult is one restic setting: time and repository size.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -326,6 +327,10 @@ func (a *Agent) pickSnapshot(ctx context.Context, rr *restic.Repo, rs *stashv1be
 		at = t
 	}
 	if s, ok := contract.FindSnapshot(snaps, want, at); ok {
+		if s.Hostname == contract.BinlogHost || slices.Contains(s.Tags, contract.TagPITR) {
+			return restic.Snapshot{}, fmt.Errorf("%w: snapshot %s is an archived binlog file, not a dump (the database was not changed): restore a point in time with --at or --to-gtid, or a dump from `kubectl stash snapshots %s` (host %s)",
+				ErrInvalid, shortID(s.ID), rs.Spec.Repository.Name, contract.BackupHost)
+		}
 		return s, nil
 	}
 	switch {
