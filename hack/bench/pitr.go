@@ -49,8 +49,8 @@ type pitrResult struct {
 	AgentCPU, ResticCPU, StreamCPU  float64
 	AgentRSS, StreamRSS, ResticPeak int64
 	// A "day": Rounds rounds of 1% of the rows changed.
-	Rounds                  int
-	Changed                 int64 // rows per round
+	Rounds                   int
+	Changed                  int64 // rows per round
 	BinlogGrowth, DumpGrowth int64 // bytes the repositories grew over the rounds
 	// Replay.
 	ReplayTx                   int
@@ -413,7 +413,7 @@ func pitrSection(cfg config, res *results) string {
 	md("")
 	md("While archiving under the load: the agent %.1f%% of one core and RSS %s at most; its restic runs %.1f%% of a core together, each at most %s; mariadb-binlog %.1f%% and %s.",
 		r.AgentCPU, mib(r.AgentRSS), r.ResticCPU, mib(r.ResticPeak), r.StreamCPU, mib(r.StreamRSS))
-	md("The recovery point is what a loss of the server, the agent and its pod together would cost; when only the database dies, the agent commits what it had received (`TestPITRRecoveryPoint` lost 0 transactions). "+
+	md("The recovery point is what a loss of the server, the agent and its pod together would cost; when only the database dies, the agent commits what it had received (`TestPITRRecoveryPoint` lost 0 transactions). " +
 		"The replay's rate is the difference between the two restores' wall times, over the transactions replayed. Growth is the repositories' directories on disk.")
 	md("%s", pitrEnd)
 	return w.String()

@@ -92,6 +92,8 @@ type Agent struct {
 	// archiving counts the binlog archives: they end with the term, after
 	// their last commit, and the agent waits for them before it exits.
 	archiving sync.WaitGroup
+	// archiveDone is each config's newest archive's end, across terms; guarded by mu.
+	archiveDone map[string]chan struct{}
 
 	mu       sync.Mutex
 	t        *term

@@ -220,6 +220,9 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 
 	// 6. Retention.
 	if p := policy(bc.Spec.RetentionPolicy); p != nil {
+		// A binlog archive's commit (restic backup) may hold the repository
+		// for a moment: wait for it rather than fail the retention.
+		rr.RetryLock = time.Minute
 		removed, err := rr.Forget(ctx, *p)
 		if err != nil {
 			run.cond(stashv1beta1.ConditionRetentionPolicyApplied, false, "ForgetFailed", err.Error())

@@ -79,10 +79,25 @@ func (a *Agent) syncArchive(ctx context.Context, name string, bc *stashv1beta1.B
 	actx, cancel := context.WithCancel(ctx)
 	h = &archiveHandle{cancel: cancel, done: make(chan struct{}), spec: p, repo: bc.Spec.Repository, backups: make(chan struct{}, 1)}
 	t.archives[name] = h
+	// The config's previous archive (stopped just now, or with an earlier
+	// term) may still be in its last commit: the new one waits for it, so
+	// two streams of one config never overlap.
+	if a.archiveDone == nil {
+		a.archiveDone = map[string]chan struct{}{}
+	}
+	prev := a.archiveDone[name]
+	a.archiveDone[name] = h.done
 	a.archiving.Add(1)
 	go func() {
 		defer a.archiving.Done()
 		defer close(h.done)
+		if prev != nil {
+			select {
+			case <-prev:
+			case <-actx.Done():
+				return
+			}
+		}
 		a.archive(actx, name, h)
 	}()
 }
@@ -146,7 +161,17 @@ type archiveState struct {
 	coverFrom  time.Time // the archive holds every event since
 	first      time.Time // the oldest full backup since coverFrom
 	until      time.Time // the archive holds every event up to this
+	behind     int       // commits in a row that found the stream behind the server
 	commits    int
+}
+
+// appendGap adds a gap, keeping the newest maxGaps.
+func appendGap(gaps []stashv1beta1.PITRGap, g stashv1beta1.PITRGap) []stashv1beta1.PITRGap {
+	gaps = append(gaps, g)
+	if len(gaps) > maxGaps {
+		gaps = gaps[len(gaps)-maxGaps:]
+	}
+	return gaps
 }
 
 // archiveOnce checks the server, finds where the archive ends, streams
@@ -204,7 +229,7 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 	}
 	var versions []contract.BinlogVersion
 	for _, s := range snaps {
-		if v, ok := contract.ParseBinlogVersion(s.ID, s.Tags); ok {
+		if v, ok := binlogVersion(s); ok {
 			versions = append(versions, v)
 		}
 	}
@@ -216,10 +241,7 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 	}
 	start, gap := resumePoint(latest, srv.Files, a.clock())
 	if gap != nil {
-		st.gaps = append(st.gaps, *gap)
-		if len(st.gaps) > maxGaps {
-			st.gaps = st.gaps[len(st.gaps)-maxGaps:]
-		}
+		st.gaps = appendGap(st.gaps, *gap)
 		a.event(ctx, bc, corev1.EventTypeWarning, "BinlogGap", fmt.Sprintf("BackupConfiguration %s: the binlog archive has a gap from %s: %s; a restore to a time in it is refused, and the window starts again at the next full backup",
 			config, gap.From.UTC().Format(time.RFC3339), gap.Reason))
 		log.Warn("binlog archive gap", "from", gap.From.UTC().Format(time.RFC3339), "reason", gap.Reason)
@@ -229,12 +251,13 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 	}
 	st.coverFrom = coverFrom(st.archived, st.gaps)
 
-	dir := filepath.Join(a.cfg.ScratchDir, "binlog", contract.ShortName(config, 60))
-	if err := os.RemoveAll(dir); err != nil {
-		return false, err
+	parent := filepath.Join(a.cfg.ScratchDir, "binlog")
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return false, fmt.Errorf("scratch directory %s: %w", parent, err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return false, fmt.Errorf("scratch directory %s: %w", dir, err)
+	dir, err := os.MkdirTemp(parent, contract.ShortName(config, 60)+"-")
+	if err != nil {
+		return false, fmt.Errorf("scratch directory %s: %w", parent, err)
 	}
 	defer os.RemoveAll(dir)
 	sctx, stop := context.WithCancel(ctx)
@@ -278,6 +301,10 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 		if err != nil {
 			return err
 		}
+		if st.behind >= 3 {
+			// Alive but not moving (a half-open connection): start again.
+			return fmt.Errorf("the binlog stream fell behind the server at %d commits in a row: restarting it", st.behind)
+		}
 		if st.first.IsZero() && !st.coverFrom.IsZero() {
 			st.first = a.firstRecoverable(cctx, rr, ab.Name, st.coverFrom)
 		}
@@ -307,6 +334,17 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 			}
 		}
 	}
+}
+
+// binlogVersion reads an archived version from its snapshot. A snapshot
+// whose content is not the size its tags claim (its restic outlived an
+// agent killed mid-commit and stored what it had read) is not a version.
+func binlogVersion(s restic.Snapshot) (contract.BinlogVersion, bool) {
+	v, ok := contract.ParseBinlogVersion(s.ID, s.Tags)
+	if ok && s.Summary != nil && int64(s.Summary.TotalBytesProcessed) != v.Size {
+		return v, false
+	}
+	return v, ok
 }
 
 // resumePoint is the file to stream from: the newest archived one, again
@@ -373,7 +411,7 @@ func (a *Agent) retireArchive(ctx context.Context, rr *restic.Repo, appBinding s
 	}
 	var old []contract.BinlogVersion
 	for _, s := range snaps {
-		if v, ok := contract.ParseBinlogVersion(s.ID, s.Tags); ok && retired(v, oldest) {
+		if v, ok := binlogVersion(s); ok && retired(v, oldest) {
 			old = append(old, v)
 		}
 	}
@@ -398,7 +436,8 @@ func (a *Agent) firstRecoverable(ctx context.Context, rr *restic.Repo, appBindin
 	if from.IsZero() {
 		return time.Time{}
 	}
-	snaps, err := rr.Snapshots(ctx, contract.BackupHost, []string{"appbinding=" + appBinding})
+	// Only a backup that records its binlog position can be a base.
+	snaps, err := rr.Snapshots(ctx, contract.BackupHost, []string{"appbinding=" + appBinding, contract.TagBinlogCoordinates})
 	if err != nil {
 		return time.Time{}
 	}
@@ -463,16 +502,40 @@ func (a *Agent) commitArchive(ctx context.Context, client database.Client, files
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	n := 0
+	n, closedOne := 0, false
 	for i, name := range names {
 		sc := st.scanners[name]
 		prev := st.archived[name]
 		info := sc.Info
-		if info.Size <= prev.Size && (info.Closed == prev.Closed || info.Size < prev.Size) {
+		if !prev.First.IsZero() && !info.First.IsZero() && !info.First.Equal(prev.First) {
+			// Same name, another file: the server's binlog was reset (or
+			// it is another server). The old files stay archived under
+			// their own start time; the archive goes on from this one.
+			st.gaps = appendGap(st.gaps, stashv1beta1.PITRGap{From: metav1.NewTime(prev.Committed), To: &metav1.Time{Time: cut},
+				Reason: fmt.Sprintf("the server's %s began at %s, the archived one at %s: its binlog was reset, or it is another server", name,
+					info.First.UTC().Format(time.RFC3339), prev.First.UTC().Format(time.RFC3339))})
+			st.archived = map[string]contract.BinlogVersion{}
+			st.coverFrom, st.first = time.Time{}, time.Time{}
+			prev = contract.BinlogVersion{}
+		}
+		if info.Size <= prev.Size && (info.Closed || i < len(names)-1) == prev.Closed {
 			continue
 		}
-		v := contract.BinlogVersion{File: name, Size: info.Size, First: info.First, Last: info.Last, Committed: cut,
-			FirstGTID: info.FirstGTID.String(), LastGTID: info.LastGTID.String(), Transactions: info.Transactions, Closed: info.Closed}
+		// The stream moved on to a later file: the server sent all of this
+		// one, even if it ends without a rotate (the server crashed).
+		closed := info.Closed || i < len(names)-1
+		// Committed claims completeness: the newest file's version claims
+		// the cut only when the stream had caught up with the server then;
+		// an older file's, its own last event.
+		committed := info.Last
+		if i == len(names)-1 {
+			committed = st.until
+			if caught {
+				committed = cut
+			}
+		}
+		v := contract.BinlogVersion{File: name, Size: info.Size, First: info.First, Last: info.Last, Committed: committed,
+			FirstGTID: info.FirstGTID.String(), LastGTID: info.LastGTID.String(), Transactions: info.Transactions, Closed: closed}
 		f, err := os.Open(filepath.Join(dir, name))
 		if err != nil {
 			return n, err
@@ -498,21 +561,28 @@ func (a *Agent) commitArchive(ctx context.Context, client database.Client, files
 		}
 		st.archived[name] = v
 		n++
+		closedOne = closedOne || closed
 		if st.coverFrom.IsZero() {
 			st.coverFrom = coverFrom(st.archived, st.gaps)
 		}
 		// A closed file the stream has left behind is kept in the
 		// repository only.
-		if info.Closed && i < len(names)-1 {
+		if closed && i < len(names)-1 {
 			_ = os.Remove(filepath.Join(dir, name))
 			delete(st.scanners, name)
 		}
 	}
-	if len(st.superseded) > 0 && forgetVersions(ctx, rr, st.superseded, log) {
-		st.superseded = nil // else a backup holds its lock: tried again next time
+	// Forgetting takes the repository's exclusive lock, which a backup or
+	// a restore starting then would wait for: it is done once a file is
+	// closed, or every 20 commits, not at each.
+	if len(st.superseded) > 0 && (closedOne || st.commits%20 == 0) && forgetVersions(ctx, rr, st.superseded, log) {
+		st.superseded = nil
 	}
 	if caught {
 		st.until = cut
+		st.behind = 0
+	} else if alive() && posErr == nil {
+		st.behind++
 	}
 	st.commits++
 	return n, nil
@@ -581,7 +651,8 @@ func (a *Agent) reportArchive(ctx context.Context, bc *stashv1beta1.BackupConfig
 	}
 	if !st.first.IsZero() && !st.until.IsZero() {
 		ps.FirstRecoverableTime = &metav1.Time{Time: st.first}
-		ps.LastRecoverableTime = &metav1.Time{Time: st.until.Truncate(time.Second)}
+		// Whole seconds the archive holds: the one the cut fell in is not.
+		ps.LastRecoverableTime = &metav1.Time{Time: st.until.Truncate(time.Second).Add(-time.Second)}
 	}
 	cond := metav1.Condition{Type: stashv1beta1.ConditionBinlogArchiving, Status: metav1.ConditionTrue, Reason: "Archiving",
 		Message: fmt.Sprintf("the archive reaches %s (%s)", ps.LastArchivedPosition, st.until.UTC().Format(time.RFC3339))}

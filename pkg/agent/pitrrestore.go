@@ -81,7 +81,7 @@ func (a *Agent) pickPointInTime(ctx context.Context, rr *restic.Repo, rs *stashv
 	}
 	bySource := map[string][]contract.BinlogVersion{}
 	for _, s := range archived {
-		if v, ok := contract.ParseBinlogVersion(s.ID, s.Tags); ok {
+		if v, ok := binlogVersion(s); ok {
 			src := tagValue(s.Tags, "appbinding")
 			bySource[src] = append(bySource[src], v)
 		}
@@ -121,6 +121,11 @@ func (a *Agent) pickPointInTime(ctx context.Context, rr *restic.Repo, rs *stashv
 				plan.stop = at.Truncate(time.Second).Add(time.Second)
 			}
 			if err := plan.check(s.Time, at); err != nil {
+				return nil, nil, fmt.Errorf("%w: %v %s", ErrInvalid, err, notChanged)
+			}
+			// The base's position, from its dump's head, is checked against
+			// the archive now, before the database is touched.
+			if err := plan.checkStart(ctx, rr, s); err != nil {
 				return nil, nil, fmt.Errorf("%w: %v %s", ErrInvalid, err, notChanged)
 			}
 			return &s, plan, nil
@@ -235,6 +240,73 @@ func (a *Agent) findGTID(ctx context.Context, rr *restic.Repo, snaps []restic.Sn
 	return nil, fmt.Errorf("%w: transaction %s is not in the binlog archive of this Repository: `kubectl get backupconfiguration -o yaml` shows the last archived GTID", ErrInvalid, gtid)
 }
 
+// errHeadRead stops a dump once its head is read.
+var errHeadRead = errors.New("head read")
+
+// headWriter keeps the first max bytes, then stops the dump.
+type headWriter struct {
+	b   []byte
+	max int
+}
+
+func (h *headWriter) Write(p []byte) (int, error) {
+	room := h.max - len(h.b)
+	if room <= 0 {
+		return 0, errHeadRead
+	}
+	h.b = append(h.b, p[:min(room, len(p))]...)
+	if len(p) > room {
+		return room, errHeadRead
+	}
+	return len(p), nil
+}
+
+// checkStart reads the base dump's binlog position and checks that the
+// archive holds it and every file from it to the target.
+func (p *replayPlan) checkStart(ctx context.Context, rr *restic.Repo, base restic.Snapshot) error {
+	file := ""
+	if len(base.Paths) > 0 {
+		file = base.Paths[0]
+	}
+	h := &headWriter{max: 256 << 10}
+	if err := rr.Dump(ctx, base.ID, file, h); err != nil && len(h.b) < h.max && !errors.Is(err, errHeadRead) {
+		if len(h.b) == 0 {
+			return fmt.Errorf("read the head of snapshot %s: %w", shortID(base.ID), err)
+		}
+	}
+	startFile, startPos, ok := dumpPosition(h.b)
+	if !ok {
+		return fmt.Errorf("snapshot %s records no binlog position in its head", shortID(base.ID))
+	}
+	i0 := -1
+	for i, v := range p.versions {
+		if v.File == startFile && !v.First.After(base.Time) {
+			i0 = i
+		}
+	}
+	if i0 < 0 {
+		return fmt.Errorf("the binlog archive of %s does not hold %s, where snapshot %s starts (%s:%d): the archive began after it, or lost it",
+			p.source, startFile, shortID(base.ID), startFile, startPos)
+	}
+	if startPos > p.versions[i0].Size && i0 == len(p.versions)-1 {
+		return fmt.Errorf("the binlog archive of %s holds %s up to %d, before the position of snapshot %s (%d): wait for the archive's next commit",
+			p.source, startFile, p.versions[i0].Size, shortID(base.ID), startPos)
+	}
+	for i := i0 + 1; i < len(p.versions); i++ {
+		prev, v := p.versions[i-1], p.versions[i]
+		if p.gtid == nil && !p.stop.IsZero() && !v.First.Before(p.stop) {
+			break // past the target
+		}
+		if (!prev.Closed || !nextBinlog(prev.File, v.File)) && (p.stop.IsZero() || prev.Last.Before(p.stop)) {
+			return fmt.Errorf("the binlog archive of %s has a gap after %s, between snapshot %s and the target", p.source, prev.File, shortID(base.ID))
+		}
+		if p.gtid != nil && v.File == p.gtid.file {
+			break
+		}
+	}
+	return nil
+}
+
 // pointAnnotations rejects restore annotations that would otherwise be
 // ignored: a bad exclusive flag, or one without a GTID.
 func pointAnnotations(ann map[string]string) error {
@@ -272,7 +344,9 @@ func (p *replayPlan) check(base, at time.Time) error {
 		}
 	}
 	last := vs[len(vs)-1]
-	if !at.IsZero() && at.After(last.Committed) {
+	// Committed is when the archive had everything the server had written
+	// (zero when it never caught up): the whole second at must be before it.
+	if !at.IsZero() && at.Truncate(time.Second).Add(time.Second).After(last.Committed) {
 		return fmt.Errorf("the binlog archive of %s reaches %s, before %s: restore to an earlier time, or wait for the archive (it commits every interval)",
 			p.source, last.Committed.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
 	}
@@ -462,6 +536,9 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 	}
 	sent, copyErr := countTransactions(out, in)
 	_ = in.Close()
+	if copyErr != nil {
+		_ = dec.Process.Kill() // nobody reads its output any more
+	}
 	decWait := dec.Wait()
 	loadWait := load.Wait()
 	st.Transactions = sent

@@ -181,17 +181,20 @@ func ParseBinlogVersion(id string, tags []string) (BinlogVersion, bool) {
 	return v, pitr && v.File != "" && v.Size > 0
 }
 
-// LatestVersions keeps the newest (largest) version of each file, in file
-// order, and returns the superseded ones apart.
+// LatestVersions keeps the newest (largest) version of each file, in the
+// order they were written, and returns the superseded ones apart. A file is its name and its
+// start: after a binlog reset (or on another server) the same name is
+// another file, kept apart, after the older one.
 func LatestVersions(vs []BinlogVersion) (latest, superseded []BinlogVersion) {
 	by := map[string]BinlogVersion{}
 	for _, v := range vs {
-		cur, ok := by[v.File]
+		key := v.File + "@" + unix(v.First)
+		cur, ok := by[key]
 		switch {
 		case !ok:
-			by[v.File] = v
+			by[key] = v
 		case v.Size > cur.Size || (v.Size == cur.Size && v.Committed.After(cur.Committed)):
-			by[v.File] = v
+			by[key] = v
 			superseded = append(superseded, cur)
 		default:
 			superseded = append(superseded, v)
@@ -200,7 +203,15 @@ func LatestVersions(vs []BinlogVersion) (latest, superseded []BinlogVersion) {
 	for _, v := range by {
 		latest = append(latest, v)
 	}
-	sort.Slice(latest, func(i, j int) bool { return BinlogLess(latest[i].File, latest[j].File) })
+	// In the order the server wrote them: a file starts when the one
+	// before ended (its format event's time), and a new server's after an
+	// old one's; names break ties within a second.
+	sort.Slice(latest, func(i, j int) bool {
+		if !latest[i].First.Equal(latest[j].First) {
+			return latest[i].First.Before(latest[j].First)
+		}
+		return BinlogLess(latest[i].File, latest[j].File)
+	})
 	return latest, superseded
 }
 

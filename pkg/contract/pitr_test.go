@@ -78,3 +78,21 @@ func TestLatestVersionsKeepsTheLargestOfEachFile(t *testing.T) {
 		t.Error("BinlogLess does not order by number")
 	}
 }
+
+func TestLatestVersionsKeepsTwoServersFilesApartInTheOrderWritten(t *testing.T) {
+	at := func(s int64) time.Time { return time.Unix(s, 0) }
+	vs := []BinlogVersion{
+		{Snapshot: "old7", File: "b.000007", Size: 900, First: at(700)},
+		{Snapshot: "old1", File: "b.000001", Size: 900, First: at(100)},
+		{Snapshot: "new1", File: "b.000001", Size: 300, First: at(2000)}, // a reset: same name, another file
+		{Snapshot: "new2", File: "b.000002", Size: 50, First: at(2100)},
+	}
+	latest, superseded := LatestVersions(vs)
+	var names []string
+	for _, v := range latest {
+		names = append(names, v.Snapshot)
+	}
+	if strings.Join(names, ",") != "old1,old7,new1,new2" || len(superseded) != 0 {
+		t.Errorf("latest %v (superseded %d), want old1,old7,new1,new2: the smaller new file must not supersede the old one of its name", names, len(superseded))
+	}
+}

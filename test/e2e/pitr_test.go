@@ -155,10 +155,13 @@ func TestPointInTimeRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("MAX(at) %q: %v", out, err)
 	}
-	eventually(t, time.Minute, "the archive to reach the last write", func() bool {
+	if !poll(time.Minute, func() bool {
 		ps := pitrConfig(t, st, ns, "pitr").Status.PointInTimeRecovery
 		return ps != nil && ps.LastRecoverableTime != nil && ps.FirstRecoverableTime != nil && !ps.LastRecoverableTime.Time.Before(lastAt.Add(time.Second))
-	})
+	}) {
+		bc := pitrConfig(t, st, ns, "pitr")
+		t.Fatalf("the archive did not reach the last write (%s): %+v %+v", lastAt, bc.Status.PointInTimeRecovery, bc.Status.Conditions)
+	}
 	ps := pitrConfig(t, st, ns, "pitr").Status.PointInTimeRecovery
 	r := kubectl(t, "", "stash", "-n", ns, "status", "pitr", "-o", "json")
 	mustOK(t, r, "status")
