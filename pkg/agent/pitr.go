@@ -324,6 +324,10 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 			if why == "" && err != nil {
 				why = err.Error()
 			}
+			if strings.Contains(why, "REPLICATION SLAVE") || strings.Contains(why, "1227") {
+				return progressed, fmt.Errorf("%w: user %s may not stream the binlog: run `GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '%s'@'%%'` (MySQL: REPLICATION SLAVE, REPLICATION CLIENT): %s",
+					database.ErrBinlogRequirement, conn.User, conn.User, why)
+			}
 			return progressed, errors.Join(fmt.Errorf("the binlog stream ended: %s", why), cerr)
 		case <-h.backups:
 			st.first = a.firstRecoverable(ctx, rr, ab.Name, st.coverFrom)
@@ -659,9 +663,24 @@ func (a *Agent) reportArchive(ctx context.Context, bc *stashv1beta1.BackupConfig
 	if st.first.IsZero() {
 		cond.Message += "; no full backup since the archive began, so the restorable window opens at the next backup"
 	}
+	// A gap the window has not yet moved past is a condition of its own.
+	cont := metav1.Condition{Type: stashv1beta1.ConditionBinlogContinuous, Status: metav1.ConditionTrue, Reason: "NoGap",
+		Message: "the archive has no gap in the restorable window"}
+	if n := len(st.gaps); n > 0 {
+		g := st.gaps[n-1]
+		if st.first.IsZero() || g.To == nil || st.first.Before(g.To.Time) {
+			to := "now"
+			if g.To != nil {
+				to = g.To.UTC().Format(time.RFC3339)
+			}
+			cont = metav1.Condition{Type: stashv1beta1.ConditionBinlogContinuous, Status: metav1.ConditionFalse, Reason: "Gap",
+				Message: fmt.Sprintf("the archive has a gap from %s to %s: %s; restores into it are refused, and the window opens again at the next full backup", g.From.UTC().Format(time.RFC3339), to, g.Reason)}
+		}
+	}
 	if err := a.updateConfigStatus(ctx, config, func(c *stashv1beta1.BackupConfiguration) {
 		c.Status.PointInTimeRecovery = &ps
 		meta.SetStatusCondition(&c.Status.Conditions, cond)
+		meta.SetStatusCondition(&c.Status.Conditions, cont)
 	}); err != nil {
 		a.log.Info("could not write the archive's status", "config", config, "err", err.Error())
 	}

@@ -368,6 +368,9 @@ func TestPITRGapsAndRequirements(t *testing.T) {
 		ps = pitrConfig(t, st, ns, "gap").Status.PointInTimeRecovery
 		return ps != nil && len(ps.Gaps) == 1
 	})
+	if c := apimeta.FindStatusCondition(pitrConfig(t, st, ns, "gap").Status.Conditions, stashv1beta1.ConditionBinlogContinuous); c == nil || c.Status != "False" || !strings.Contains(c.Message, "purged") {
+		t.Errorf("condition %s after the gap: %+v", stashv1beta1.ConditionBinlogContinuous, c)
+	}
 	if g := ps.Gaps[0]; !strings.Contains(g.Reason, "purged") || g.To == nil || !g.From.Time.Before(g.To.Time) {
 		t.Errorf("gap %+v: want one saying the binlog was purged, with its times", g)
 	}
@@ -404,7 +407,9 @@ func TestPITRGapsAndRequirements(t *testing.T) {
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "gap", "--wait", "--timeout", "2m"), "full backup after the gap")
 	eventually(t, time.Minute, "the window to reopen after the gap", func() bool {
 		ps = pitrConfig(t, st, ns, "gap").Status.PointInTimeRecovery
-		return ps != nil && ps.FirstRecoverableTime != nil && len(ps.Gaps) == 1 && ps.Gaps[0].To != nil && !ps.FirstRecoverableTime.Before(ps.Gaps[0].To)
+		c := apimeta.FindStatusCondition(pitrConfig(t, st, ns, "gap").Status.Conditions, stashv1beta1.ConditionBinlogContinuous)
+		return ps != nil && ps.FirstRecoverableTime != nil && len(ps.Gaps) == 1 && ps.Gaps[0].To != nil && !ps.FirstRecoverableTime.Before(ps.Gaps[0].To) &&
+			c != nil && c.Status == "True"
 	})
 }
 

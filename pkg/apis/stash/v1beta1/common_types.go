@@ -220,6 +220,9 @@ const (
 	// ConditionBinlogArchiving is True while the binlog archive is
 	// current, False with the reason and the fix when it is not.
 	ConditionBinlogArchiving = "BinlogArchiving"
+	// ConditionBinlogContinuous is False while a gap in the binlog archive
+	// lies after the oldest full backup a restore could start from.
+	ConditionBinlogContinuous = "BinlogContinuous"
 	// ConditionPointInTimeRestored says what a restore to a point in
 	// time replayed on top of its base snapshot.
 	ConditionPointInTimeRestored = "PointInTimeRestored"
