@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -130,18 +129,10 @@ func (b *bench) dumpToFile(ctx context.Context, argv []string, path string) (tim
 		return 0, 0, err
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(ctx, sessionTO)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = b.environ()
-	cmd.Stdout = f
-	var errb strings.Builder
-	cmd.Stderr = &errb
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		return 0, 0, fmt.Errorf("mysqldump > %s: %w: %s", path, err, tailLines(errb.String(), 10))
+	d, err := b.timeDumpTo(ctx, argv, f)
+	if err != nil {
+		return 0, 0, err
 	}
-	d := time.Since(start)
 	st, err := f.Stat()
 	if err != nil {
 		return 0, 0, err

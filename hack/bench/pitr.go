@@ -300,28 +300,6 @@ func streamPid(agent int) int {
 	return 0
 }
 
-// procCPU returns a process's own CPU and that of its waited-for children
-// (restic runs that ended), in clock ticks.
-func procCPU(pid int) (self, children int64, err error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 15 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
-	}
-	var v [4]int64
-	for k := range v {
-		v[k], _ = strconv.ParseInt(f[11+k], 10, 64) // utime, stime, cutime, cstime
-	}
-	return v[0] + v[1], v[2] + v[3], nil
-}
-
 func procSelfCPU(pid int) (int64, error) {
 	if pid == 0 {
 		return 0, nil

@@ -53,19 +53,9 @@ func kibField(path, field string) (int64, error) {
 
 // procStat returns the parent pid and utime+stime (in clock ticks) from /proc/PID/stat.
 func procStat(pid int) (ppid int, cpuTicks int64, err error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, 0, err
-	}
-	// The command name (field 2) may hold spaces: fields are counted after its ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
 	}
 	ppid, err = strconv.Atoi(f[1])
 	if err != nil {
@@ -77,6 +67,39 @@ func procStat(pid int) (ppid int, cpuTicks int64, err error) {
 		return 0, 0, fmt.Errorf("/proc/%d/stat utime/stime: %v %v", pid, err1, err2)
 	}
 	return ppid, ut + st, nil
+}
+
+// procCPU returns a process's own CPU and that of its waited-for children
+// (restic runs that ended), in clock ticks.
+func procCPU(pid int) (self, children int64, err error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	var v [4]int64
+	for k := range v {
+		v[k], _ = strconv.ParseInt(f[11+k], 10, 64) // utime, stime, cutime, cstime
+	}
+	return v[0] + v[1], v[2] + v[3], nil
+}
+
+// statFields are /proc/PID/stat's fields from the third (state) on: the
+// command name (field 2) may hold spaces, so they are counted after its ')'.
+// f[1] is the ppid, f[11..14] utime, stime, cutime, cstime.
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	return f, nil
 }
 
 // pidScanner reports the processes that appeared since its last scan.

@@ -36,16 +36,21 @@ func (b *bench) timeDump(ctx context.Context, argv []string) (time.Duration, err
 		return 0, err
 	}
 	defer null.Close()
+	return b.timeDumpTo(ctx, argv, null)
+}
+
+// timeDumpTo times mysqldump writing to out.
+func (b *bench) timeDumpTo(ctx context.Context, argv []string, out *os.File) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, sessionTO)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = b.environ()
-	cmd.Stdout = null
+	cmd.Stdout = out
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("mysqldump > /dev/null: %w: %s", err, tailLines(errb.String(), 10))
+		return 0, fmt.Errorf("mysqldump > %s: %w: %s", out.Name(), err, tailLines(errb.String(), 10))
 	}
 	return time.Since(start), nil
 }

@@ -330,8 +330,11 @@ func (a *Agent) archiveOnce(ctx context.Context, config string, h *archiveHandle
 			}
 			return progressed, errors.Join(fmt.Errorf("the binlog stream ended: %s", why), cerr)
 		case <-h.backups:
-			st.first = a.firstRecoverable(ctx, rr, ab.Name, st.coverFrom)
-			a.retireArchive(ctx, rr, ab.Name, st, log)
+			// One listing of the backups serves the window and retention.
+			if backups, err := rr.Snapshots(ctx, contract.BackupHost, []string{"appbinding=" + ab.Name}); err == nil {
+				st.first = firstRecoverableOf(backups, st.coverFrom)
+				a.retireArchive(ctx, rr, ab.Name, st, backups, log)
+			}
 		case <-tick.C:
 			if err := commit(); err != nil {
 				return progressed, err
@@ -398,9 +401,8 @@ func coverFrom(archived map[string]contract.BinlogVersion, gaps []stashv1beta1.P
 // oldest full backup kept: no restore can start before that backup, so
 // retention of the backups is retention of the archive. Their data goes
 // with the next prune.
-func (a *Agent) retireArchive(ctx context.Context, rr *restic.Repo, appBinding string, st *archiveState, log interface{ Warn(string, ...any) }) {
-	backups, err := rr.Snapshots(ctx, contract.BackupHost, []string{"appbinding=" + appBinding})
-	if err != nil || len(backups) == 0 {
+func (a *Agent) retireArchive(ctx context.Context, rr *restic.Repo, appBinding string, st *archiveState, backups []restic.Snapshot, log interface{ Warn(string, ...any) }) {
+	if len(backups) == 0 {
 		return
 	}
 	oldest := backups[0].Time
@@ -440,14 +442,22 @@ func (a *Agent) firstRecoverable(ctx context.Context, rr *restic.Repo, appBindin
 	if from.IsZero() {
 		return time.Time{}
 	}
-	// Only a backup that records its binlog position can be a base.
-	snaps, err := rr.Snapshots(ctx, contract.BackupHost, []string{"appbinding=" + appBinding, contract.TagBinlogCoordinates})
+	backups, err := rr.Snapshots(ctx, contract.BackupHost, []string{"appbinding=" + appBinding})
 	if err != nil {
 		return time.Time{}
 	}
+	return firstRecoverableOf(backups, from)
+}
+
+// firstRecoverableOf is firstRecoverable over a listing of the backups.
+// Only a backup that records its binlog position can be a base.
+func firstRecoverableOf(backups []restic.Snapshot, from time.Time) time.Time {
 	var first time.Time
-	for _, s := range snaps {
-		if !s.Time.Before(from) && (first.IsZero() || s.Time.Before(first)) {
+	for _, s := range backups {
+		if from.IsZero() || !slices.Contains(s.Tags, contract.TagBinlogCoordinates) || s.Time.Before(from) {
+			continue
+		}
+		if first.IsZero() || s.Time.Before(first) {
 			first = s.Time
 		}
 	}

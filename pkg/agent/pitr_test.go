@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 )
 
 func TestResumePoint(t *testing.T) {
@@ -118,5 +119,21 @@ func TestPointAnnotationsAreHonouredOrRejected(t *testing.T) {
 	}
 	if d, s, n, err := contract.ParseGTID("2-7-4711"); err != nil || d != 2 || s != 7 || n != 4711 {
 		t.Errorf("ParseGTID: %d %d %d %v", d, s, n, err)
+	}
+}
+
+func TestFirstRecoverableNeedsABackupWithAPositionAfterTheStart(t *testing.T) {
+	at := func(s int64) time.Time { return time.Unix(s, 0) }
+	backups := []restic.Snapshot{
+		{Time: at(50), Tags: []string{contract.TagBinlogCoordinates}}, // before the archive began
+		{Time: at(150)}, // no position: not a base
+		{Time: at(300), Tags: []string{contract.TagBinlogCoordinates}},
+		{Time: at(200), Tags: []string{contract.TagBinlogCoordinates}},
+	}
+	if got := firstRecoverableOf(backups, at(100)); !got.Equal(at(200)) {
+		t.Errorf("first recoverable %v, want the backup at 200", got.Unix())
+	}
+	if got := firstRecoverableOf(backups, time.Time{}); !got.IsZero() {
+		t.Errorf("with no archive start: %v, want none", got)
 	}
 }

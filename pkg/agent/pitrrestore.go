@@ -297,7 +297,7 @@ func (p *replayPlan) checkStart(ctx context.Context, rr *restic.Repo, base resti
 		if p.gtid == nil && !p.stop.IsZero() && !v.First.Before(p.stop) {
 			break // past the target
 		}
-		if (!prev.Closed || !nextBinlog(prev.File, v.File)) && (p.stop.IsZero() || prev.Last.Before(p.stop)) {
+		if (!prev.Closed || !contract.NextBinlog(prev.File, v.File)) && (p.stop.IsZero() || prev.Last.Before(p.stop)) {
 			return fmt.Errorf("the binlog archive of %s has a gap after %s, between snapshot %s and the target", p.source, prev.File, shortID(base.ID))
 		}
 		if p.gtid != nil && v.File == p.gtid.file {
@@ -334,7 +334,7 @@ func (p *replayPlan) check(base, at time.Time) error {
 		}
 	}
 	for i := i0 + 1; i < len(vs); i++ {
-		if !vs[i-1].Closed || !nextBinlog(vs[i-1].File, vs[i].File) {
+		if !vs[i-1].Closed || !contract.NextBinlog(vs[i-1].File, vs[i].File) {
 			// The archive holds every event up to the last one before the hole.
 			if at.IsZero() || at.After(vs[i-1].Last) {
 				return fmt.Errorf("the binlog archive of %s has a gap after %s (archived up to %s, events missing until %s): restore to %s or earlier",
@@ -351,25 +351,6 @@ func (p *replayPlan) check(base, at time.Time) error {
 			p.source, last.Committed.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
 	}
 	return nil
-}
-
-// nextBinlog says b is the file the server writes after a.
-func nextBinlog(a, b string) bool {
-	ab, an := splitName(a)
-	bb, bn := splitName(b)
-	return ab == bb && an >= 0 && bn == an+1
-}
-
-func splitName(name string) (string, int64) {
-	i := strings.LastIndexByte(name, '.')
-	if i < 0 {
-		return name, -1
-	}
-	n, err := strconv.ParseInt(name[i+1:], 10, 64)
-	if err != nil {
-		return name, -1
-	}
-	return name[:i], n
 }
 
 func tagValue(tags []string, key string) string {
@@ -435,7 +416,7 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 		return st, fmt.Errorf("the base snapshot starts at %s, which the binlog archive of %s does not hold, so nothing was replayed (%s)", st.StartPosition, plan.source, state)
 	}
 	for i := 1; i < len(files); i++ {
-		if !nextBinlog(files[i-1].File, files[i].File) {
+		if !contract.NextBinlog(files[i-1].File, files[i].File) {
 			return st, fmt.Errorf("the binlog archive of %s has a gap between %s and %s, so nothing was replayed (%s)", plan.source, files[i-1].File, files[i].File, state)
 		}
 	}

@@ -226,6 +226,13 @@ func BinlogLess(a, b string) bool {
 	return an < bn
 }
 
+// NextBinlog says b is the file the server writes after a.
+func NextBinlog(a, b string) bool {
+	ab, an := splitBinlog(a)
+	bb, bn := splitBinlog(b)
+	return ab == bb && an >= 0 && bn == an+1
+}
+
 func splitBinlog(name string) (string, int64) {
 	i := strings.LastIndexByte(name, '.')
 	if i < 0 {
