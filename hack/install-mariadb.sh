@@ -5,7 +5,7 @@
 set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
-command -v mariadb >/dev/null 2>&1 && command -v mariadb-dump >/dev/null 2>&1 || need+=(mariadb-client)
+command -v mariadb >/dev/null 2>&1 && command -v mariadb-dump >/dev/null 2>&1 && command -v mariadb-binlog >/dev/null 2>&1 || need+=(mariadb-client)
 command -v mariadb-install-db >/dev/null 2>&1 || need+=(mariadb-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
