@@ -619,7 +619,7 @@ func (a *Agent) settleOrphanRestore(ctx context.Context, rs *stashv1beta1.Restor
 	var msg string
 	err := a.restores.Settle(ctx, rs.Name, still, func(s *stashv1beta1.RestoreSession) {
 		now := metav1.NewTime(a.clock())
-		msg = orphanRestoreMessage(s.Status.ClaimedBy, s.Status.Progress)
+		msg = orphanRestoreMessage(s.Status.ClaimedBy, s.Status.Progress, holdsReadOnly(s.Annotations, s.Annotations[contract.AnnotationRestoreAt] != "" || s.Annotations[contract.AnnotationRestoreToGTID] != ""))
 		s.Status.Phase = stashv1beta1.RestoreFailed
 		s.Status.Message = msg
 		s.Status.CompletionTime = &now
@@ -644,10 +644,15 @@ func (a *Agent) settleOrphanRestore(ctx context.Context, rs *stashv1beta1.Restor
 
 // orphanRestoreMessage says what a restore whose agent stopped left in
 // the database. A restore records its position before the first statement
-// reaches the database, so one without a position changed nothing.
-func orphanRestoreMessage(claimedBy string, p *stashv1beta1.Progress) string {
-	if p == nil || p.Position == "" {
-		return fmt.Sprintf("the agent %s running this restore stopped before the restore applied anything, so the database was not changed; it is not retried on its own: apply it again under a new name to restore", claimedBy)
+// reaches the database, so one without a position changed nothing. One
+// that holds its target read-only may have left it so.
+func orphanRestoreMessage(claimedBy string, p *stashv1beta1.Progress, readOnly bool) string {
+	ro := ""
+	if readOnly {
+		ro = "; the restore held the server read-only and may have left it so: if `SELECT @@global.read_only` says 1, run `SET GLOBAL read_only=OFF` once the database is as you want it"
 	}
-	return fmt.Sprintf("the agent %s running this restore stopped before it finished, so the database is partially restored: at its last update it had applied %s, at %s; it is not retried on its own into a half-restored database: restore again into an empty database", claimedBy, session.HumanBytes(p.BytesDone), p.Position)
+	if p == nil || p.Position == "" {
+		return fmt.Sprintf("the agent %s running this restore stopped before the restore applied anything, so the database was not changed; it is not retried on its own: apply it again under a new name to restore%s", claimedBy, ro)
+	}
+	return fmt.Sprintf("the agent %s running this restore stopped before it finished, so the database is partially restored: at its last update it had applied %s, at %s; it is not retried on its own into a half-restored database: restore again into an empty database%s", claimedBy, session.HumanBytes(p.BytesDone), p.Position, ro)
 }

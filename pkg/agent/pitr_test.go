@@ -108,6 +108,11 @@ func TestPointAnnotationsAreHonouredOrRejected(t *testing.T) {
 		{map[string]string{contract.AnnotationRestoreToGTID: "0-1-5", contract.AnnotationRestoreGTIDExclusive: "true"}, ""},
 		{map[string]string{contract.AnnotationRestoreToGTID: "0-1-5", contract.AnnotationRestoreGTIDExclusive: "yes"}, `want "true" or "false"`},
 		{map[string]string{contract.AnnotationRestoreGTIDExclusive: "true"}, "needs " + contract.AnnotationRestoreToGTID},
+		{map[string]string{contract.AnnotationRestoreAt: "latest", contract.AnnotationRestoreAllowGap: "true"}, ""},
+		{map[string]string{contract.AnnotationRestoreAllowGap: "true"}, "only a replay crosses a gap"},
+		{map[string]string{contract.AnnotationRestoreAt: "latest", contract.AnnotationRestoreAllowGap: "1"}, `want "true" or "false"`},
+		{map[string]string{contract.AnnotationRestoreReadOnly: "true"}, ""},
+		{map[string]string{contract.AnnotationRestoreReadOnly: "no"}, `want "true" or "false"`},
 	} {
 		err := pointAnnotations(c.ann)
 		if (c.bad == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.bad)) {
@@ -119,6 +124,37 @@ func TestPointAnnotationsAreHonouredOrRejected(t *testing.T) {
 	}
 	if d, s, n, err := contract.ParseGTID("2-7-4711"); err != nil || d != 2 || s != 7 || n != 4711 {
 		t.Errorf("ParseGTID: %d %d %d %v", d, s, n, err)
+	}
+}
+
+func TestReadOnlyByDefaultOnlyForAReplay(t *testing.T) {
+	if !holdsReadOnly(nil, true) || holdsReadOnly(nil, false) {
+		t.Error("default: a replay holds the target read-only, a plain restore does not")
+	}
+	if holdsReadOnly(map[string]string{contract.AnnotationRestoreReadOnly: "false"}, true) || !holdsReadOnly(map[string]string{contract.AnnotationRestoreReadOnly: "true"}, false) {
+		t.Error("the annotation is not honoured")
+	}
+}
+
+// A gap is refused with the way round it; allowed, it is crossed and named.
+func TestReplayAcrossAGapOnlyWhenAllowed(t *testing.T) {
+	at := func(s int64) time.Time { return time.Unix(1_800_000_000+s, 0) }
+	vs := []contract.BinlogVersion{
+		{File: "mysql-bin.000001", First: at(0), Last: at(100), Committed: at(101)}, // not closed: the stream lost it
+		{File: "mysql-bin.000004", First: at(200), Last: at(300), Committed: at(301), Closed: true},
+		{File: "mysql-bin.000005", First: at(300), Last: at(400), Committed: at(401)},
+	}
+	p := &replayPlan{source: "db", versions: vs}
+	if err := p.check(at(10), at(50)); err != nil {
+		t.Errorf("a target before the gap: %v", err)
+	}
+	err := p.check(at(10), time.Time{})
+	if err == nil || !strings.Contains(err.Error(), "gap after mysql-bin.000001") || !strings.Contains(err.Error(), contract.AnnotationRestoreAllowGap) {
+		t.Errorf("latest across a gap: %v", err)
+	}
+	p.allowGap = true
+	if err := p.check(at(10), at(350)); err != nil || len(p.crossed) != 1 || !strings.Contains(p.crossed[0], "after mysql-bin.000001") {
+		t.Errorf("allowed: %v, crossed %q", err, p.crossed)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
@@ -41,6 +42,8 @@ type replayPlan struct {
 	database string    // replay only this database's events ("": all)
 	versions []contract.BinlogVersion
 	gtid     *gtidStop // a replay to a transaction, in place of stop
+	allowGap bool      // cross gaps in the archive instead of refusing
+	crossed  []string  // the gaps an allowed replay crosses, described
 }
 
 // pickPointInTime picks the base snapshot of a restore-at restore and, when
@@ -110,7 +113,7 @@ func (a *Agent) pickPointInTime(ctx context.Context, rr *restic.Repo, rs *stashv
 				continue
 			}
 			latest, _ := contract.LatestVersions(bySource[src])
-			plan := &replayPlan{target: target, source: src, versions: latest, gtid: stop}
+			plan := &replayPlan{target: target, source: src, versions: latest, gtid: stop, allowGap: w.allowGap}
 			switch scope := tagValue(s.Tags, "scope"); {
 			case scope == "partial":
 				return nil, nil, invalid("snapshot %s dumps several databases, or some tables of one, and the binlog cannot be replayed onto just those: point-in-time recovery works with a dump of every database (the default) or of one whole database", shortID(s.ID))
@@ -297,7 +300,7 @@ func (p *replayPlan) checkStart(ctx context.Context, rr *restic.Repo, base resti
 		if p.gtid == nil && !p.stop.IsZero() && !v.First.Before(p.stop) {
 			break // past the target
 		}
-		if (!prev.Closed || !contract.NextBinlog(prev.File, v.File)) && (p.stop.IsZero() || prev.Last.Before(p.stop)) {
+		if (!prev.Closed || !contract.NextBinlog(prev.File, v.File)) && (p.stop.IsZero() || prev.Last.Before(p.stop)) && !p.allowGap {
 			return fmt.Errorf("the binlog archive of %s has a gap after %s, between snapshot %s and the target", p.source, prev.File, shortID(base.ID))
 		}
 		if p.gtid != nil && v.File == p.gtid.file {
@@ -308,18 +311,38 @@ func (p *replayPlan) checkStart(ctx context.Context, rr *restic.Repo, base resti
 }
 
 // pointAnnotations rejects restore annotations that would otherwise be
-// ignored: a bad exclusive flag, or one without a GTID.
+// ignored: a flag that is neither true nor false, or one whose restore
+// does not replay (an exclusive flag without a GTID, a gap allowed where
+// nothing is replayed).
 func pointAnnotations(ann map[string]string) error {
-	v, ok := ann[contract.AnnotationRestoreGTIDExclusive]
-	switch {
-	case !ok:
-		return nil
-	case v != "true" && v != "false":
-		return fmt.Errorf("%w: annotation %s=%q: want \"true\" or \"false\" (the database was not changed)", ErrInvalid, contract.AnnotationRestoreGTIDExclusive, v)
-	case ann[contract.AnnotationRestoreToGTID] == "":
-		return fmt.Errorf("%w: annotation %s needs %s, the transaction to stop at (the database was not changed)", ErrInvalid, contract.AnnotationRestoreGTIDExclusive, contract.AnnotationRestoreToGTID)
+	point := ann[contract.AnnotationRestoreAt] != "" || ann[contract.AnnotationRestoreToGTID] != ""
+	for _, f := range []struct {
+		name, needs string
+		ok          bool
+	}{
+		{contract.AnnotationRestoreGTIDExclusive, contract.AnnotationRestoreToGTID + ", the transaction to stop at", ann[contract.AnnotationRestoreToGTID] != ""},
+		{contract.AnnotationRestoreAllowGap, contract.AnnotationRestoreAt + " or " + contract.AnnotationRestoreToGTID + ": only a replay crosses a gap", point},
+		{contract.AnnotationRestoreReadOnly, "", true},
+	} {
+		v, set := ann[f.name]
+		switch {
+		case !set:
+		case v != "true" && v != "false":
+			return fmt.Errorf("%w: annotation %s=%q: want \"true\" or \"false\" (the database was not changed)", ErrInvalid, f.name, v)
+		case !f.ok:
+			return fmt.Errorf("%w: annotation %s needs %s (the database was not changed)", ErrInvalid, f.name, f.needs)
+		}
 	}
 	return nil
+}
+
+// holdsReadOnly says whether a restore holds its target read-only: as the
+// annotation says, else when it replays the binlog.
+func holdsReadOnly(ann map[string]string, replays bool) bool {
+	if v, ok := ann[contract.AnnotationRestoreReadOnly]; ok {
+		return v == "true"
+	}
+	return replays
 }
 
 // check refuses a replay the archive cannot do: a gap between the base
@@ -336,11 +359,15 @@ func (p *replayPlan) check(base, at time.Time) error {
 	for i := i0 + 1; i < len(vs); i++ {
 		if !vs[i-1].Closed || !contract.NextBinlog(vs[i-1].File, vs[i].File) {
 			// The archive holds every event up to the last one before the hole.
-			if at.IsZero() || at.After(vs[i-1].Last) {
-				return fmt.Errorf("the binlog archive of %s has a gap after %s (archived up to %s, events missing until %s): restore to %s or earlier",
-					p.source, vs[i-1].File, vs[i-1].Last.UTC().Format(time.RFC3339), vs[i].First.UTC().Format(time.RFC3339), vs[i-1].Last.UTC().Format(time.RFC3339))
+			if !at.IsZero() && !at.After(vs[i-1].Last) {
+				break
 			}
-			break
+			gap := fmt.Sprintf("after %s: archived up to %s, events missing until %s", vs[i-1].File, vs[i-1].Last.UTC().Format(time.RFC3339), vs[i].First.UTC().Format(time.RFC3339))
+			if !p.allowGap {
+				return fmt.Errorf("the binlog archive of %s has a gap %s: restore to %s or earlier, or replay across the gap with --allow-gap (annotation %s: \"true\"), knowing its events are lost",
+					p.source, gap, vs[i-1].Last.UTC().Format(time.RFC3339), contract.AnnotationRestoreAllowGap)
+			}
+			p.crossed = append(p.crossed, gap)
 		}
 	}
 	last := vs[len(vs)-1]
@@ -398,7 +425,7 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 	if !ok {
 		return nil, fmt.Errorf("the base snapshot records no binlog position, so nothing was replayed (%s)", state)
 	}
-	st := &stashv1beta1.PITRRestoreStatus{Target: plan.target, StartPosition: fmt.Sprintf("%s:%d", startFile, startPos)}
+	st := &stashv1beta1.PITRRestoreStatus{Target: plan.target, StartPosition: fmt.Sprintf("%s:%d", startFile, startPos), GapsCrossed: plan.crossed}
 	var files []contract.BinlogVersion
 	for _, v := range plan.versions {
 		if v.File == startFile || (len(files) > 0 && (plan.stop.IsZero() || v.First.Before(plan.stop))) {
@@ -415,7 +442,7 @@ func (a *Agent) replay(ctx context.Context, rr *restic.Repo, plan *replayPlan, h
 	if len(files) == 0 {
 		return st, fmt.Errorf("the base snapshot starts at %s, which the binlog archive of %s does not hold, so nothing was replayed (%s)", st.StartPosition, plan.source, state)
 	}
-	for i := 1; i < len(files); i++ {
+	for i := 1; i < len(files) && !plan.allowGap; i++ {
 		if !contract.NextBinlog(files[i-1].File, files[i].File) {
 			return st, fmt.Errorf("the binlog archive of %s has a gap between %s and %s, so nothing was replayed (%s)", plan.source, files[i-1].File, files[i].File, state)
 		}
@@ -585,4 +612,43 @@ func fetchVersion(ctx context.Context, rr *restic.Repo, source string, v contrac
 		return fmt.Errorf("the archived %s is %d bytes, its tags say %d", v.File, st.Size(), v.Size)
 	}
 	return nil
+}
+
+// holdReadOnly makes the target refuse every other client's writes and
+// returns what lets go: it puts read_only back as it was, records both in
+// the TargetReadOnly condition, and turns a restore that could not let go
+// into a failure that says so (every application would stay refused).
+func (a *Agent) holdReadOnly(ctx context.Context, run *restoreRun, client database.Client, dbFiles *database.Files, user string) (func(error) error, error) {
+	notChanged := "(the database was not changed)"
+	how := fmt.Sprintf("annotation %s: \"false\" (restore --read-only=false) lets others write during the restore", contract.AnnotationRestoreReadOnly)
+	was, err := client.HoldReadOnly(ctx, dbFiles, a.childEnv(), user)
+	if err != nil {
+		return nil, fmt.Errorf("could not hold the target read-only, as this restore does so that nothing else writes until it ends: %w; when nothing else writes to it, %s %s", err, how, notChanged)
+	}
+	from := a.clock()
+	cond := func(st metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&run.conds, metav1.Condition{Type: stashv1beta1.ConditionTargetReadOnly, Status: st, Reason: reason, Message: msg})
+	}
+	if was {
+		return func(err error) error {
+			cond(metav1.ConditionTrue, "AlreadyReadOnly", "the server was read-only before the restore, and is left so")
+			return err
+		}, nil
+	}
+	a.log.Info("holding the target read-only for the restore", "restore", run.rs.Name)
+	return func(err error) error {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if rerr := client.SetReadOnly(rctx, dbFiles, a.childEnv(), false); rerr != nil {
+			msg := fmt.Sprintf("the server is left read-only, refusing every application's writes: run `SET GLOBAL read_only=OFF` on it (%v)", rerr)
+			cond(metav1.ConditionFalse, "StillReadOnly", msg)
+			if err == nil {
+				return fmt.Errorf("the restore completed, but %s", msg)
+			}
+			return fmt.Errorf("%w; and %s", err, msg)
+		}
+		cond(metav1.ConditionTrue, "Released", fmt.Sprintf("other clients' writes were refused from %s for %s, then read_only was set back to OFF",
+			from.UTC().Format(time.RFC3339), a.clock().Sub(from).Round(time.Second)))
+		return err
+	}, nil
 }

@@ -27,17 +27,23 @@ func TestPositionText(t *testing.T) {
 // A restore settled after its agent died says what the database holds,
 // from what the restore recorded before and while it applied the dump.
 func TestOrphanRestoreMessage(t *testing.T) {
-	untouched := orphanRestoreMessage("agent-1", nil)
+	untouched := orphanRestoreMessage("agent-1", nil, false)
 	if !strings.Contains(untouched, "the database was not changed") || !strings.Contains(untouched, "not retried") {
 		t.Errorf("no position: %q", untouched)
 	}
-	if got := orphanRestoreMessage("agent-1", &stashv1beta1.Progress{BytesTotal: 10}); got != untouched {
+	if got := orphanRestoreMessage("agent-1", &stashv1beta1.Progress{BytesTotal: 10}, false); got != untouched {
 		t.Errorf("a total alone is not a start: %q", got)
 	}
-	partial := orphanRestoreMessage("agent-1", &stashv1beta1.Progress{BytesDone: 3 << 20, Position: "table `shop`.`orders`, 1 table finished before it"})
+	partial := orphanRestoreMessage("agent-1", &stashv1beta1.Progress{BytesDone: 3 << 20, Position: "table `shop`.`orders`, 1 table finished before it"}, false)
 	for _, want := range []string{"partially restored", "3.000 MiB", "table `shop`.`orders`, 1 table finished", "into an empty database", "not retried"} {
 		if !strings.Contains(partial, want) {
 			t.Errorf("partial: %q lacks %q", partial, want)
 		}
+	}
+	if strings.Contains(partial, "read_only") {
+		t.Errorf("a restore that held nothing read-only mentions it: %q", partial)
+	}
+	if held := orphanRestoreMessage("agent-1", nil, true); !strings.Contains(held, "SET GLOBAL read_only=OFF") {
+		t.Errorf("a restore that held the server read-only: %q", held)
 	}
 }

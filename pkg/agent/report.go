@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -272,6 +273,9 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 		if p := run.pitr; p != nil {
 			msg = fmt.Sprintf("snapshot %s restored (%s), then %d binlog transactions replayed from %s to %s, in %s", shortID(run.snapshot), session.HumanBytes(run.written.Load()),
 				p.Transactions, p.StartPosition, replayEnd(p), dur)
+			if len(p.GapsCrossed) > 0 {
+				msg += fmt.Sprintf("; the replay crossed %d gap(s) in the archive, as allowed, and their events are missing (%s)", len(p.GapsCrossed), strings.Join(p.GapsCrossed, "; "))
+			}
 		}
 	}
 	stats := stashv1beta1.HostRestoreStats{Hostname: contract.BackupHost, Phase: hostPhase, Duration: dur.String()}
@@ -293,6 +297,9 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 			s.Status.PointInTime = run.pitr
 			c := metav1.Condition{Type: stashv1beta1.ConditionPointInTimeRestored, Status: metav1.ConditionTrue, Reason: "Replayed",
 				Message: fmt.Sprintf("%d transactions replayed from %s to %s", run.pitr.Transactions, run.pitr.StartPosition, replayEnd(run.pitr))}
+			if len(run.pitr.GapsCrossed) > 0 {
+				c.Reason, c.Message = "ReplayedAcrossGap", msg
+			}
 			if err != nil {
 				c.Status, c.Reason, c.Message = metav1.ConditionFalse, "ReplayFailed", msg
 			}

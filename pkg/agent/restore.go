@@ -89,7 +89,7 @@ func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession)
 // restore is the restore's data path, top to bottom. It writes no status:
 // what it learns goes into run, and what the user must see while it runs
 // (the snapshot, the start, the progress) goes to run.report.
-func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
+func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	rs := run.rs
 	ab, conn, err := a.connection(ctx)
 	if err != nil {
@@ -180,6 +180,15 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) error {
 		if err != nil {
 			return fmt.Errorf("%w; the database was not changed", err)
 		}
+	}
+	// Nothing else may write between the base and the replay's end: the
+	// target refuses other clients' writes until the restore lets go.
+	if holdsReadOnly(rs.Annotations, p.plan != nil) {
+		release, err := a.holdReadOnly(ctx, run, client, dbFiles, conn.User)
+		if err != nil {
+			return err
+		}
+		defer func() { err = release(err) }()
 	}
 	// Stream restic dump into mysql, each table over the next free
 	// connection: no shell, and no copy of the dump beyond a bounded spool.
@@ -275,6 +284,8 @@ type snapshotWant struct {
 	// gtid asks for a replay up to a transaction, through it unless exclusive.
 	gtid      string
 	exclusive bool
+	// allowGap replays across a gap in the archive instead of refusing.
+	allowGap bool
 }
 
 var hexID = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
@@ -307,7 +318,9 @@ func wantedSnapshot(rs *stashv1beta1.RestoreSession, step StepOptions) snapshotW
 	if host == "" && (want == contract.Latest || at != "" || gtid != "") {
 		host = contract.BackupHost
 	}
-	return snapshotWant{snapshot: want, host: host, at: at, gtid: gtid, exclusive: rs.Annotations[contract.AnnotationRestoreGTIDExclusive] == "true"}
+	return snapshotWant{snapshot: want, host: host, at: at, gtid: gtid,
+		exclusive: rs.Annotations[contract.AnnotationRestoreGTIDExclusive] == "true",
+		allowGap:  rs.Annotations[contract.AnnotationRestoreAllowGap] == "true"}
 }
 
 // pickSnapshot resolves the rule's snapshot (an ID, "latest", or the newest

@@ -65,6 +65,15 @@ func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool,
 		}
 		return fmt.Errorf("%w: SQL error %s%s: a statement is larger than the server's max_allowed_packet: raise it to at least twice the largest BLOB or TEXT value (dumps write BLOBs in hex), at most 1 GiB (`SET GLOBAL max_allowed_packet=1073741824`), then restore again; %s", database.ErrPacketTooLarge, code, where, state)
 	}
+	if code == "1290" {
+		// --read-only: the target is held read-only (by this restore, or
+		// before it) and the user may not write through it.
+		secret := ""
+		if ab.Spec.Secret != nil {
+			secret = ab.Spec.Secret.Name
+		}
+		return fmt.Errorf("SQL error 1290: the server is read-only, and the user in Secret %s (AppBinding %s) may not write while it is: `GRANT READ_ONLY ADMIN ON *.* TO` that user (MariaDB 10.11 and later; SUPER before, and on MySQL), or set read_only=OFF if the server should take writes; %s", secret, ab.Name, state)
+	}
 	if m != nil {
 		text := m[4]
 		if i := strings.Index(text, " near "); i >= 0 {

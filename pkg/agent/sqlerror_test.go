@@ -44,6 +44,11 @@ func TestSQLError(t *testing.T) {
 			want:   "SQL error 1064 (42000) at line 12 of the dump: You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version for the right syntax to use; " + notChanged,
 		},
 		{
+			name:   "read-only: the grant that lets the restore write through it",
+			stderr: "ERROR 1290 (HY000) at line 40: The MariaDB server is running with the --read-only option so it cannot execute this statement\n",
+			has:    []string{"SQL error 1290", "READ_ONLY ADMIN", "Secret shopdb-auth", notChanged},
+		},
+		{
 			name:    "the same error after statements were applied",
 			stderr:  "ERROR 1064 (42000) at line 12: You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version for the right syntax to use near 'hunter2-s3cr3t' at line 1",
 			touched: true,

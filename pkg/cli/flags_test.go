@@ -83,3 +83,25 @@ func TestHookExecPodRendered(t *testing.T) {
 		}
 	}
 }
+
+// A point-in-time restore's choices reach the RestoreSession as the
+// annotations the agent reads; --read-only only when given, so the agent's
+// default (held for a replay) stays in one place.
+func TestRestorePointFlags(t *testing.T) {
+	base := []string{"-n", "golden", "restore", "--repository", "r", "--target", "appbinding/db", "--dry-run=client", "-o", "yaml"}
+	out, _, err := run(t, append(base, "--at", "latest", "--allow-gap")...)
+	if err != nil || !strings.Contains(out, "stash.appscode.com/restore-allow-gap: \"true\"") || strings.Contains(out, "restore-read-only") {
+		t.Errorf("--allow-gap: %v:\n%s", err, out)
+	}
+	out, _, err = run(t, append(base, "--at", "latest", "--read-only=false")...)
+	if err != nil || !strings.Contains(out, "stash.appscode.com/restore-read-only: \"false\"") || !strings.Contains(out, "stash.appscode.com/restore-at: latest") {
+		t.Errorf("--read-only=false: %v:\n%s", err, out)
+	}
+	out, _, err = run(t, append(base, "--read-only")...)
+	if err != nil || !strings.Contains(out, "stash.appscode.com/restore-read-only: \"true\"") {
+		t.Errorf("--read-only on a plain restore: %v:\n%s", err, out)
+	}
+	if _, _, err = run(t, append(base, "--allow-gap")...); ExitCode(err) != ExitUsage || !strings.Contains(err.Error(), "--allow-gap needs --at or --to-gtid") {
+		t.Errorf("--allow-gap alone: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,9 @@ type RestoreOptions struct {
 	// unless GTIDExclusive.
 	ToGTID        string
 	GTIDExclusive bool
+	// AllowGap replays across gaps in the archive; ReadOnly holds the
+	// target read-only for others (written only when given).
+	AllowGap, ReadOnly bool
 }
 
 func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -41,6 +45,7 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
   kubectl stash restore --repository s3-repo --target appbinding/mysql --snapshot 4bf6100f
   kubectl stash restore --repository s3-repo --target appbinding/mysql --at 2026-11-20T02:00:00Z --wait
   kubectl stash restore --repository s3-repo --target appbinding/mysql-new --to-gtid 0-1-4711 --gtid-exclusive
+  kubectl stash restore --repository s3-repo --target appbinding/mysql-new --at latest --allow-gap
   kubectl stash restore -n staging --repository s3-repo --repository-namespace prod --target appbinding/mysql`,
 		Args: cobra.NoArgs,
 		RunE: runE(o),
@@ -53,6 +58,8 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	fl.StringVar(&o.ToGTID, "to-gtid", "", "replay the binlog archive up to this transaction (domain-server-sequence), on top of the newest backup before it")
 	fl.BoolVar(&o.GTIDExclusive, "gtid-exclusive", false, "with --to-gtid, stop before the transaction instead of after it")
 	fl.StringVar(&o.At, "at", "", "restore the database as it was at this time (RFC 3339, e.g. 2026-11-20T02:00:00Z): the newest snapshot at or before it, then, where the binlog is archived, its replay up to that second; latest replays the whole archive")
+	fl.BoolVar(&o.AllowGap, "allow-gap", false, "with --at or --to-gtid, replay across gaps in the binlog archive instead of refusing: the gaps' events are missing from the result, and the status lists them")
+	fl.BoolVar(&o.ReadOnly, "read-only", false, "hold the target read-only for every other client while the restore runs (default: true with --at or --to-gtid, false otherwise)")
 	fl.StringVar(&o.SourceHost, "source-host", "", "the host the snapshots were taken from (default: any)")
 	fl.StringVar(&o.Name, "name", "", "RestoreSession name (default: generated)")
 	fl.StringArrayVar(&o.Params, "param", nil, "task param KEY=VALUE (repeatable), e.g. args=--force")
@@ -110,6 +117,9 @@ func (o *RestoreOptions) Validate() error {
 	} else if o.GTIDExclusive {
 		return usageErr("--gtid-exclusive needs --to-gtid")
 	}
+	if o.AllowGap && o.At == "" && o.ToGTID == "" {
+		return usageErr("--allow-gap needs --at or --to-gtid: only a replay of the binlog archive crosses a gap")
+	}
 	if o.Timeout <= 0 {
 		return usageErr("--timeout must be positive")
 	}
@@ -143,8 +153,15 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 	if o.SessionTimeout > 0 {
 		rs.Spec.TimeOut = o.SessionTimeout.String()
 	}
+	rs.Annotations = map[string]string{}
+	if o.AllowGap {
+		rs.Annotations[contract.AnnotationRestoreAllowGap] = "true"
+	}
+	if o.agentFlags.cmd != nil && o.agentFlags.cmd.Flags().Changed("read-only") {
+		rs.Annotations[contract.AnnotationRestoreReadOnly] = strconv.FormatBool(o.ReadOnly)
+	}
 	if o.ToGTID != "" {
-		rs.Annotations = map[string]string{contract.AnnotationRestoreToGTID: o.ToGTID}
+		rs.Annotations[contract.AnnotationRestoreToGTID] = o.ToGTID
 		if o.GTIDExclusive {
 			rs.Annotations[contract.AnnotationRestoreGTIDExclusive] = "true"
 		}
@@ -158,11 +175,14 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 		if !o.at.IsZero() {
 			at = o.at.UTC().Format(time.RFC3339)
 		}
-		rs.Annotations = map[string]string{contract.AnnotationRestoreAt: at}
+		rs.Annotations[contract.AnnotationRestoreAt] = at
 		rs.Spec.Target.Rules[0].Snapshots = nil
 		if o.SourceHost == "" {
 			rs.Spec.Target.Rules = nil
 		}
+	}
+	if len(rs.Annotations) == 0 {
+		rs.Annotations = nil
 	}
 	return rs
 }

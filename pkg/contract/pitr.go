@@ -24,6 +24,14 @@ const (
 const (
 	AnnotationRestoreToGTID        = "stash.appscode.com/restore-to-gtid"
 	AnnotationRestoreGTIDExclusive = "stash.appscode.com/restore-gtid-exclusive"
+	// AnnotationRestoreAllowGap "true" replays the archive across a gap
+	// (events the archive never received are missing from the result);
+	// without it a restore that would cross one is refused.
+	AnnotationRestoreAllowGap = "stash.appscode.com/restore-allow-gap"
+	// AnnotationRestoreReadOnly holds the target read-only for every other
+	// client while the restore runs: "true" by default for a restore to a
+	// point in time, "false" for a plain one.
+	AnnotationRestoreReadOnly = "stash.appscode.com/restore-read-only"
 )
 
 // ParseGTID reads a MariaDB GTID, domain-server-sequence.

@@ -6,7 +6,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -109,7 +111,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := src.Exec(ctx, "CREATE DATABASE pitr; CREATE TABLE pitr.w (id INT PRIMARY KEY, at DATETIME NOT NULL); CREATE TABLE pitr.fromtmp (total INT);"); err != nil {
+	if _, err := src.Exec(ctx, "CREATE DATABASE pitr; CREATE TABLE pitr.w (id INT PRIMARY KEY, at DATETIME NOT NULL); CREATE TABLE pitr.fromtmp (total INT);"+appUserSQL); err != nil {
 		t.Fatal(err)
 	}
 	ns := "pitr-e2e"
@@ -174,16 +176,16 @@ func TestPointInTimeRecovery(t *testing.T) {
 	t.Logf("window %s .. %s, archived %s (%s), %d rows written", ps.FirstRecoverableTime.UTC().Format(time.RFC3339), ps.LastRecoverableTime.UTC().Format(time.RFC3339),
 		ps.LastArchivedPosition, ps.LastArchivedGTID, w.n.Load())
 
-	// Two random seconds after the backup, and latest.
+	// Five random seconds after the backup, and latest.
 	lo, hi := backupDone.Unix()+1, lastAt.Unix()
 	if hi <= lo {
 		t.Fatalf("the window after the backup is empty: %d..%d", lo, hi)
 	}
-	targets := []string{
-		time.Unix(lo+rand.Int64N(hi-lo+1), 0).UTC().Format(time.RFC3339),
-		time.Unix(lo+rand.Int64N(hi-lo+1), 0).UTC().Format(time.RFC3339),
-		"latest",
+	var targets []string
+	for range 5 {
+		targets = append(targets, time.Unix(lo+rand.Int64N(hi-lo+1), 0).UTC().Format(time.RFC3339))
 	}
+	targets = append(targets, "latest")
 	rows := func(db *testenv.MariaDB, where string) string {
 		t.Helper()
 		out, err := db.Exec(ctx, "SELECT COUNT(*), COALESCE(MAX(id), 0), COALESCE(SUM(id), 0) FROM pitr.w "+where)
@@ -195,9 +197,34 @@ func TestPointInTimeRecovery(t *testing.T) {
 	for i, at := range targets {
 		name := "pitrdst" + strconv.Itoa(i)
 		dst := pitrTarget(t, ns, name, src)
+		var app *appWriter
+		if at == "latest" {
+			// An application keeps writing to the target: the restore
+			// holds the server read-only until the replay ends.
+			app = startAppWriter(t, dst)
+		}
 		rs := restoreAt(t, st, ns, name, at)
 		if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
 			t.Fatalf("restore --at %s: %s: %s", at, rs.Status.Phase, rs.Status.Message)
+		}
+		if c := apimeta.FindStatusCondition(rs.Status.Conditions, stashv1beta1.ConditionTargetReadOnly); c == nil || c.Status != "True" || c.Reason != "Released" {
+			t.Errorf("restore --at %s: condition %s: %+v", at, stashv1beta1.ConditionTargetReadOnly, c)
+		}
+		if app != nil {
+			refused, err := app.end()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if refused == 0 {
+				t.Error("the application's writes were never refused during the restore")
+			}
+			if out, err := dst.Exec(ctx, "SELECT @@global.read_only"); err != nil || strings.TrimSpace(out) != "0" {
+				t.Errorf("read_only after the restore: %q, %v; want 0", out, err)
+			}
+			if err := app.insertOnce(); err != nil {
+				t.Errorf("the application cannot write after the restore: %v", err)
+			}
+			t.Logf("the application's writes refused during the restore: %d", refused)
 		}
 		where := ""
 		if at != "latest" {
@@ -253,6 +280,97 @@ func TestPointInTimeRecovery(t *testing.T) {
 	}
 }
 
+// appUserSQL makes the application's user, which may write only its own
+// database, on the source (so the restored accounts keep it) and targets.
+const appUserSQL = "CREATE USER app@'%' IDENTIFIED BY 'app-pw'; GRANT SELECT, INSERT ON app.* TO app@'%';"
+
+// appWriter is an application writing to a target as its own user, going on
+// past refused statements and counting them.
+type appWriter struct {
+	db     *testenv.MariaDB
+	opt    string
+	stop   chan struct{}
+	done   chan error
+	stderr strings.Builder
+}
+
+func startAppWriter(t *testing.T, db *testenv.MariaDB) *appWriter {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.Exec(ctx, "CREATE DATABASE app; CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY);"+appUserSQL); err != nil {
+		t.Fatal(err)
+	}
+	a := &appWriter{db: db, opt: filepath.Join(t.TempDir(), "app.cnf"), stop: make(chan struct{}), done: make(chan error, 1)}
+	if err := os.WriteFile(a.opt, []byte(fmt.Sprintf("[client]\nuser=app\npassword=app-pw\nhost=%s\nport=%d\n", db.Host, db.Port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("mariadb", "--defaults-extra-file="+a.opt, "--batch", "--force")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &a.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		var err error
+	loop:
+		for {
+			select {
+			case <-a.stop:
+				break loop
+			case <-tick.C:
+				if _, err = io.WriteString(in, "INSERT INTO app.t VALUES ();\n"); err != nil {
+					break loop
+				}
+			}
+		}
+		in.Close()
+		if werr := cmd.Wait(); err == nil && werr != nil && !strings.Contains(a.stderr.String(), "1290") {
+			err = fmt.Errorf("%w: %s", werr, a.stderr.String())
+		}
+		a.done <- err
+	}()
+	t.Cleanup(func() { a.end() })
+	return a
+}
+
+// end stops the writer and returns how many writes the server refused as
+// read-only; any other error fails.
+func (a *appWriter) end() (int, error) {
+	select {
+	case <-a.stop:
+		return 0, nil
+	default:
+		close(a.stop)
+	}
+	if err := <-a.done; err != nil {
+		return 0, err
+	}
+	refused := 0
+	for _, l := range strings.Split(a.stderr.String(), "\n") {
+		switch {
+		case strings.HasPrefix(l, "ERROR 1290"):
+			refused++
+		case strings.HasPrefix(l, "ERROR"):
+			return refused, fmt.Errorf("the application's write failed otherwise: %s", l)
+		}
+	}
+	return refused, nil
+}
+
+// insertOnce writes one row as the application.
+func (a *appWriter) insertOnce() error {
+	out, err := exec.Command("mariadb", "--defaults-extra-file="+a.opt, "-e", "INSERT INTO app.t VALUES ()").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
 // pitrTarget is a fresh server for a restore of src's full dump: it takes
 // src's password (the dump carries src's users), and an AppBinding.
 func pitrTarget(t *testing.T, ns, name string, src *testenv.MariaDB) *testenv.MariaDB {
@@ -275,9 +393,9 @@ func pitrTarget(t *testing.T, ns, name string, src *testenv.MariaDB) *testenv.Ma
 
 // restoreAt restores repo into appbinding/name at a time (or latest), with
 // the target's agent, and returns the ended RestoreSession.
-func restoreAt(t *testing.T, st *client.Stash, ns, name, at string) *stashv1beta1.RestoreSession {
+func restoreAt(t *testing.T, st *client.Stash, ns, name, at string, extra ...string) *stashv1beta1.RestoreSession {
 	t.Helper()
-	r := kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/"+name, "--at", at)
+	r := kubectl(t, "", append([]string{"stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/" + name, "--at", at}, extra...)...)
 	mustOK(t, r, "restore --at "+at)
 	startAgent(t, ns, name)
 	return waitRestore(t, st, ns, createdName(lastLine(r.stdout)))
@@ -348,11 +466,13 @@ func TestPITRGapsAndRequirements(t *testing.T) {
 	})
 	agent.Stop(20 * time.Second)
 	w = startWriter(t, src, 50*time.Millisecond)
+	gapFirst := w.n.Load() + 1
 	away := w.n.Load() + 40
 	eventually(t, time.Minute, "rows while the agent is away", func() bool { return w.n.Load() >= away })
 	if err := w.end(); err != nil {
 		t.Fatal(err)
 	}
+	gapLast := w.n.Load()
 	inGap, _ := lastRow(t, src)
 	if _, err := src.Exec(ctx, "FLUSH BINARY LOGS; FLUSH BINARY LOGS;"); err != nil {
 		t.Fatal(err)
@@ -402,6 +522,37 @@ func TestPITRGapsAndRequirements(t *testing.T) {
 	if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
 		t.Errorf("a restore before the gap: %s: %s", rs.Status.Phase, rs.Status.Message)
 	}
+
+	// Across the gap, when the user allows it: every archived row is
+	// there, the gap's rows are not, and the status names the gap.
+	w = startWriter(t, src, 50*time.Millisecond)
+	eventually(t, time.Minute, "rows after the gap", func() bool { return w.n.Load() >= gapLast+20 })
+	if err := w.end(); err != nil {
+		t.Fatal(err)
+	}
+	// No backup after the gap yet, so no window: the archive's last GTID
+	// says it has every row.
+	pos, err := src.Exec(ctx, "SELECT @@gtid_binlog_pos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the archive to reach the rows after the gap", func() bool {
+		ps := pitrConfig(t, st, ns, "gap").Status.PointInTimeRecovery
+		return ps != nil && ps.LastArchivedGTID == strings.TrimSpace(pos)
+	})
+	across := pitrTarget(t, ns, "acrossgap", src)
+	rs = restoreAt(t, st, ns, "acrossgap", "latest", "--allow-gap")
+	if rs.Status.Phase != stashv1beta1.RestoreSucceeded || rs.Status.PointInTime == nil || len(rs.Status.PointInTime.GapsCrossed) == 0 || !strings.Contains(rs.Status.Message, "missing") {
+		t.Fatalf("a restore allowed across the gap: %s: %s %+v", rs.Status.Phase, rs.Status.Message, rs.Status.PointInTime)
+	}
+	want, err := src.Exec(ctx, fmt.Sprintf("SELECT COUNT(*), MAX(id) FROM pitr.w WHERE id NOT BETWEEN %d AND %d", gapFirst, gapLast))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := across.Exec(ctx, "SELECT COUNT(*), MAX(id) FROM pitr.w"); err != nil || got != want {
+		t.Errorf("across the gap: rows (count, max) %q, want %q (all but the gap's %d..%d): %v", got, want, gapFirst, gapLast, err)
+	}
+	t.Logf("across the gap: %s; crossed %q", rs.Status.Message, rs.Status.PointInTime.GapsCrossed)
 
 	// The next full backup opens the window again.
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "gap", "--wait", "--timeout", "2m"), "full backup after the gap")

@@ -226,6 +226,9 @@ const (
 	// ConditionPointInTimeRestored says what a restore to a point in
 	// time replayed on top of its base snapshot.
 	ConditionPointInTimeRestored = "PointInTimeRestored"
+	// ConditionTargetReadOnly says whether the restore held its target
+	// read-only for every other client, and whether it let go.
+	ConditionTargetReadOnly = "TargetReadOnly"
 )
 
 // Pre- and post-backup action names (Stash's).

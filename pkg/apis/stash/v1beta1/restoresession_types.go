@@ -173,6 +173,10 @@ type PITRRestoreStatus struct {
 	FirstGTID string `json:"firstGTID,omitempty"`
 	// +optional
 	LastGTID string `json:"lastGTID,omitempty"`
+	// GapsCrossed are the archive's gaps a replay allowed to cross them
+	// (restore-allow-gap) went over: the events in each are missing.
+	// +optional
+	GapsCrossed []string `json:"gapsCrossed,omitempty"`
 }
 
 // HostRestoreStats is one host's restore result.
