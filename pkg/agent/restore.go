@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -340,7 +339,7 @@ func (a *Agent) pickSnapshot(ctx context.Context, rr *restic.Repo, rs *stashv1be
 		at = t
 	}
 	if s, ok := contract.FindSnapshot(snaps, want, at); ok {
-		if s.Hostname == contract.BinlogHost || slices.Contains(s.Tags, contract.TagPITR) {
+		if contract.IsBinlogSnapshot(s) {
 			return restic.Snapshot{}, fmt.Errorf("%w: snapshot %s is an archived binlog file, not a dump (the database was not changed): restore a point in time with --at or --to-gtid, or a dump from `kubectl stash snapshots %s` (host %s)",
 				ErrInvalid, shortID(s.ID), rs.Spec.Repository.Name, contract.BackupHost)
 		}

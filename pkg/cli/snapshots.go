@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,6 +84,8 @@ type SnapshotsOptions struct {
 	streams    genericiooptions.IOStreams
 	Output     string
 	Repository string
+	// Binlog lists the archived binlog files as well as the dumps.
+	Binlog bool
 }
 
 func newSnapshotsCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -97,6 +100,7 @@ func newSnapshotsCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comm
 		RunE:              runE(o),
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml; a table when empty")
+	cmd.Flags().BoolVar(&o.Binlog, "binlog", false, "list the archived binlog files of point-in-time recovery too (host "+contract.BinlogHost+")")
 	return cmd
 }
 
@@ -143,12 +147,20 @@ func (o *SnapshotsOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("list snapshots of Repository %s: %w", name, err)
 	}
 	rows := make([]Snapshot, 0, len(snaps))
+	hidden := 0
 	for _, s := range snaps {
+		if !o.Binlog && contract.IsBinlogSnapshot(s) {
+			hidden++
+			continue
+		}
 		r := Snapshot{ID: s.ShortID, Time: s.Time, Host: s.Hostname, Tags: s.Tags, Paths: s.Paths, Repository: name}
 		if s.Summary != nil {
 			r.Size = int64(s.Summary.TotalBytesProcessed)
 		}
 		rows = append(rows, r)
+	}
+	if hidden > 0 {
+		fmt.Fprintf(o.streams.ErrOut, "%d archived binlog files of point-in-time recovery not shown: --binlog lists them\n", hidden)
 	}
 	return printSnapshots(o.streams.Out, o.Output, rows)
 }
@@ -241,6 +253,10 @@ func (o *DownloadOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list snapshots of Repository %s: %w", name, err)
 	}
+	if o.Snapshot == contract.Latest {
+		// The newest dump: the binlog archive commits far more often.
+		snaps = slices.DeleteFunc(snaps, contract.IsBinlogSnapshot)
+	}
 	pick, ok := contract.FindSnapshot(snaps, o.Snapshot, time.Time{})
 	if !ok {
 		return usageErr("snapshot %q not found in Repository %s: list them with `kubectl stash snapshots %s`", o.Snapshot, name, name)
@@ -252,6 +268,9 @@ func (o *DownloadOptions) Run(ctx context.Context) error {
 	out := o.ToFile
 	if out == "" {
 		out = pick.ShortID + ".sql"
+		if contract.IsBinlogSnapshot(pick) {
+			out = pick.ShortID + ".binlog" // the raw file, for mariadb-binlog
+		}
 	}
 	var w io.Writer = o.streams.Out
 	if out != "-" {

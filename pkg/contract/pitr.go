@@ -2,10 +2,13 @@ package contract
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 )
 
 // Point-in-time recovery is switched on per BackupConfiguration by
@@ -91,6 +94,12 @@ const BinlogHost = "binlog-0"
 
 // TagPITR marks every archived binlog snapshot.
 const TagPITR = "pitr"
+
+// IsBinlogSnapshot says whether a snapshot is an archived binlog file
+// rather than a dump.
+func IsBinlogSnapshot(s restic.Snapshot) bool {
+	return s.Hostname == BinlogHost || slices.Contains(s.Tags, TagPITR)
+}
 
 // ScopeTag says what a dump with binlog coordinates holds, so that a
 // replay on top of it applies the same: "scope=all", "scope=db:NAME" (one

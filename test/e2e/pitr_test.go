@@ -20,6 +20,7 @@ import (
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
@@ -172,6 +173,23 @@ func TestPointInTimeRecovery(t *testing.T) {
 	}
 	if len(ps.Gaps) != 0 {
 		t.Errorf("gaps after an agent restart and rotations: %+v", ps.Gaps)
+	}
+	// The archive commits far more often than the backups run: listings
+	// and "latest" mean the dumps unless asked.
+	r = kubectl(t, "", "stash", "-n", ns, "snapshots", "repo")
+	mustOK(t, r, "snapshots")
+	if strings.Contains(r.stdout, contract.BinlogHost) || !strings.Contains(r.stderr, "--binlog lists them") {
+		t.Errorf("snapshots lists the binlog archive unasked:\n%s\n%s", r.stdout, r.stderr)
+	}
+	r = kubectl(t, "", "stash", "-n", ns, "snapshots", "repo", "--binlog")
+	mustOK(t, r, "snapshots --binlog")
+	if !strings.Contains(r.stdout, contract.BinlogHost) {
+		t.Errorf("snapshots --binlog does not list the binlog archive:\n%s", r.stdout)
+	}
+	r = kubectl(t, "", "stash", "-n", ns, "download", "repo", "--snapshot", "latest", "--to-file", "-")
+	mustOK(t, r, "download latest")
+	if !strings.Contains(r.stdout[:min(len(r.stdout), 4096)], "CHANGE MASTER TO") {
+		t.Errorf("download --snapshot latest is not the newest dump: %.200q", r.stdout)
 	}
 	t.Logf("window %s .. %s, archived %s (%s), %d rows written", ps.FirstRecoverableTime.UTC().Format(time.RFC3339), ps.LastRecoverableTime.UTC().Format(time.RFC3339),
 		ps.LastArchivedPosition, ps.LastArchivedGTID, w.n.Load())
