@@ -67,6 +67,12 @@ type Config struct {
 	// HookExecPod is the database's Pod, where exec hooks run; empty: the
 	// user did not opt in, and exec hooks are refused.
 	HookExecPod string
+	// VerifyServerArgs are extra mariadbd options for the scratch server
+	// verifications restore into (to match the source's settings).
+	VerifyServerArgs []string
+	// Self is the agent's own binary: backups run mysqldump through its
+	// dump-tee command, which appends the dump's manifest. Empty: no manifest.
+	Self string
 }
 
 // Agent runs one database's backups.
@@ -83,6 +89,7 @@ type Agent struct {
 	// The shared session lifecycle, one per session kind.
 	backups  *lifecycle.Lifecycle[*stashv1beta1.BackupSession]
 	restores *lifecycle.Lifecycle[*stashv1beta1.RestoreSession]
+	verifies *lifecycle.Lifecycle[*stashv1beta1.VerificationSession]
 
 	// workCtx is what sessions run under: it outlives a lost Lease (a
 	// running backup finishes and writes its status) and ends only when
@@ -196,6 +203,7 @@ type term struct {
 	configs  cache.Indexer
 	sessions cache.Indexer
 	restores cache.Indexer
+	verifies cache.Indexer
 	queue    workqueue.TypedRateLimitingInterface[string]
 	sched    *schedule.Scheduler
 	// sightings of other agents' Running sessions, used only by the
@@ -268,6 +276,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	}
 	a.backups = &lifecycle.Lifecycle[*stashv1beta1.BackupSession]{Kind: a.backupKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}
 	a.restores = &lifecycle.Lifecycle[*stashv1beta1.RestoreSession]{Kind: a.restoreKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}
+	a.verifies = &lifecycle.Lifecycle[*stashv1beta1.VerificationSession]{Kind: a.verifyKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}
 	return a, nil
 }
 
@@ -389,7 +398,8 @@ func (a *Agent) lead(ctx context.Context) error {
 	bcInf := newInformer(a.stash.BackupConfigurations(ns), &stashv1beta1.BackupConfiguration{})
 	bsInf := newInformer(a.stash.BackupSessions(ns), &stashv1beta1.BackupSession{})
 	rsInf := newInformer(a.stash.RestoreSessions(ns), &stashv1beta1.RestoreSession{})
-	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(), sightings: lifecycle.NewSightings(),
+	vsInf := newInformer(a.stash.VerificationSessions(ns), &stashv1beta1.VerificationSession{})
+	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(), verifies: vsInf.GetIndexer(), sightings: lifecycle.NewSightings(),
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	enq := func(prefix string) cache.ResourceEventHandlerFuncs {
 		add := func(obj any) {
@@ -410,10 +420,12 @@ func (a *Agent) lead(ctx context.Context) error {
 	_, _ = bcInf.AddEventHandler(enq("bc/"))
 	_, _ = bsInf.AddEventHandler(enq("bs/"))
 	_, _ = rsInf.AddEventHandler(enq("rs/"))
+	_, _ = vsInf.AddEventHandler(enq("vs/"))
 	go bcInf.Run(ctx.Done())
 	go bsInf.Run(ctx.Done())
 	go rsInf.Run(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), bcInf.HasSynced, bsInf.HasSynced, rsInf.HasSynced) {
+	go vsInf.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), bcInf.HasSynced, bsInf.HasSynced, rsInf.HasSynced, vsInf.HasSynced) {
 		return ctx.Err()
 	}
 	sched, err := schedule.New(ctx, a.fireSlot, a.clock)

@@ -168,6 +168,12 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		}
 	}
 	argv := client.DumpArgv(dbFiles, args)
+	if a.cfg.Self != "" {
+		// The manifest of what was dumped, built in the same pass and
+		// appended to the dump, for verifications.
+		argv = append([]string{a.cfg.Self, "dump-tee", "--"}, argv...)
+		tags = append(tags, contract.TagManifest)
+	}
 	opts := restic.BackupOptions{
 		Host:          contract.BackupHost,
 		StdinFilename: strings.TrimPrefix(contract.DumpFile(a.cfg.AppBinding), "/"),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	cschedule "github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
@@ -32,6 +34,8 @@ func (a *Agent) sync(ctx context.Context, key string) error {
 		return a.syncSession(ctx, nsName)
 	case "rs":
 		return a.syncRestore(ctx, nsName)
+	case "vs":
+		return a.syncVerify(ctx, nsName)
 	case "orphans":
 		a.recoverOrphans(ctx)
 	}
@@ -62,6 +66,7 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 	bc, ok := a.config(nsName)
 	if !ok {
 		a.cur().sched.Remove(name)
+		a.cur().sched.Remove(verifySlotKey(name))
 		a.syncArchive(ctx, name, nil, contract.PITR{})
 		return nil
 	}
@@ -98,8 +103,19 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 		phase = stashv1beta1.BackupInvokerInvalid
 		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidPointInTimeRecovery", Message: perr.Error()}
 	}
+	verify, verr := contract.ParseVerify(bc.Annotations, cschedule.Check)
+	if verr != nil {
+		phase = stashv1beta1.BackupInvokerInvalid
+		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidVerification", Message: verr.Error()}
+	}
 	if phase == stashv1beta1.BackupInvokerInvalid {
 		pitr.On = false
+	}
+	if verify.Schedule == "" || bc.Spec.Paused || phase == stashv1beta1.BackupInvokerInvalid {
+		a.cur().sched.Remove(verifySlotKey(name))
+	} else if _, err := a.cur().sched.Set(verifySlotKey(name), verify.Schedule); err != nil {
+		phase = stashv1beta1.BackupInvokerInvalid
+		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidVerification", Message: fmt.Sprintf("annotation %s: %v", contract.AnnotationVerifySchedule, err)}
 	}
 	a.syncArchive(ctx, name, bc, pitr)
 	cond.ObservedGeneration = bc.Generation
@@ -127,8 +143,13 @@ func (a *Agent) validateKeep(bc *stashv1beta1.BackupConfiguration) (bool, error)
 	return true, nil
 }
 
-// fireSlot creates the slot's BackupSession; the name makes it idempotent.
+// fireSlot creates the slot's BackupSession (or VerificationSession); the
+// name makes it idempotent.
 func (a *Agent) fireSlot(ctx context.Context, config string, slot time.Time) {
+	if name, ok := strings.CutPrefix(config, verifySlotPrefix); ok {
+		a.fireVerify(ctx, name, "-"+strconv.FormatInt(slot.Unix(), 10), contract.Latest)
+		return
+	}
 	bc, ok := a.config(a.cfg.Namespace + "/" + config)
 	if !ok || bc.Spec.Paused {
 		return
@@ -330,6 +351,18 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 			due(a.cfg.LeaseDuration)
 		}
 	}
+	for _, o := range t.verifies.List() {
+		vs := o.(*stashv1beta1.VerificationSession)
+		if vs.Status.Phase != stashv1beta1.VerificationRunning || a.runsVerify(vs) {
+			continue
+		}
+		if _, ok := a.config(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name); !ok || !silent("vs/"+vs.Name, a.verifyKind().State(vs).Beat) {
+			continue
+		}
+		if err := a.settleOrphanVerify(ctx, vs); err != nil {
+			due(a.cfg.LeaseDuration)
+		}
+	}
 	t.sightings.Keep(func(key string) bool { return seen[key] })
 	if next > 0 {
 		t.queue.AddAfter("orphans", next)
@@ -488,6 +521,8 @@ func (a *Agent) event(ctx context.Context, obj runtime.Object, typ, reason, msg 
 		kind, apiVersion = stashv1beta1.KindBackupConfiguration, stashv1beta1.GroupVersion.String()
 	case *stashv1beta1.RestoreSession:
 		kind, apiVersion = stashv1beta1.KindRestoreSession, stashv1beta1.GroupVersion.String()
+	case *stashv1beta1.VerificationSession:
+		kind, apiVersion = stashv1beta1.KindVerificationSession, stashv1beta1.GroupVersion.String()
 	}
 	if len(msg) > 1000 {
 		msg = msg[:1000]

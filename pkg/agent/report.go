@@ -172,6 +172,7 @@ func (a *Agent) afterBackup(ctx context.Context, run *backupRun) {
 	}
 	if run.summary != nil {
 		a.backupDone(run.bc.Name) // the archive's window may open or move
+		a.countForVerification(ctx, run.bc, run.summary.SnapshotID)
 	}
 	if run.summary != nil && run.rr != nil {
 		if err := a.updateRepositoryStatus(ctx, run.repo, run.rr, run); err != nil {

@@ -30,7 +30,9 @@ type agentFlags struct {
 	StallTimeout time.Duration
 	// HookExecPod opts in to exec hooks: the Role may exec into this one Pod.
 	HookExecPod string
-	cmd         *cobra.Command
+	// VerifyServerArgs are mariadbd options for verifications' scratch server.
+	VerifyServerArgs []string
+	cmd              *cobra.Command
 }
 
 func (f *agentFlags) add(cmd *cobra.Command) {
@@ -40,6 +42,7 @@ func (f *agentFlags) add(cmd *cobra.Command) {
 	cmd.Flags().Int32Var(&f.Replicas, "replicas", 1, "agent replicas (leader election on a Lease keeps one active)")
 	cmd.Flags().DurationVar(&f.StallTimeout, "stall-timeout", 0, "the agent stops a backup or restore stream that has not moved this long while restic and the dump live (default: the agent's, 5m)")
 	cmd.Flags().StringVar(&f.HookExecPod, "hook-exec-pod", "", "opt in to exec hooks: the one Pod in the namespace the agent may exec into (its Role grants pods/exec on that name only)")
+	cmd.Flags().StringArrayVar(&f.VerifyServerArgs, "verify-server-arg", nil, "a mariadbd option for the scratch server verifications restore into, to match the source's settings, e.g. --lower-case-table-names=1 (repeatable)")
 }
 
 // validate checks the agent flags before anything is read or applied.
@@ -53,6 +56,15 @@ func (f *agentFlags) validate() error {
 	if f.HookExecPod != "" {
 		if errs := validation.IsDNS1123Subdomain(f.HookExecPod); len(errs) > 0 {
 			return usageErr("--hook-exec-pod %q is not a Pod name: %s", f.HookExecPod, strings.Join(errs, "; "))
+		}
+	}
+	for _, v := range f.VerifyServerArgs {
+		if !strings.HasPrefix(v, "--") || strings.ContainsAny(v, " \t\n") {
+			return usageErr("--verify-server-arg %q: give one mariadbd option, such as --lower-case-table-names=1", v)
+		}
+		switch name, _, _ := strings.Cut(v, "="); name {
+		case "--datadir", "--socket", "--port", "--bind-address", "--skip-networking", "--skip-grant-tables", "--user", "--tmpdir", "--pid-file", "--no-defaults", "--defaults-file", "--defaults-extra-file", "--init-file":
+			return usageErr("--verify-server-arg %s: the agent sets it (the scratch server stays private to the agent)", name)
 		}
 	}
 	return nil
@@ -148,6 +160,7 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 	return render.AgentObjects(render.AgentInput{
 		AppBinding: ab, Repositories: repos, Config: cfg, Image: f.Image, Version: version.Version,
 		Pushgateway: f.Pushgateway, Replicas: f.Replicas, StallTimeout: f.StallTimeout, HookExecPod: f.HookExecPod,
+		VerifyServerArgs: f.VerifyServerArgs,
 	})
 }
 
@@ -172,6 +185,9 @@ func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding str
 			if len(validation.IsDNS1123Subdomain(v)) == 0 {
 				f.HookExecPod = v
 			}
+		}
+		if v, ok := strings.CutPrefix(a, "--verify-server-arg="); ok && !changed("verify-server-arg") {
+			f.VerifyServerArgs = append(f.VerifyServerArgs, v)
 		}
 		if v, ok := strings.CutPrefix(a, "--stall-timeout="); ok && !changed("stall-timeout") {
 			if d, err := time.ParseDuration(v); err == nil && d > 0 {

@@ -437,6 +437,9 @@ type CreateBackupConfigOptions struct {
 	// PITR archives the binlog continuously, committed every PITRInterval.
 	PITR         bool
 	PITRInterval time.Duration
+	// VerifySchedule and VerifyEvery start verifications on their own.
+	VerifySchedule string
+	VerifyEvery    int
 }
 
 func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -474,6 +477,8 @@ func newCreateBackupConfigCmd(f *Factory, streams genericiooptions.IOStreams) *c
 	fl.DurationVar(&o.RetryDelay, "retry-delay", time.Minute, "wait this long before a retry")
 	fl.BoolVar(&o.PITR, "pitr", false, "point-in-time recovery: archive the database's binlog continuously into the repository (annotation "+contract.AnnotationPITR+")")
 	fl.DurationVar(&o.PITRInterval, "pitr-interval", contract.DefaultPITRInterval, "with --pitr, commit what was received at least this often (1s to 1h)")
+	fl.StringVar(&o.VerifySchedule, "verify-schedule", "", "verify the newest backup on this cron schedule: restore it into a scratch server and compare it with what was backed up (annotation "+contract.AnnotationVerifySchedule+")")
+	fl.IntVar(&o.VerifyEvery, "verify-every", 0, "verify every Nth successful backup (annotation "+contract.AnnotationVerifyEvery+")")
 	fl.StringVar(&o.CatchUp, "catch-up", stashv1beta1.CatchUpOne, "slots missed while no agent ran: one (run one backup when the agent starts) or none")
 	o.agentFlags.add(cmd)
 	o.flags.AddFlags(cmd)
@@ -527,6 +532,14 @@ func (o *CreateBackupConfigOptions) Validate() error {
 	if o.PITRInterval != contract.DefaultPITRInterval && !o.PITR {
 		return usageErr("--pitr-interval needs --pitr")
 	}
+	if o.VerifyEvery < 0 {
+		return usageErr("--verify-every %d: a number of backups, 1 or more", o.VerifyEvery)
+	}
+	if o.VerifySchedule != "" {
+		if _, err := contract.ParseVerify(map[string]string{contract.AnnotationVerifySchedule: o.VerifySchedule}, schedule.Check); err != nil {
+			return usageErr("--verify-schedule: %v", err)
+		}
+	}
 	if o.CatchUp != "" && o.CatchUp != stashv1beta1.CatchUpOne && o.CatchUp != stashv1beta1.CatchUpNone {
 		return usageErr("--catch-up %q: use one or none", o.CatchUp)
 	}
@@ -568,6 +581,17 @@ func (o *CreateBackupConfigOptions) Object() *stashv1beta1.BackupConfiguration {
 		bc.Annotations = map[string]string{contract.AnnotationPITR: "true"}
 		if o.PITRInterval != contract.DefaultPITRInterval {
 			bc.Annotations[contract.AnnotationPITRInterval] = o.PITRInterval.String()
+		}
+	}
+	if o.VerifySchedule != "" || o.VerifyEvery > 0 {
+		if bc.Annotations == nil {
+			bc.Annotations = map[string]string{}
+		}
+		if o.VerifySchedule != "" {
+			bc.Annotations[contract.AnnotationVerifySchedule] = o.VerifySchedule
+		}
+		if o.VerifyEvery > 0 {
+			bc.Annotations[contract.AnnotationVerifyEvery] = strconv.Itoa(o.VerifyEvery)
 		}
 	}
 	if o.CatchUp == stashv1beta1.CatchUpNone {

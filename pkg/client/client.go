@@ -94,6 +94,13 @@ func (s *Stash) RestoreSessions(ns string) *Resource[*stashv1beta1.RestoreSessio
 		func() *stashv1beta1.RestoreSession { return &stashv1beta1.RestoreSession{} }, func() *stashv1beta1.RestoreSessionList { return &stashv1beta1.RestoreSessionList{} }}
 }
 
+func (s *Stash) VerificationSessions(ns string) *Resource[*stashv1beta1.VerificationSession, *stashv1beta1.VerificationSessionList] {
+	return &Resource[*stashv1beta1.VerificationSession, *stashv1beta1.VerificationSessionList]{s.v1beta1, s.codec, "verificationsessions", ns,
+		func() *stashv1beta1.VerificationSession { return &stashv1beta1.VerificationSession{} }, func() *stashv1beta1.VerificationSessionList {
+			return &stashv1beta1.VerificationSessionList{}
+		}}
+}
+
 func (s *Stash) Tasks() *Resource[*stashv1beta1.Task, *stashv1beta1.TaskList] {
 	return &Resource[*stashv1beta1.Task, *stashv1beta1.TaskList]{s.v1beta1, s.codec, "tasks", "",
 		func() *stashv1beta1.Task { return &stashv1beta1.Task{} }, func() *stashv1beta1.TaskList { return &stashv1beta1.TaskList{} }}

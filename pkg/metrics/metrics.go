@@ -109,6 +109,17 @@ type PITRResult struct {
 	ArchivedBytes    int64
 }
 
+// VerificationResult is a verification's outcome.
+type VerificationResult struct {
+	Common
+	Succeeded  bool
+	End        time.Time
+	Duration   time.Duration // the whole verification
+	Restore    time.Duration // the restore into the scratch server: the RTO
+	Tables     int
+	Mismatches int
+}
+
 // reserved reports labels set by this package or the Pushgateway, which
 // Extra cannot override.
 func reserved(name string) bool {
@@ -315,6 +326,28 @@ func pitrSamples(r PITRResult) samples {
 	s.add("pitr_gaps_total", "pitr_gaps_total", "Stretches of time the binlog archive does not cover.", l, float64(r.Gaps))
 	s.add("pitr_archived_bytes", "pitr_archived_bytes", "Bytes of binlog files archived.", l, float64(r.ArchivedBytes))
 	return s
+}
+
+func verificationSamples(r VerificationResult) samples {
+	var s samples
+	l := r.Common.labels()
+	ok := 0.0
+	if r.Succeeded {
+		ok = 1
+		s.add("verification_last_success_time_seconds", "verification_last_success_time_seconds", "Unix time of the last verification that succeeded.", l, unixSeconds(r.End))
+	}
+	s.add("verification_success", "verification_success", "1 when the last verification succeeded, 0 when it failed.", l, ok)
+	s.add("verification_duration_seconds", "verification_duration_seconds", "Seconds the last verification took.", l, r.Duration.Seconds())
+	s.add("verification_restore_duration_seconds", "verification_restore_duration_seconds", "Seconds the last verification's restore took: the measured recovery time.", l, r.Restore.Seconds())
+	s.add("verification_tables_checked", "verification_tables_checked", "Tables the last verification compared.", l, float64(r.Tables))
+	s.add("verification_mismatches", "verification_mismatches", "Differences the last verification found.", l, float64(r.Mismatches))
+	s.add("verification_last_time_seconds", "verification_last_time_seconds", "Unix time the last verification ended.", l, unixSeconds(r.End))
+	return s
+}
+
+// VerificationRegistry returns a fresh registry holding r's metrics.
+func VerificationRegistry(r VerificationResult) *prometheus.Registry {
+	return registryOf(verificationSamples(r))
 }
 
 func registryOf(s samples) *prometheus.Registry {

@@ -52,6 +52,11 @@ func (s *Store) SetRepository(r RepositoryResult) {
 	s.set(labelKey("repository", repositoryLabels(r)), repositorySamples(r))
 }
 
+// SetVerification records r, replacing its invoker's last verification.
+func (s *Store) SetVerification(r VerificationResult) {
+	s.set(labelKey("verification", r.Common.labels()), verificationSamples(r))
+}
+
 // SetPITR records r, replacing the previous archive state of its invoker.
 func (s *Store) SetPITR(r PITRResult) {
 	s.set(labelKey("pitr", r.Common.labels()), pitrSamples(r))

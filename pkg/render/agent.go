@@ -58,6 +58,9 @@ type AgentInput struct {
 	// HookExecPod opts in to exec hooks: the one Pod (in the agent's
 	// namespace) the agent may exec into, by name. "" grants no exec.
 	HookExecPod string
+	// VerifyServerArgs are mariadbd options for the scratch server of
+	// verifications (the agent's --verify-server-arg).
+	VerifyServerArgs []string
 }
 
 // AgentObjects renders the ServiceAccount, Role, RoleBinding and Deployment.
@@ -181,8 +184,8 @@ func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, le
 	group := stashv1beta1.GroupVersion.Group
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{group}, Resources: []string{"backupconfigurations", "restoresessions", "repositories"}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{group}, Resources: []string{"backupsessions"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
-		{APIGroups: []string{group}, Resources: []string{"backupconfigurations/status", "backupsessions/status", "restoresessions/status", "repositories/status"}, Verbs: []string{"get", "update", "patch"}},
+		{APIGroups: []string{group}, Resources: []string{"backupsessions", "verificationsessions"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
+		{APIGroups: []string{group}, Resources: []string{"backupconfigurations/status", "backupsessions/status", "restoresessions/status", "repositories/status", "verificationsessions/status"}, Verbs: []string{"get", "update", "patch"}},
 		{APIGroups: []string{appcatalog.GroupVersion.Group}, Resources: []string{"appbindings"}, ResourceNames: []string{ab.Name}, Verbs: []string{"get", "watch", "list"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
@@ -218,6 +221,9 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 	}
 	if in.HookExecPod != "" {
 		args = append(args, "--hook-exec-pod="+in.HookExecPod)
+	}
+	for _, v := range in.VerifyServerArgs {
+		args = append(args, "--verify-server-arg="+v)
 	}
 	env := []corev1.EnvVar{
 		{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},

@@ -18,6 +18,9 @@ import (
 	_ "time/tzdata" // CRON_TZ zones work in a distroless image too
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	"github.com/kubectl-stash/kubectl-stash/pkg/dumptee"
+	"github.com/kubectl-stash/kubectl-stash/pkg/scratchdb"
 	"github.com/kubectl-stash/kubectl-stash/pkg/version"
 )
 
@@ -37,8 +40,28 @@ func New() *cobra.Command {
 			return err
 		},
 	})
-	root.AddCommand(newRunCmd(), newCheckAccessCmd())
+	root.AddCommand(newRunCmd(), newCheckAccessCmd(), newDumpTeeCmd())
 	return root
+}
+
+// newDumpTeeCmd is what restic runs for a backup: mysqldump, passed
+// through, with the dump's manifest appended (pkg/dumptee).
+func newDumpTeeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:                "dump-tee -- MYSQLDUMP [ARGS...]",
+		Short:              "Run mysqldump, passing its dump through with the dump's manifest appended (run by restic)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && args[0] == "--" {
+				args = args[1:]
+			}
+			if code := dumptee.Run(args, cmd.OutOrStdout(), cmd.ErrOrStderr()); code != 0 {
+				os.Exit(code)
+			}
+			return nil
+		},
+	}
 }
 
 func newRunCmd() *cobra.Command {
@@ -80,6 +103,7 @@ func newRunCmd() *cobra.Command {
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 30*time.Second, "after SIGTERM, how long running sessions may go on before they are stopped and marked Failed (the pod allows 60s)")
 	f.IntVar(&cfg.RestoreConnections, "restore-connections", 2, "client connections that load a restore's tables at once (1: one after another, in dump order)")
 	f.Var(&quantityValue{&cfg.RestoreSpool, "1Gi"}, "restore-spool", "at most this much of a restore's dump waits in --scratch-dir for a free connection (at most half the free space there is used)")
+	f.StringArrayVar(&cfg.VerifyServerArgs, "verify-server-arg", nil, "an extra mariadbd option for the scratch server verifications restore into, such as --lower-case-table-names=1 to match the source (repeatable)")
 	f.StringVar(&cfg.HookExecPod, "hook-exec-pod", "", "the database's Pod, where exec hooks run (the agent's Role must grant pods/exec on it; empty: exec hooks are refused)")
 	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig; in-cluster config when empty")
 	return cmd
@@ -115,8 +139,16 @@ func preflight(ctx context.Context, cfg *agent.Config, log *slog.Logger) error {
 		log.Warn(tools.Warning)
 	}
 	cfg.ResticBin = tools.Restic
+	if exe, err := os.Executable(); err == nil {
+		cfg.Self = exe
+	}
 	if err := agent.PrepareScratch(cfg.ScratchDir); err != nil {
 		return fmt.Errorf("the agent cannot start: %w", err)
+	}
+	// A verification's scratch server that outlived a killed agent (one
+	// not in a pod) is stopped, and its data removed.
+	if err := scratchdb.Sweep(cfg.ScratchDir, contract.VerifyDirPrefix); err != nil {
+		log.Warn("could not remove what an earlier verification left", "err", err.Error())
 	}
 	log.Info("tools found", "restic", tools.Restic, "resticVersion", tools.ResticVersion, "mysqldump", tools.Client.Dump, "mysql", tools.Client.MySQL, "tmpdir", agent.TempDir(cfg.ScratchDir))
 	return nil

@@ -18,6 +18,7 @@ import (
 // +kubebuilder:printcolumn:name="Paused",type="boolean",JSONPath=".spec.paused"
 // +kubebuilder:printcolumn:name="Phase",type="string",JSONPath=".status.phase"
 // +kubebuilder:printcolumn:name="Recoverable-Until",type="date",JSONPath=".status.pointInTimeRecovery.lastRecoverableTime",priority=0
+// +kubebuilder:printcolumn:name="Verified",type="date",JSONPath=".status.verification.lastVerifiedTime",priority=1
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 type BackupConfiguration struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -153,6 +154,9 @@ type BackupConfigurationStatus struct {
 	// stash.appscode.com/pitr annotation turns it on.
 	// +optional
 	PointInTimeRecovery *PITRStatus `json:"pointInTimeRecovery,omitempty"`
+	// Verification is the last verification of this config's backups.
+	// +optional
+	Verification *VerificationStatus `json:"verification,omitempty"`
 }
 
 // PITRStatus says how far the binlog archive reaches and what a restore

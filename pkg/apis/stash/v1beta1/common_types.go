@@ -229,6 +229,9 @@ const (
 	// ConditionTargetReadOnly says whether the restore held its target
 	// read-only for every other client, and whether it let go.
 	ConditionTargetReadOnly = "TargetReadOnly"
+	// ConditionVerified says whether a verification proved its snapshot
+	// restores into the data that was backed up.
+	ConditionVerified = "Verified"
 )
 
 // Pre- and post-backup action names (Stash's).

@@ -14,6 +14,7 @@ const (
 	KindBackupConfiguration = "BackupConfiguration"
 	KindBackupSession       = "BackupSession"
 	KindRestoreSession      = "RestoreSession"
+	KindVerificationSession = "VerificationSession"
 	KindTask                = "Task"
 	KindFunction            = "Function"
 )
@@ -24,6 +25,7 @@ func AddToScheme(s *runtime.Scheme) error {
 		&BackupConfiguration{}, &BackupConfigurationList{},
 		&BackupSession{}, &BackupSessionList{},
 		&RestoreSession{}, &RestoreSessionList{},
+		&VerificationSession{}, &VerificationSessionList{},
 		&Task{}, &TaskList{},
 		&Function{}, &FunctionList{},
 	)

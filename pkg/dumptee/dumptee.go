@@ -1,0 +1,177 @@
+// Package dumptee runs mysqldump for restic (restic backup
+// --stdin-from-command runs it), passing the dump through while it builds
+// the dump's manifest in the same pass, and appends the manifest to the
+// dump as one SQL comment line. The manifest so travels inside the
+// snapshot: it is found from the snapshot alone and forgotten with it.
+package dumptee
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/manifest"
+)
+
+// Marker starts the trailer line; a comment to mysql, so the dump loads
+// as before with any client.
+const Marker = "-- stash-manifest: "
+
+// Record is what the trailer holds: the manifest and the dump options
+// that produced it, so a verification dumps the scratch server the same way.
+type Record struct {
+	DumpArgs []string           `json:"dumpArgs"`
+	Manifest *manifest.Manifest `json:"manifest"`
+}
+
+// RecordedArgs are the dump arguments worth repeating: the connection
+// (option files, logs) belongs to the source.
+func RecordedArgs(argv []string) []string {
+	var out []string
+	for _, a := range argv {
+		if strings.HasPrefix(a, "--defaults-extra-file=") || strings.HasPrefix(a, "--defaults-file=") || strings.HasPrefix(a, "--log-error=") {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Run runs argv, copies its stdout to out while building the manifest,
+// and, when it exits 0, writes the trailer. It returns the exit code to
+// use: the dump's, so a failed dump still fails restic's snapshot.
+func Run(argv []string, out io.Writer, errOut io.Writer) int {
+	if len(argv) == 0 {
+		fmt.Fprintln(errOut, "dump-tee: no command")
+		return 2
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stderr = errOut
+	cmd.SysProcAttr = childAttr()
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		fmt.Fprintf(errOut, "dump-tee: %v\n", err)
+		return 2
+	}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(errOut, "dump-tee: start %s: %v\n", argv[0], err)
+		return 2
+	}
+	b := manifest.NewBuilder()
+	w := bufio.NewWriterSize(out, 256<<10)
+	_, copyErr := io.CopyBuffer(io.MultiWriter(w, b), pipe, make([]byte, 256<<10))
+	if copyErr != nil {
+		_ = cmd.Process.Kill() // nobody reads its output any more
+	}
+	waitErr := cmd.Wait()
+	if copyErr == nil {
+		copyErr = w.Flush()
+	}
+	if waitErr != nil {
+		var ee *exec.ExitError
+		if errors.As(waitErr, &ee) && ee.ExitCode() > 0 {
+			return ee.ExitCode()
+		}
+		fmt.Fprintf(errOut, "dump-tee: %s: %v\n", argv[0], waitErr)
+		return 1
+	}
+	if copyErr != nil {
+		fmt.Fprintf(errOut, "dump-tee: %v\n", copyErr)
+		return 1
+	}
+	line, err := Trailer(Record{DumpArgs: RecordedArgs(argv[1:]), Manifest: b.Manifest()})
+	if err == nil {
+		_, err = out.Write(line)
+	}
+	if err != nil {
+		fmt.Fprintf(errOut, "dump-tee: write the manifest: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// Trailer is the line appended to the dump.
+func Trailer(r Record) ([]byte, error) {
+	b, err := json.Marshal(r) // one line: JSON escapes newlines
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte("\n"+Marker), b...), '\n'), nil
+}
+
+// Finder passes a dump through and keeps its trailer, when it has one:
+// only a line's first bytes are looked at until they differ from the marker.
+type Finder struct {
+	w     io.Writer
+	state int    // deciding, trailer or other, for the current line
+	buf   []byte // the current line's start, or the trailer's JSON
+	found []byte
+}
+
+const (
+	deciding = iota
+	inTrailer
+	otherLine
+)
+
+// NewFinder writes through to w.
+func NewFinder(w io.Writer) *Finder { return &Finder{w: w} }
+
+func (f *Finder) Write(p []byte) (int, error) {
+	if _, err := f.w.Write(p); err != nil {
+		return 0, err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		seg := p
+		if i >= 0 {
+			seg = p[:i]
+		}
+		switch f.state {
+		case deciding:
+			take := min(len(Marker)-len(f.buf), len(seg))
+			f.buf = append(f.buf, seg[:take]...)
+			switch {
+			case !strings.HasPrefix(Marker, string(f.buf)):
+				f.state, f.buf = otherLine, f.buf[:0]
+			case len(f.buf) == len(Marker):
+				f.state, f.buf = inTrailer, append(f.buf[:0], seg[take:]...)
+			}
+		case inTrailer:
+			f.buf = append(f.buf, seg...)
+		}
+		if i < 0 {
+			break
+		}
+		if f.state == inTrailer {
+			f.found = append([]byte(nil), f.buf...)
+		}
+		f.state, f.buf = deciding, f.buf[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// Record is the trailer found, if any.
+func (f *Finder) Record() (*Record, bool, error) {
+	if f.found == nil {
+		return nil, false, nil
+	}
+	var r Record
+	if err := json.Unmarshal(f.found, &r); err != nil {
+		return nil, true, fmt.Errorf("the dump's manifest cannot be read: %w", err)
+	}
+	if r.Manifest == nil {
+		return nil, true, errors.New("the dump's manifest is empty")
+	}
+	return &r, true, nil
+}
+
+func childAttr() *syscall.SysProcAttr { return childSysProcAttr() }
