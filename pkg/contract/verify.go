@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
 )
 
 // TagManifest marks a dump that ends with its manifest (pkg/dumptee).
