@@ -54,6 +54,8 @@ func (b *bench) measureBackups(ctx context.Context) error {
 	res := b.res
 	plain := &series{Key: "dump", Label: "`mysqldump --single-transaction --all-databases > /dev/null`"}
 	agentFlags := &series{Key: "dump-agent", Label: "`mysqldump` with the agent's flags `> /dev/null`"}
+	tee := &series{Key: "dump-tee", Label: "the same through `stash-agent dump-tee` (the manifest, built in the same pass) `> /dev/null`"}
+	teeArgv := append([]string{filepath.Join(b.binDir, "stash-agent"), "dump-tee", "--"}, b.dumpArgv()...)
 	stash := &series{Key: "stash", Label: "Stash's pipeline `mysqldump | restic backup --stdin` (new repository)"}
 	local := &series{Key: "ours-local", Label: "ours: `kubectl stash trigger --wait`, local repository (new)"}
 	s3 := &series{Key: "ours-s3", Label: "ours: `kubectl stash trigger --wait`, S3 repository (new)"}
@@ -77,7 +79,12 @@ func (b *bench) measureBackups(ctx context.Context) error {
 			return err
 		}
 		agentFlags.add(d)
-		b.logf("   a: %s plain, %s with the agent's flags", plain.Samples[i].Round(time.Millisecond), d.Round(time.Millisecond))
+		dt, err := b.timeDump(ctx, teeArgv)
+		if err != nil {
+			return err
+		}
+		tee.add(dt)
+		b.logf("   a: %s plain, %s with the agent's flags, %s through dump-tee", plain.Samples[i].Round(time.Millisecond), d.Round(time.Millisecond), dt.Round(time.Millisecond))
 
 		pipeline := func() error {
 			d, sum, peak, err := b.stashPipeline(ctx, b.localRepo("stash-pipeline"))
@@ -119,7 +126,7 @@ func (b *bench) measureBackups(ctx context.Context) error {
 			}
 		}
 	}
-	for _, s := range []*series{plain, agentFlags, stash, local, s3} {
+	for _, s := range []*series{plain, agentFlags, tee, stash, local, s3} {
 		s.Bytes = res.Data.DumpBytes
 	}
 	snap, err := b.snapshot(ctx, b.localRepo(repoLocal), "latest")
@@ -127,7 +134,7 @@ func (b *bench) measureBackups(ctx context.Context) error {
 		return err
 	}
 	res.Data.StoredFull = int64(snap.Summary.DataAddedPacked)
-	res.Backup = append(res.Backup, plain, agentFlags, stash, local, s3)
+	res.Backup = append(res.Backup, plain, agentFlags, tee, stash, local, s3)
 	done()
 
 	done = b.step("d. ours: a second backup, nothing changed")
@@ -254,5 +261,34 @@ func (b *bench) measureRestores(ctx context.Context) error {
 		}
 	}
 	res.Restore = append(res.Restore, raw, ours)
+	return b.measureVerify(ctx, snap.ID, size)
+}
+
+// measureVerify verifies the restored snapshot with the source's agent,
+// into its scratch server: the whole verification, and its restore (the
+// RTO it reports), against the restores above.
+func (b *bench) measureVerify(ctx context.Context, snapshot string, size int64) error {
+	done := b.step("h: ours: kubectl stash verify --wait (restore into a scratch server, dump it, compare)")
+	defer done()
+	total := &series{Key: "ours-verify", Label: "ours: `kubectl stash verify --wait` (restore into a scratch server in the agent, dump it again, compare)", Bytes: size}
+	rto := &series{Key: "ours-verify-restore", Label: "ours: the verification's restore into its scratch server (the RTO it reports)", Bytes: size}
+	for range b.cfg.Runs {
+		out, d, err := b.kubectl(ctx, sessionTO+time.Minute, "stash", "-n", ns, "verify", cfgLocal, "--snapshot", snapshot, "--wait", "--timeout", sessionTOs)
+		if err != nil {
+			return fmt.Errorf("kubectl stash verify: %w (agent log %s)", err, b.agents[abSrc].LogPath)
+		}
+		vs, err := b.stash.VerificationSessions(ns).Get(ctx, createdName(out, "verificationsession.stash.appscode.com/"))
+		if err != nil {
+			return err
+		}
+		r, err := time.ParseDuration(vs.Status.RestoreDuration)
+		if err != nil || vs.Status.Phase != stashv1beta1.VerificationSucceeded || vs.Status.TablesChecked == 0 {
+			return fmt.Errorf("VerificationSession %s: %s, %d tables, restore %q: %s", vs.Name, vs.Status.Phase, vs.Status.TablesChecked, vs.Status.RestoreDuration, vs.Status.Message)
+		}
+		total.add(d)
+		rto.add(r)
+		b.logf("   h: %s, of which the restore %s, %d tables", d.Round(time.Millisecond), r, vs.Status.TablesChecked)
+	}
+	b.res.Restore = append(b.res.Restore, total, rto)
 	return nil
 }

@@ -138,7 +138,7 @@ func writeReport(cfg config, r *results) error {
 	md("")
 	md("| | what | median | min | max | MiB/s | note |")
 	md("|---|---|---|---|---|---|---|")
-	letter := map[string]string{"dump": "a", "dump-agent": "a", "stash": "b", "ours-local": "c", "ours-s3": "c", "ours-unchanged": "d", "ours-changed": "e", "raw-restore": "f", "ours-restore": "g"}
+	letter := map[string]string{"dump": "a", "dump-agent": "a", "stash": "b", "ours-local": "c", "ours-s3": "c", "ours-unchanged": "d", "ours-changed": "e", "raw-restore": "f", "ours-restore": "g", "dump-tee": "a", "ours-verify": "h", "ours-verify-restore": "h"}
 	notes := map[string]string{
 		"dump-agent":     "`" + strings.Join(database.ConsistentDumpArgs(), " ") + "`",
 		"ours-unchanged": "stored " + bytesList(r.AddedUnchanged),
@@ -181,6 +181,9 @@ func writeReport(cfg config, r *results) error {
 		{"ours, nothing changed / ours, new repository", get("ours-unchanged"), local},
 		{"ours, 1% changed / ours, new repository", get("ours-changed"), local},
 		{"ours restore / raw restore", oursRestore, rawRestore},
+		{"the manifest: mysqldump through dump-tee / mysqldump, agent's flags, to /dev/null", get("dump-tee"), get("dump-agent")},
+		{"verification, whole / ours restore", get("ours-verify"), oursRestore},
+		{"verification's restore (scratch server) / ours restore", get("ours-verify-restore"), oursRestore},
 	} {
 		md("| %s | %.2fx |", q.name, ratio(q.a.median(), q.b.median()))
 	}

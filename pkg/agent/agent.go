@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -398,8 +399,20 @@ func (a *Agent) lead(ctx context.Context) error {
 	bcInf := newInformer(a.stash.BackupConfigurations(ns), &stashv1beta1.BackupConfiguration{})
 	bsInf := newInformer(a.stash.BackupSessions(ns), &stashv1beta1.BackupSession{})
 	rsInf := newInformer(a.stash.RestoreSessions(ns), &stashv1beta1.RestoreSession{})
-	vsInf := newInformer(a.stash.VerificationSessions(ns), &stashv1beta1.VerificationSession{})
-	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(), verifies: vsInf.GetIndexer(), sightings: lifecycle.NewSightings(),
+	// Verifications are newer than the other kinds: a cluster whose CRDs
+	// or Role predate them (no `kubectl stash install` since) still gets
+	// its backups and restores, and the agent says what is missing.
+	var vsInf cache.SharedIndexInformer
+	if _, err := a.stash.VerificationSessions(ns).List(ctx, metav1.ListOptions{Limit: 1}); apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+		a.log.Warn("verifications are off: the VerificationSession CRD is not installed, or the agent's Role predates it; run `kubectl stash install` and re-apply the agent (`kubectl stash agent apply`)", "err", err.Error())
+	} else {
+		vsInf = newInformer(a.stash.VerificationSessions(ns), &stashv1beta1.VerificationSession{})
+	}
+	verifies := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	if vsInf != nil {
+		verifies = vsInf.GetIndexer()
+	}
+	t := &term{configs: bcInf.GetIndexer(), sessions: bsInf.GetIndexer(), restores: rsInf.GetIndexer(), verifies: verifies, sightings: lifecycle.NewSightings(),
 		queue: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	enq := func(prefix string) cache.ResourceEventHandlerFuncs {
 		add := func(obj any) {
@@ -420,12 +433,16 @@ func (a *Agent) lead(ctx context.Context) error {
 	_, _ = bcInf.AddEventHandler(enq("bc/"))
 	_, _ = bsInf.AddEventHandler(enq("bs/"))
 	_, _ = rsInf.AddEventHandler(enq("rs/"))
-	_, _ = vsInf.AddEventHandler(enq("vs/"))
+	synced := []cache.InformerSynced{bcInf.HasSynced, bsInf.HasSynced, rsInf.HasSynced}
+	if vsInf != nil {
+		_, _ = vsInf.AddEventHandler(enq("vs/"))
+		go vsInf.Run(ctx.Done())
+		synced = append(synced, vsInf.HasSynced)
+	}
 	go bcInf.Run(ctx.Done())
 	go bsInf.Run(ctx.Done())
 	go rsInf.Run(ctx.Done())
-	go vsInf.Run(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), bcInf.HasSynced, bsInf.HasSynced, rsInf.HasSynced, vsInf.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ctx.Err()
 	}
 	sched, err := schedule.New(ctx, a.fireSlot, a.clock)

@@ -103,24 +103,26 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 		phase = stashv1beta1.BackupInvokerInvalid
 		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidPointInTimeRecovery", Message: perr.Error()}
 	}
-	verify, verr := contract.ParseVerify(bc.Annotations, cschedule.Check)
-	if verr != nil {
-		phase = stashv1beta1.BackupInvokerInvalid
-		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidVerification", Message: verr.Error()}
-	}
 	if phase == stashv1beta1.BackupInvokerInvalid {
 		pitr.On = false
 	}
-	if verify.Schedule == "" || bc.Spec.Paused || phase == stashv1beta1.BackupInvokerInvalid {
+	// A bad verification setting is refused in a condition of its own:
+	// it must not stop the backups or the binlog archive.
+	verify, verr := contract.ParseVerify(bc.Annotations, cschedule.Check)
+	if verr == nil && verify.Schedule != "" && !bc.Spec.Paused && phase != stashv1beta1.BackupInvokerInvalid {
+		if _, err := a.cur().sched.Set(verifySlotKey(name), verify.Schedule); err != nil {
+			verr = fmt.Errorf("annotation %s: %w", contract.AnnotationVerifySchedule, err)
+		}
+	} else {
 		a.cur().sched.Remove(verifySlotKey(name))
-	} else if _, err := a.cur().sched.Set(verifySlotKey(name), verify.Schedule); err != nil {
-		phase = stashv1beta1.BackupInvokerInvalid
-		cond = metav1.Condition{Type: stashv1beta1.ConditionValidationPassed, Status: metav1.ConditionFalse, Reason: "InvalidVerification", Message: fmt.Sprintf("annotation %s: %v", contract.AnnotationVerifySchedule, err)}
 	}
+	vcond := verifyCondition(verify, verr)
 	a.syncArchive(ctx, name, bc, pitr)
 	cond.ObservedGeneration = bc.Generation
 	same := bc.Status.Phase == phase && bc.Status.ObservedGeneration == bc.Generation &&
 		meta.IsStatusConditionPresentAndEqual(bc.Status.Conditions, cond.Type, cond.Status) &&
+		(vcond == nil && meta.FindStatusCondition(bc.Status.Conditions, stashv1beta1.ConditionVerificationScheduled) == nil ||
+			vcond != nil && sameCondition(bc.Status.Conditions, *vcond)) &&
 		(next == nil) == (bc.Status.NextSchedule == nil) && (next == nil || !next.After(bc.Status.NextSchedule.Time.Add(time.Second)))
 	if same {
 		return nil
@@ -130,6 +132,11 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 		c.Status.ObservedGeneration = c.Generation
 		c.Status.NextSchedule = next
 		meta.SetStatusCondition(&c.Status.Conditions, cond)
+		if vcond != nil {
+			meta.SetStatusCondition(&c.Status.Conditions, *vcond)
+		} else {
+			meta.RemoveStatusCondition(&c.Status.Conditions, stashv1beta1.ConditionVerificationScheduled)
+		}
 	})
 }
 
@@ -356,7 +363,10 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 		if vs.Status.Phase != stashv1beta1.VerificationRunning || a.runsVerify(vs) {
 			continue
 		}
-		if _, ok := a.config(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name); !ok || !silent("vs/"+vs.Name, a.verifyKind().State(vs).Beat) {
+		// Ours, or one whose config is gone (no agent would settle it else).
+		_, ours := a.config(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name)
+		_, exists, _ := t.configs.GetByKey(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name)
+		if (!ours && exists) || !silent("vs/"+vs.Name, a.verifyKind().State(vs).Beat) {
 			continue
 		}
 		if err := a.settleOrphanVerify(ctx, vs); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,6 +53,8 @@ type verifyRun struct {
 	mismatches []string
 	restore    time.Duration
 	loader     atomic.Pointer[sqlload.Loader]
+	pitr       *stashv1beta1.PITRRestoreStatus
+	pitrNote   string // why no replay was tried, when none was
 }
 
 // verifyKind plugs VerificationSessions into the shared session lifecycle.
@@ -95,7 +98,10 @@ func (a *Agent) syncVerify(ctx context.Context, nsName string) error {
 	vs := obj.(*stashv1beta1.VerificationSession)
 	bc, ok := a.config(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name)
 	if !ok {
-		return nil // another database's, or its config is gone
+		if _, exists, _ := t.configs.GetByKey(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name); !exists && verifyPhase(vs.Status.Phase) == lifecycle.Pending {
+			return a.refuseVerify(ctx, vs, fmt.Sprintf("BackupConfiguration %s does not exist in %s: verify one of `kubectl get backupconfigurations -n %s`", vs.Spec.Invoker.Name, a.cfg.Namespace, a.cfg.Namespace))
+		}
+		return nil // another database's
 	}
 	if vs.Status.Phase == stashv1beta1.VerificationRunning && !a.runsVerify(vs) {
 		if !t.sightings.Timing("vs/" + vs.Name) {
@@ -106,10 +112,18 @@ func (a *Agent) syncVerify(ctx context.Context, nsName string) error {
 	if verifyPhase(vs.Status.Phase) != lifecycle.Pending {
 		return nil
 	}
-	key := "verify/" + vs.Name
+	// One verification at a time: each brings a server and a whole copy
+	// of the database into the agent's memory and scratch volume, beside
+	// the backups. Another waits for it.
+	key := verifyRunningKey
 	a.mu.Lock()
-	if a.draining || a.running[key] != "" {
+	if a.draining {
 		a.mu.Unlock()
+		return nil
+	}
+	if a.running[key] != "" {
+		a.mu.Unlock()
+		t.queue.AddAfter("vs/"+nsName, 5*time.Second)
 		return nil
 	}
 	a.running[key] = vs.Name
@@ -144,7 +158,30 @@ func (a *Agent) runsVerify(vs *stashv1beta1.VerificationSession) bool {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.running["verify/"+vs.Name] == vs.Name
+	return a.running[verifyRunningKey] == vs.Name
+}
+
+// verifyRunningKey holds the agent's one running verification in a.running.
+const verifyRunningKey = "verify/"
+
+// refuseVerify ends a Pending verification that cannot run, as Invalid.
+func (a *Agent) refuseVerify(ctx context.Context, vs *stashv1beta1.VerificationSession, msg string) error {
+	err := lifecycle.UpdateStatusIf(ctx, a.stash.VerificationSessions(a.cfg.Namespace), vs.Name, func(s *stashv1beta1.VerificationSession) error {
+		if verifyPhase(s.Status.Phase) != lifecycle.Pending {
+			return lifecycle.ErrSettled
+		}
+		now := metav1.NewTime(a.clock())
+		s.Status.Phase, s.Status.Message, s.Status.CompletionTime = stashv1beta1.VerificationInvalid, msg, &now
+		meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionVerified, Status: metav1.ConditionFalse, Reason: string(stashv1beta1.VerificationInvalid), Message: msg})
+		return nil
+	})
+	if errors.Is(err, lifecycle.ErrSettled) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err == nil {
+		a.event(ctx, vs, corev1.EventTypeWarning, "VerificationFailed", msg)
+	}
+	return err
 }
 
 // runVerify runs one claimed verification under its time limit and
@@ -236,7 +273,8 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 	// The dump's FLUSH PRIVILEGES would load the source's accounts, and
 	// lock the agent out of the scratch server: the restored accounts are
 	// compared as data instead.
-	dumpErr := rr.Dump(ctx, snap.ID, file, newLineDropper(finder, flushPrivileges))
+	head := &headCopy{w: newLineDropper(finder, flushPrivileges), max: 256 << 10} // the binlog position, for a replay
+	dumpErr := rr.Dump(ctx, snap.ID, file, head)
 	var loadErr error
 	if dumpErr == nil {
 		loadErr = loader.Close()
@@ -251,6 +289,14 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 	if dumpErr != nil {
 		if errors.Is(dumpErr, restic.ErrStalled) || errors.Is(dumpErr, restic.ErrBackend) {
 			a.markLocked(rr.URL, true)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("the verification was stopped while it restored snapshot %s (at %s): %w", shortID(snap.ID), where, context.Cause(ctx))
+		case errors.Is(dumpErr, restic.ErrBackend), errors.Is(dumpErr, restic.ErrStalled), errors.Is(dumpErr, restic.ErrWrongPassword),
+			errors.Is(dumpErr, restic.ErrLocked), errors.Is(dumpErr, restic.ErrCertificate), errors.Is(dumpErr, restic.ErrInterrupted),
+			errors.Is(dumpErr, restic.ErrRepoNotExist):
+			return fmt.Errorf("reading snapshot %s from Repository %s failed (at %s), so nothing was proven: %w", shortID(snap.ID), repo.Name, where, repoErr(repo, dumpErr))
 		}
 		return fmt.Errorf("snapshot %s could not be read back from Repository %s: the restore stopped at %s: %w; the repository has lost data: `kubectl stash check %s --read-data` finds what else is damaged",
 			shortID(snap.ID), repo.Name, where, repoErr(repo, dumpErr), repo.Name)
@@ -268,6 +314,8 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 		return fmt.Errorf("snapshot %s: %w", shortID(snap.ID), err)
 	case !found:
 		return fmt.Errorf("snapshot %s is tagged %s but its dump ends without one: the dump was cut short or rewritten", shortID(snap.ID), contract.TagManifest)
+	case len(rec.Manifest.Tables) == 0 && len(rec.Manifest.Databases) == 0:
+		return fmt.Errorf("snapshot %s holds no database and no table, so a verification proves nothing: check the config's dump arguments", shortID(snap.ID))
 	}
 
 	// 4. The restored data, dumped the same way, against the manifest.
@@ -280,7 +328,67 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 	if n := len(run.mismatches); n > 0 {
 		return fmt.Errorf("snapshot %s restored, but %d difference(s) from what was backed up: %s", shortID(snap.ID), n, strings.Join(run.mismatches[:min(n, 5)], "; "))
 	}
+
+	// 5. With the binlog archived, a replay to a random second of the
+	// window, counted against what the archive holds up to it.
+	if p, _ := contract.ParsePITR(bc.Annotations); p.On {
+		run.pitr, run.pitrNote, err = a.verifyReplay(ctx, rr, bc, snap, head.head, client, files)
+		if err != nil {
+			return fmt.Errorf("snapshot %s restored and equal to what was backed up, but the replay of the binlog archive on top of it failed: %w", shortID(snap.ID), err)
+		}
+	}
 	return nil
+}
+
+// verifyReplay replays the archive on top of the restored snapshot up to
+// a random second between the snapshot and the end of the window. It
+// returns why it replayed nothing where there is nothing to replay.
+func (a *Agent) verifyReplay(ctx context.Context, rr *restic.Repo, bc *stashv1beta1.BackupConfiguration, snap restic.Snapshot, head []byte, client database.Client, files *database.Files) (*stashv1beta1.PITRRestoreStatus, string, error) {
+	if !slices.Contains(snap.Tags, contract.TagBinlogCoordinates) {
+		return nil, "the snapshot records no binlog position (taken before point-in-time recovery was on)", nil
+	}
+	if tagValue(snap.Tags, "scope") == "partial" {
+		return nil, "the snapshot dumps only part of the server, onto which the binlog cannot be replayed", nil
+	}
+	archived, err := rr.Snapshots(ctx, contract.BinlogHost, []string{contract.TagPITR})
+	if err != nil {
+		return nil, "", fmt.Errorf("list the binlog archive: %w", err)
+	}
+	var vs []contract.BinlogVersion
+	for _, s := range archived {
+		if v, ok := binlogVersion(s); ok && tagValue(s.Tags, "appbinding") == a.cfg.AppBinding {
+			vs = append(vs, v)
+		}
+	}
+	latest, _ := contract.LatestVersions(vs)
+	if len(latest) == 0 {
+		return nil, "the binlog archive holds nothing yet", nil
+	}
+	// The window as the config's status shows it, from the snapshot on.
+	from := snap.Time.Truncate(time.Second).Add(time.Second)
+	var until time.Time
+	if ps := bc.Status.PointInTimeRecovery; ps != nil && ps.LastRecoverableTime != nil {
+		until = ps.LastRecoverableTime.Time
+		if ps.FirstRecoverableTime != nil && ps.FirstRecoverableTime.After(from) {
+			from = ps.FirstRecoverableTime.Time.Truncate(time.Second)
+		}
+	}
+	if !until.After(from) {
+		return nil, "the window holds no whole second after the snapshot yet", nil
+	}
+	at := from.Add(time.Duration(rand.Int64N(int64(until.Sub(from)/time.Second)+1)) * time.Second)
+	plan := &replayPlan{target: at.UTC().Format(time.RFC3339), stop: at.Add(time.Second), source: a.cfg.AppBinding, versions: latest}
+	if scope := tagValue(snap.Tags, "scope"); strings.HasPrefix(scope, "db:") {
+		plan.database = strings.TrimPrefix(scope, "db:")
+	}
+	if err := plan.check(snap.Time, at); err != nil {
+		return nil, "", fmt.Errorf("the window says %s is recoverable, but %w", plan.target, err)
+	}
+	if err := plan.checkStart(ctx, rr, snap); err != nil {
+		return nil, "", fmt.Errorf("the window says %s is recoverable, but %w", plan.target, err)
+	}
+	st, err := a.replay(ctx, rr, plan, head, client, files, nil)
+	return st, "", err
 }
 
 // verifySnapshot resolves the session's snapshot among this database's
@@ -308,6 +416,8 @@ func (a *Agent) verifySnapshot(ctx context.Context, rr *restic.Repo, bc *stashv1
 		return s, fmt.Errorf("%w: snapshot %s is not in Repository %s: list them with `kubectl stash snapshots %s`", ErrInvalid, want, bc.Spec.Repository.Name, bc.Spec.Repository.Name)
 	case contract.IsBinlogSnapshot(s):
 		return s, fmt.Errorf("%w: snapshot %s is an archived binlog file, not a dump: verify a dump from `kubectl stash snapshots %s`", ErrInvalid, shortID(s.ID), bc.Spec.Repository.Name)
+	case tagValue(s.Tags, "appbinding") != a.cfg.AppBinding:
+		return s, fmt.Errorf("%w: snapshot %s is not a backup of AppBinding %s (the database of BackupConfiguration %s): verify it with its own config", ErrInvalid, shortID(s.ID), a.cfg.AppBinding, bc.Name)
 	}
 	return s, nil
 }
@@ -316,13 +426,9 @@ func (a *Agent) verifySnapshot(ctx context.Context, rr *restic.Repo, bc *stashv1
 // builds its manifest. Options that need a binlog, which the scratch
 // server does not write, are left out: they add only a comment.
 func (a *Agent) scratchManifest(ctx context.Context, client database.Client, files *database.Files, recorded []string) (*manifest.Manifest, error) {
-	argv := []string{client.Dump, "--defaults-extra-file=" + files.OptionFile}
-	for _, arg := range recorded {
-		if strings.HasPrefix(arg, "--master-data") || strings.HasPrefix(arg, "--dump-slave") || strings.HasPrefix(arg, "--gtid") {
-			continue
-		}
-		argv = append(argv, arg)
-	}
+	// Filtered again: a trailer written by another version, or by hand,
+	// must not point this dump at another server or file.
+	argv := append([]string{client.Dump, "--defaults-extra-file=" + files.OptionFile}, dumptee.RecordedArgs(recorded)...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append([]string{"HOME=" + files.Dir}, a.childEnv()...)
 	stderr := &tailBuffer{max: 4 << 10}
@@ -406,6 +512,9 @@ func (a *Agent) finishVerify(ctx context.Context, run *verifyRun, err error) {
 	dur := end.Sub(run.start).Round(time.Second)
 	phase := stashv1beta1.VerificationSucceeded
 	msg := fmt.Sprintf("snapshot %s verified: restored in %s, and its %d tables equal what was backed up", shortID(run.snapshot), run.restore.Round(time.Second), run.tables)
+	if p := run.pitr; p != nil {
+		msg += fmt.Sprintf("; then the binlog archive replayed %d transactions on top, to %s", p.Transactions, p.Target)
+	}
 	switch {
 	case errors.Is(err, ErrInvalid):
 		phase, msg = stashv1beta1.VerificationInvalid, err.Error()
@@ -436,6 +545,18 @@ func (a *Agent) finishVerify(ctx context.Context, run *verifyRun, err error) {
 			}
 		}
 		meta.SetStatusCondition(&s.Status.Conditions, c)
+		s.Status.PointInTime = run.pitr
+		switch {
+		case run.pitr != nil:
+			pc := metav1.Condition{Type: stashv1beta1.ConditionPointInTimeRestored, Status: metav1.ConditionTrue, Reason: "Replayed",
+				Message: fmt.Sprintf("%d transactions replayed from %s to %s, as the archive holds", run.pitr.Transactions, run.pitr.StartPosition, run.pitr.Target)}
+			if err != nil {
+				pc.Status, pc.Reason, pc.Message = metav1.ConditionFalse, "ReplayFailed", msg
+			}
+			meta.SetStatusCondition(&s.Status.Conditions, pc)
+		case run.pitrNote != "":
+			meta.SetStatusCondition(&s.Status.Conditions, metav1.Condition{Type: stashv1beta1.ConditionPointInTimeRestored, Status: metav1.ConditionUnknown, Reason: "NothingToReplay", Message: run.pitrNote})
+		}
 	})
 	if errors.Is(uerr, lifecycle.ErrSettled) {
 		a.log.Info("another agent settled this verification first; its outcome stands", "verification", run.vs.Name, "outcome", msg)
@@ -459,8 +580,11 @@ func (a *Agent) finishVerify(ctx context.Context, run *verifyRun, err error) {
 			c.Status.Verification = v
 		}
 		v.LastSession, v.LastPhase = run.vs.Name, phase
-		if err == nil && (v.LastVerifiedTime == nil || !v.LastVerifiedTime.After(end)) {
+		// The newest snapshot verified: verifying an older one later does
+		// not move it back.
+		if err == nil && (v.LastVerifiedSnapshotTime == nil || !run.snapTime.Before(v.LastVerifiedSnapshotTime.Time)) {
 			v.LastVerifiedSnapshot, v.LastVerifiedTime = run.snapshot, &metav1.Time{Time: end}
+			v.LastVerifiedSnapshotTime = &metav1.Time{Time: run.snapTime}
 			v.LastRestoreDuration = run.restore.Round(100 * time.Millisecond).String()
 		}
 	})
@@ -497,8 +621,33 @@ func (a *Agent) settleOrphanVerify(ctx context.Context, vs *stashv1beta1.Verific
 	case err == nil:
 		a.event(ctx, vs, corev1.EventTypeWarning, "VerificationFailed", msg)
 	case errors.Is(err, lifecycle.ErrSettled):
+		return nil
 	default:
 		return err
+	}
+	if bc, ok := a.config(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name); ok {
+		_ = a.updateConfigStatus(ctx, bc.Name, func(c *stashv1beta1.BackupConfiguration) {
+			if c.Status.Verification == nil {
+				c.Status.Verification = &stashv1beta1.VerificationStatus{}
+			}
+			c.Status.Verification.LastSession, c.Status.Verification.LastPhase = vs.Name, stashv1beta1.VerificationFailed
+		})
+		end := a.clock()
+		start := end
+		if vs.Status.StartTime != nil {
+			start = vs.Status.StartTime.Time
+		}
+		res := metrics.VerificationResult{Common: a.common(bc), End: end, Duration: end.Sub(start)}
+		a.metrics.SetVerification(res)
+		a.push(ctx, bc, metrics.VerificationRegistry(res))
+		// The stopped agent's restic lock, which restic removes only once
+		// it is provably stale.
+		uctx, cancel := context.WithTimeout(ctx, orphanInspectTimeout)
+		defer cancel()
+		if _, rr, cleanup, err := a.openRepo(uctx, bc.Spec.Repository, false); err == nil {
+			_ = rr.Unlock(uctx, false)
+			cleanup()
+		}
 	}
 	return nil
 }
@@ -543,11 +692,12 @@ const verifySlotPrefix = "verify:"
 func verifySlotKey(config string) string { return verifySlotPrefix + config }
 
 // fireVerify creates a VerificationSession of a config; the name (a slot,
-// or the snapshot) makes it idempotent across agents.
-func (a *Agent) fireVerify(ctx context.Context, config, suffix, snapshot string) {
+// or the snapshot) makes it idempotent across agents. It reports whether
+// the session exists now.
+func (a *Agent) fireVerify(ctx context.Context, config, suffix, snapshot string) bool {
 	bc, ok := a.config(a.cfg.Namespace + "/" + config)
 	if !ok || bc.Spec.Paused {
-		return
+		return false
 	}
 	vs := &stashv1beta1.VerificationSession{
 		TypeMeta:   metav1.TypeMeta{APIVersion: stashv1beta1.GroupVersion.String(), Kind: stashv1beta1.KindVerificationSession},
@@ -563,17 +713,19 @@ func (a *Agent) fireVerify(ctx context.Context, config, suffix, snapshot string)
 		a.log.Info("verification already created", "verification", vs.Name)
 	case err != nil:
 		a.log.Error("create verification", "config", config, "err", err)
+		return false
 	default:
 		a.log.Info("verification created", "verification", vs.Name, "snapshot", snapshot)
 	}
+	return true
 }
 
 // countForVerification counts a successful backup toward the config's
 // verify-every, and starts a verification of its snapshot when due.
 func (a *Agent) countForVerification(ctx context.Context, bc *stashv1beta1.BackupConfiguration, snapshot string) {
 	v, err := contract.ParseVerify(bc.Annotations, cschedule.Check)
-	if err != nil || v.Every == 0 {
-		return
+	if err != nil || v.Every == 0 || a.cfg.Self == "" {
+		return // without dump-tee, the backup has no manifest to verify
 	}
 	due := false
 	err = a.updateConfigStatus(ctx, bc.Name, func(c *stashv1beta1.BackupConfiguration) {
@@ -582,15 +734,46 @@ func (a *Agent) countForVerification(ctx context.Context, bc *stashv1beta1.Backu
 		}
 		c.Status.Verification.BackupsSinceVerification++
 		due = c.Status.Verification.BackupsSinceVerification >= v.Every
-		if due {
-			c.Status.Verification.BackupsSinceVerification = 0
-		}
 	})
 	if err != nil {
 		a.log.Error("could not count the backup toward verify-every", "config", bc.Name, "err", err.Error())
 		return
 	}
-	if due {
-		a.fireVerify(ctx, bc.Name, "-"+shortID(snapshot), snapshot)
+	// The count starts again only once the verification exists: one that
+	// could not be created is tried again after the next backup.
+	if due && a.fireVerify(ctx, bc.Name, "-"+shortID(snapshot), snapshot) {
+		_ = a.updateConfigStatus(ctx, bc.Name, func(c *stashv1beta1.BackupConfiguration) {
+			if c.Status.Verification != nil {
+				c.Status.Verification.BackupsSinceVerification = 0
+			}
+		})
 	}
+}
+
+// verifyCondition is the config's VerificationScheduled condition: nil
+// without verification annotations.
+func verifyCondition(v contract.Verify, err error) *metav1.Condition {
+	switch {
+	case err != nil:
+		return &metav1.Condition{Type: stashv1beta1.ConditionVerificationScheduled, Status: metav1.ConditionFalse, Reason: "InvalidVerification",
+			Message: err.Error() + "; backups go on, and no verification starts on its own until it is fixed"}
+	case v.Schedule == "" && v.Every == 0:
+		return nil
+	}
+	var when []string
+	if v.Schedule != "" {
+		when = append(when, "on the schedule "+v.Schedule)
+	}
+	if v.Every > 0 {
+		when = append(when, fmt.Sprintf("after every %d successful backup(s)", v.Every))
+	}
+	return &metav1.Condition{Type: stashv1beta1.ConditionVerificationScheduled, Status: metav1.ConditionTrue, Reason: "Scheduled",
+		Message: "backups are verified " + strings.Join(when, " and ")}
+}
+
+// sameCondition says whether conds holds c with the same status, reason
+// and message.
+func sameCondition(conds []metav1.Condition, c metav1.Condition) bool {
+	got := meta.FindStatusCondition(conds, c.Type)
+	return got != nil && got.Status == c.Status && got.Reason == c.Reason && got.Message == c.Message
 }

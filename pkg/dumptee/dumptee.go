@@ -30,17 +30,58 @@ type Record struct {
 	Manifest *manifest.Manifest `json:"manifest"`
 }
 
-// RecordedArgs are the dump arguments worth repeating: the connection
-// (option files, logs) belongs to the source.
+// RecordedArgs keeps the dump options that shape what is dumped. Those
+// that choose the server, the account, the TLS files or where the output
+// goes belong to the source and are dropped: a password never reaches the
+// snapshot, and a verification's dump never reads another server.
 func RecordedArgs(argv []string) []string {
 	var out []string
-	for _, a := range argv {
-		if strings.HasPrefix(a, "--defaults-extra-file=") || strings.HasPrefix(a, "--defaults-file=") || strings.HasPrefix(a, "--log-error=") {
-			continue
+	for i := 0; i < len(argv); i++ {
+		a := argv[i]
+		if strings.HasPrefix(a, "--") {
+			name, _, hasValue := strings.Cut(a, "=")
+			if sourceOnly(name) {
+				if !hasValue && separateValue[name] && i+1 < len(argv) {
+					i++
+				}
+				continue
+			}
+		} else if len(a) >= 2 && a[0] == '-' {
+			switch a[1] {
+			case 'h', 'P', 'S', 'u', 'r', 'T':
+				if len(a) == 2 && i+1 < len(argv) {
+					i++
+				}
+				continue
+			case 'p', 'C':
+				continue
+			}
 		}
 		out = append(out, a)
 	}
 	return out
+}
+
+// sourceOnly names the long options that belong to the source's
+// connection and output, not to the dump's content.
+func sourceOnly(name string) bool {
+	if separateValue[name] || strings.HasPrefix(name, "--ssl") || strings.HasPrefix(name, "--tls") || strings.HasPrefix(name, "--defaults") {
+		return true
+	}
+	switch name {
+	case "--password", "--master-data", "--source-data", "--dump-slave", "--dump-replica", "--apply-slave-statements", "--apply-replica-statements",
+		"--include-master-host-port", "--include-source-host-port", "--gtid", "--compress", "--no-defaults", "--print-defaults":
+		return true
+	}
+	return false
+}
+
+// separateValue are source-only options whose value may be the next argument.
+var separateValue = map[string]bool{
+	"--host": true, "--port": true, "--protocol": true, "--socket": true, "--user": true, "--login-path": true,
+	"--log-error": true, "--result-file": true, "--tab": true, "--plugin-dir": true, "--default-auth": true,
+	"--ssl-ca": true, "--ssl-capath": true, "--ssl-cert": true, "--ssl-cipher": true, "--ssl-key": true, "--ssl-crl": true, "--ssl-crlpath": true,
+	"--tls-version": true, "--defaults-file": true, "--defaults-extra-file": true, "--defaults-group-suffix": true,
 }
 
 // Run runs argv, copies its stdout to out while building the manifest,
@@ -164,14 +205,21 @@ func (f *Finder) Record() (*Record, bool, error) {
 	if f.found == nil {
 		return nil, false, nil
 	}
-	var r Record
-	if err := json.Unmarshal(f.found, &r); err != nil {
+	var raw struct {
+		DumpArgs []string        `json:"dumpArgs"`
+		Manifest json.RawMessage `json:"manifest"`
+	}
+	if err := json.Unmarshal(f.found, &raw); err != nil {
 		return nil, true, fmt.Errorf("the dump's manifest cannot be read: %w", err)
 	}
-	if r.Manifest == nil {
+	if len(raw.Manifest) == 0 || string(raw.Manifest) == "null" {
 		return nil, true, errors.New("the dump's manifest is empty")
 	}
-	return &r, true, nil
+	m, err := manifest.Parse(raw.Manifest)
+	if err != nil {
+		return nil, true, fmt.Errorf("the dump's manifest: %w", err)
+	}
+	return &Record{DumpArgs: raw.DumpArgs, Manifest: m}, true, nil
 }
 
 func childAttr() *syscall.SysProcAttr { return childSysProcAttr() }

@@ -70,3 +70,15 @@ func TestRunPassesTheDumpAndItsExitCode(t *testing.T) {
 		t.Errorf("a failed dump: exit %d, trailer written: %v", code, strings.Contains(out.String(), Marker))
 	}
 }
+
+// What belongs to the source's connection and output never reaches the
+// trailer; what shapes the content stays.
+func TestRecordedArgsKeepOnlyTheContent(t *testing.T) {
+	got := RecordedArgs([]string{"--defaults-extra-file=/s/c.cnf", "--single-transaction", "--host", "prod.db", "-P3307", "-u", "root",
+		"--password=hunter2", "-phunter2", "--ssl-ca=/ca", "--result-file=/tmp/x.sql", "-r", "/tmp/y", "--master-data=2", "--source-data",
+		"--databases", "shop", "crm", "--ignore-table=shop.audit", "--hex-blob", "--log-error=/s/err", "--protocol=tcp", "-C", "--where=id>5"})
+	want := "--single-transaction --databases shop crm --ignore-table=shop.audit --hex-blob --where=id>5"
+	if strings.Join(got, " ") != want {
+		t.Errorf("recorded %q\nwant     %q", strings.Join(got, " "), want)
+	}
+}

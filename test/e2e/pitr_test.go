@@ -186,6 +186,16 @@ func TestPointInTimeRecovery(t *testing.T) {
 	if !strings.Contains(r.stdout, contract.BinlogHost) {
 		t.Errorf("snapshots --binlog does not list the binlog archive:\n%s", r.stdout)
 	}
+	// A verification of the base also replays the archive to a random
+	// second of the window, counting what it applied against the archive.
+	r = kubectl(t, "", "stash", "-n", ns, "verify", "pitr", "--wait", "--timeout", "3m")
+	mustOK(t, r, "verify")
+	if vl := verifications(t, st, ns, "pitr"); len(vl) != 1 || vl[0].Status.PointInTime == nil || vl[0].Status.PointInTime.Transactions == 0 ||
+		apimeta.FindStatusCondition(vl[0].Status.Conditions, stashv1beta1.ConditionPointInTimeRestored) == nil {
+		t.Errorf("a verification with the binlog archived replayed nothing: %+v", vl)
+	} else {
+		t.Logf("verify: %s", vl[0].Status.Message)
+	}
 	r = kubectl(t, "", "stash", "-n", ns, "download", "repo", "--snapshot", "latest", "--to-file", "-")
 	mustOK(t, r, "download latest")
 	if !strings.Contains(r.stdout[:min(len(r.stdout), 4096)], "CHANGE MASTER TO") {

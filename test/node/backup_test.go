@@ -107,6 +107,18 @@ func TestBackupAndRestoreInPods(t *testing.T) {
 			t.Fatalf("trigger %s: exit %d\n%s%s\nagent log:\n%s", cfg, r.code, r.stdout, r.stderr, logs.stdout)
 		}
 	}
+	// A verification in the agent's pod: the image's mariadbd, as the
+	// agent's non-root user, under a read-only root filesystem, in the
+	// scratch emptyDir; nothing of it is left there.
+	r := kubectl(t, "", "stash", "-n", ns, "verify", "nightly", "--wait", "--timeout", "4m")
+	if r.code != 0 {
+		logs := kubectl(t, "", "logs", "-n", ns, pod.Name, "--tail", "40")
+		t.Fatalf("verify in the pod: exit %d\n%s%s\nagent log:\n%s", r.code, r.stdout, r.stderr, logs.stdout)
+	}
+	t.Logf("verify in the pod: %s", strings.TrimSpace(r.stdout))
+	if ls := kubectl(t, "", "exec", "-n", ns, pod.Name, "-c", "agent", "--", "ls", render.ScratchDir); ls.code != 0 || strings.Contains(ls.stdout, contract.VerifyDirPrefix) {
+		t.Errorf("the scratch volume after a verification (exit %d): %s%s", ls.code, ls.stdout, ls.stderr)
+	}
 	env := []string{"RESTIC_PASSWORD=node repo pw", "AWS_ACCESS_KEY_ID=" + obj.access, "AWS_SECRET_ACCESS_KEY=" + obj.secret}
 	if out := restic(t, env, "-r", "s3:"+obj.endpoint+"/node-backups/prod/mysql", "snapshots", "--json"); !strings.Contains(out, `"hostname":"host-0"`) {
 		t.Fatalf("no snapshot in S3: %s", out)
@@ -130,7 +142,7 @@ func TestBackupAndRestoreInPods(t *testing.T) {
 
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "appbinding", "mysql-new", "--service", "mariadb-new:3306",
 		"--secret", "db-new-auth", "--type", "mariadb", "--version", "10.11"), "appbinding of the restore target")
-	r := kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "s3-repo", "--target", "appbinding/mysql-new",
+	r = kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "s3-repo", "--target", "appbinding/mysql-new",
 		"--snapshot", "latest", "--wait", "--timeout", "4m")
 	if r.code != 0 {
 		t.Fatalf("restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)

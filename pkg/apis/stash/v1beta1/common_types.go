@@ -232,6 +232,9 @@ const (
 	// ConditionVerified says whether a verification proved its snapshot
 	// restores into the data that was backed up.
 	ConditionVerified = "Verified"
+	// ConditionVerificationScheduled says whether a config's verification
+	// annotations are valid, and when verifications start.
+	ConditionVerificationScheduled = "VerificationScheduled"
 )
 
 // Pre- and post-backup action names (Stash's).

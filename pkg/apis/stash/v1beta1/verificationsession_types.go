@@ -127,6 +127,9 @@ type VerificationStatus struct {
 	// LastVerifiedSnapshot is the newest snapshot that verified.
 	// +optional
 	LastVerifiedSnapshot string `json:"lastVerifiedSnapshot,omitempty"`
+	// LastVerifiedSnapshotTime is when that snapshot was taken.
+	// +optional
+	LastVerifiedSnapshotTime *metav1.Time `json:"lastVerifiedSnapshotTime,omitempty"`
 	// LastVerifiedTime is when that verification ended.
 	// +optional
 	LastVerifiedTime *metav1.Time `json:"lastVerifiedTime,omitempty"`
