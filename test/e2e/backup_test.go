@@ -18,6 +18,7 @@ import (
 	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
+	"github.com/kubectl-stash/kubectl-stash/pkg/dumptee"
 	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
@@ -100,7 +101,20 @@ func resticDump(t *testing.T, repo, password string, extraEnv []string, file str
 		}
 		t.Fatalf("restic dump from %s: %v %s", repo, err, msg)
 	}
-	return stripTimestamp(string(out))
+	return snapshotDump(t, string(out))
+}
+
+// snapshotDump is a snapshot's dump as mysqldump wrote it, without the
+// timestamp: the manifest the agent appends (its last line) must be there,
+// and is taken off.
+func snapshotDump(t *testing.T, s string) string {
+	t.Helper()
+	i := strings.LastIndex(s, "\n"+dumptee.Marker)
+	if i < 0 || strings.Count(s[i+1:], "\n") != 1 {
+		t.Errorf("the snapshot's dump does not end with its manifest line")
+		return stripTimestamp(s)
+	}
+	return stripTimestamp(s[:i])
 }
 
 func resticSnapshots(t *testing.T, repo, password string, extraEnv []string) int {

@@ -227,10 +227,20 @@ func TestVerification(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	check := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), "-r", repoDir, "--no-cache", "check")
-	check.Env = append(os.Environ(), "RESTIC_PASSWORD="+ns+"-password")
-	if out, err := check.CombinedOutput(); err != nil {
-		t.Fatalf("restic check without --read-data should pass on a damaged data pack: %v\n%s", err, out)
+	// The killed agent's restic may hold its (read) lock a moment longer;
+	// once it is gone, restic removes the stale lock.
+	restic := func(args ...string) ([]byte, error) {
+		cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), append([]string{"-r", repoDir, "--no-cache"}, args...)...)
+		cmd.Env = append(os.Environ(), "RESTIC_PASSWORD="+ns+"-password")
+		return cmd.CombinedOutput()
+	}
+	var checkOut []byte
+	if !poll(time.Minute, func() bool {
+		_, _ = restic("unlock")
+		checkOut, err = restic("check")
+		return err == nil
+	}) {
+		t.Fatalf("restic check without --read-data should pass on a damaged data pack: %v\n%s", err, checkOut)
 	}
 	r = kubectl(t, "", "stash", "-n", ns, "verify", "v", "--wait", "--timeout", "3m")
 	if r.code == 0 || !strings.Contains(r.stderr, "could not be read back") || !strings.Contains(r.stderr, "lost data") {
