@@ -611,18 +611,9 @@ func (a *Agent) syncRestore(ctx context.Context, nsName string) error {
 	if err := a.access(ctx, rs.Spec.Repository); errors.Is(err, errNoAccess) {
 		return waitForAccess(ctx, a, a.restores, "rs/"+nsName, rs.Name, func(s *stashv1beta1.RestoreSession) *[]metav1.Condition { return &s.Status.Conditions }, rs, err)
 	}
-	key := "restore/" + rs.Name
-	a.mu.Lock()
-	if a.draining || a.running[key] != "" {
-		a.mu.Unlock()
+	release, _ := a.reserve("restore/"+rs.Name, rs.Name)
+	if release == nil {
 		return nil
-	}
-	a.running[key] = rs.Name
-	a.mu.Unlock()
-	release := func() {
-		a.mu.Lock()
-		delete(a.running, key)
-		a.mu.Unlock()
 	}
 	claimed, ok, err := a.restores.Claim(ctx, rs)
 	if err != nil || !ok {
@@ -630,16 +621,42 @@ func (a *Agent) syncRestore(ctx context.Context, nsName string) error {
 		return err
 	}
 	a.log.Info("claimed restore", "restore", rs.Name)
+	a.goSession(release, func(ctx context.Context) { a.restores.Heartbeat(ctx, claimed.Name) }, func() { a.runRestore(a.workCtx, claimed) })
+	return nil
+}
+
+// reserve takes key in the running map for session name: release gives
+// it back. It returns a nil release while draining, or when another
+// session holds key (busy).
+func (a *Agent) reserve(key, name string) (release func(), busy bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.draining {
+		return nil, false
+	}
+	if a.running[key] != "" {
+		return nil, true
+	}
+	a.running[key] = name
+	return func() {
+		a.mu.Lock()
+		delete(a.running, key)
+		a.mu.Unlock()
+	}, false
+}
+
+// goSession runs a claimed session's job under the agent's work group,
+// with its heartbeat, and releases its reservation when the job returns.
+func (a *Agent) goSession(release func(), heartbeat func(context.Context), job func()) {
 	a.work.Add(1)
 	go func() {
 		defer a.work.Done()
 		defer release()
 		hbCtx, stopHeartbeat := context.WithCancel(a.workCtx)
 		defer stopHeartbeat()
-		go a.restores.Heartbeat(hbCtx, claimed.Name)
-		a.runRestore(a.workCtx, claimed)
+		go heartbeat(hbCtx)
+		job()
 	}()
-	return nil
 }
 
 // runsRestore reports whether this agent is running rs right now.

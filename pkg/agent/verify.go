@@ -115,23 +115,12 @@ func (a *Agent) syncVerify(ctx context.Context, nsName string) error {
 	// One verification at a time: each brings a server and a whole copy
 	// of the database into the agent's memory and scratch volume, beside
 	// the backups. Another waits for it.
-	key := verifyRunningKey
-	a.mu.Lock()
-	if a.draining {
-		a.mu.Unlock()
-		return nil
-	}
-	if a.running[key] != "" {
-		a.mu.Unlock()
+	release, busy := a.reserve(verifyRunningKey, vs.Name)
+	if busy {
 		t.queue.AddAfter("vs/"+nsName, 5*time.Second)
-		return nil
 	}
-	a.running[key] = vs.Name
-	a.mu.Unlock()
-	release := func() {
-		a.mu.Lock()
-		delete(a.running, key)
-		a.mu.Unlock()
+	if release == nil {
+		return nil
 	}
 	claimed, ok, err := a.verifies.Claim(ctx, vs)
 	if err != nil || !ok {
@@ -139,15 +128,7 @@ func (a *Agent) syncVerify(ctx context.Context, nsName string) error {
 		return err
 	}
 	a.log.Info("claimed verification", "verification", vs.Name, "config", bc.Name)
-	a.work.Add(1)
-	go func() {
-		defer a.work.Done()
-		defer release()
-		hbCtx, stopHeartbeat := context.WithCancel(a.workCtx)
-		defer stopHeartbeat()
-		go a.verifies.Heartbeat(hbCtx, claimed.Name)
-		a.runVerify(a.workCtx, bc, claimed)
-	}()
+	a.goSession(release, func(ctx context.Context) { a.verifies.Heartbeat(ctx, claimed.Name) }, func() { a.runVerify(a.workCtx, bc, claimed) })
 	return nil
 }
 

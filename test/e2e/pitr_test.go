@@ -527,13 +527,7 @@ func TestPITRGapsAndRequirements(t *testing.T) {
 		t.Errorf("no BinlogGap Event: %v", err)
 	}
 	eventually(t, 30*time.Second, "stash_pitr_gaps_total 1 in the agent's metrics", func() bool {
-		resp, err := http.Get("http://" + agent.Listen + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return strings.HasSuffix(gapLine(string(b)), " 1")
+		return strings.HasSuffix(agentMetric(agent.Listen, "stash_pitr_gaps_total", "gap"), " 1")
 	})
 
 	// Into the gap: refused, the target untouched. Before it: restored.
@@ -592,9 +586,17 @@ func TestPITRGapsAndRequirements(t *testing.T) {
 	})
 }
 
-func gapLine(metrics string) string {
-	for _, l := range strings.Split(metrics, "\n") {
-		if strings.HasPrefix(l, "stash_pitr_gaps_total{") && strings.Contains(l, `invoker_name="gap"`) {
+// agentMetric is the line of one metric of one invoker that the agent at
+// listen serves ("" when it has none, or does not answer).
+func agentMetric(listen, name, invoker string) string {
+	resp, err := http.Get("http://" + listen + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, name+"{") && strings.Contains(l, `invoker_name="`+invoker+`"`) {
 			return l
 		}
 	}

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,18 +163,7 @@ func TestVerification(t *testing.T) {
 		t.Errorf("no VerificationSucceeded Event: %v", err)
 	}
 	eventually(t, 30*time.Second, "stash_verification_success 1 in the agent's metrics", func() bool {
-		resp, err := http.Get("http://" + agent.Listen + "/metrics")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "stash_verification_success{") && strings.Contains(l, `invoker_name="v"`) && strings.HasSuffix(l, " 1") {
-				return true
-			}
-		}
-		return false
+		return strings.HasSuffix(agentMetric(agent.Listen, "stash_verification_success", "v"), " 1")
 	})
 	if left := scratchLeftovers(t, agent.Scratch); len(left) > 0 {
 		t.Errorf("verifications left behind: %v", left)
