@@ -72,7 +72,7 @@ func accessCondition(err error) metav1.Condition {
 // waitForAccess marks a Pending session as waiting for access (once: the
 // condition does not change while it waits) and looks again later.
 func waitForAccess[T interface {
-	*stashv1beta1.BackupSession | *stashv1beta1.RestoreSession
+	*stashv1beta1.BackupSession | *stashv1beta1.RestoreSession | *stashv1beta1.VerificationSession
 	runtime.Object
 }](ctx context.Context, a *Agent, l *lifecycle.Lifecycle[T], key, name string, conds func(T) *[]metav1.Condition, obj T, cause error) error {
 	a.cur().queue.AddAfter(key, accessRecheck)

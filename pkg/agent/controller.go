@@ -364,9 +364,8 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 			continue
 		}
 		// Ours, or one whose config is gone (no agent would settle it else).
-		_, ours := a.config(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name)
-		_, exists, _ := t.configs.GetByKey(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name)
-		if (!ours && exists) || !silent("vs/"+vs.Name, a.verifyKind().State(vs).Beat) {
+		_, ours, exists := a.verifyConfig(vs)
+		if (!ours && (exists || vs.Spec.Target != nil)) || !silent("vs/"+vs.Name, a.verifyKind().State(vs).Beat) {
 			continue
 		}
 		if err := a.settleOrphanVerify(ctx, vs); err != nil {

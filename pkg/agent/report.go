@@ -279,6 +279,20 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 			}
 		}
 	}
+	if rc := run.restored; err == nil && rc != nil {
+		if rc.Selection != "" {
+			msg += fmt.Sprintf("; restored %d of its %d tables, views and sequences (%s) into databases %s", rc.Objects, rc.Available, rc.Selection, strings.Join(rc.Databases, ", "))
+		}
+		if rc.Accounts {
+			msg += "; the snapshot's accounts and grants replaced the target's"
+		}
+		if len(rc.Warnings) > 0 {
+			msg += "; warnings: " + strings.Join(rc.Warnings[:min(3, len(rc.Warnings))], "; ")
+		}
+		if run.credentials != "" {
+			msg += "; " + run.credentials
+		}
+	}
 	stats := stashv1beta1.HostRestoreStats{Hostname: contract.BackupHost, Phase: hostPhase, Duration: dur.String()}
 	if err != nil {
 		stats.Error = msg
@@ -293,6 +307,15 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 		s.Status.Progress = &stashv1beta1.Progress{BytesDone: run.written.Load(), UpdateTime: &now, Position: run.where()}
 		if run.snapshot != "" {
 			s.Status.Snapshot = run.snapshot
+		}
+		s.Status.Restored = run.restored
+		if run.restored != nil && run.restored.Accounts {
+			c := metav1.Condition{Type: stashv1beta1.ConditionCredentialsValid, Status: metav1.ConditionTrue, Reason: "AccountsRestored",
+				Message: "the snapshot's accounts replaced the target's, and the AppBinding's Secret still logs in"}
+			if run.credentials != "" {
+				c.Status, c.Reason, c.Message = metav1.ConditionFalse, "SecretOutdated", run.credentials
+			}
+			meta.SetStatusCondition(&s.Status.Conditions, c)
 		}
 		if run.pitr != nil {
 			s.Status.PointInTime = run.pitr

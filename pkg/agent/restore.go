@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/dumpfilter"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/sqlload"
 )
@@ -42,6 +44,11 @@ type restoreRun struct {
 	loader atomic.Pointer[sqlload.Loader]
 	// pitr is the binlog replay of a restore to a point in time.
 	pitr *stashv1beta1.PITRRestoreStatus
+	// restored is what of the snapshot went through the rule's filter.
+	restored *stashv1beta1.RestoredContents
+	// credentials says, after the snapshot's accounts replaced the
+	// target's, whether the AppBinding's Secret still logs in ("" if so).
+	credentials string
 }
 
 // where is the load's position, "" before it started.
@@ -115,6 +122,13 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 		return err
 	}
 	want := wantedSnapshot(rs, step)
+	sel, err := restoreSelection(rs)
+	if err != nil {
+		return err
+	}
+	if !sel.Empty() && (want.at != "" || want.gtid != "") {
+		return fmt.Errorf("%w: RestoreSession %s restores to a point in time, which replays the binlog of the whole server onto the whole snapshot: leave include, exclude and %s out (the database was not changed)", ErrInvalid, rs.Name, contract.AnnotationRestoreRenameDatabase)
+	}
 	var pre *prefetch
 	if want.isID() {
 		pre = startPrefetch(ctx, rr, want.snapshot)
@@ -171,6 +185,20 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	if snap.Summary != nil {
 		total = int64(snap.Summary.TotalBytesProcessed)
 	}
+	if err := checkRulePaths(rs, file); err != nil {
+		return err
+	}
+	// A selection that picks nothing is refused before anything changes.
+	// The manifest says so at once; without one, the filter writes nothing
+	// until something is selected.
+	if !sel.Empty() && slices.Contains(snap.Tags, contract.TagManifest) {
+		rec, err := snapshotManifest(ctx, rr, snap, file)
+		if err != nil {
+			a.log.Warn("could not read the snapshot's manifest; the selection is checked as the dump streams", "restore", rs.Name, "err", err.Error())
+		} else if err := checkSelection(sel, rec.Manifest, snap.ID); err != nil {
+			return err
+		}
+	}
 	run.report.snapshot(ctx, snap.ID)
 
 	run.host = conn.Host
@@ -219,6 +247,10 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	if p.plan != nil {
 		into = head
 	}
+	// The filter passes on what the rule selects (everything, unchanged,
+	// without one) and says what went through.
+	filter := dumpfilter.New(into, sel)
+	into = filter
 	var dumpErr error
 	if pre.matches(snap.ID) {
 		var wrote bool
@@ -232,10 +264,16 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 		pre.stop()
 		dumpErr = rr.Dump(ctx, snap.ID, file, into)
 	}
-	var loadErr error
+	var loadErr, filterErr error
 	if dumpErr == nil {
+		filterErr = filter.Close()
+	}
+	switch {
+	case dumpErr == nil && filterErr != nil:
+		loader.Abort(filterErr)
+	case dumpErr == nil:
 		loadErr = loader.Close()
-	} else {
+	default:
 		loader.Abort(dumpErr)
 		if le := (*sqlload.Error)(nil); errors.As(dumpErr, &le) {
 			// restic stopped because mysql did: mysql's error is the cause.
@@ -243,6 +281,12 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 		}
 	}
 	stop()
+	run.restored = restoredContents(sel, filter.Report())
+	if errors.Is(filterErr, dumpfilter.ErrNothingSelected) {
+		return fmt.Errorf("%w: %w; nothing was restored and the database was not changed", ErrInvalid, filterErr)
+	} else if filterErr != nil {
+		return fmt.Errorf("restoring snapshot %s: %w", shortID(snap.ID), filterErr)
+	}
 	st := loader.Stats()
 	a.log.Info("restore loaded", "restore", rs.Name, "connections", a.cfg.RestoreConnections, "sections", st.Sections, "tableSections", st.TableSections, "spoolPeak", st.SpoolPeak)
 	if loadErr != nil {
@@ -271,7 +315,12 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	}
 	if p.plan != nil {
 		run.pitr, err = a.replay(ctx, rr, p.plan, head.head, client, dbFiles, step.Args)
-		return err
+		if err != nil {
+			return err
+		}
+	}
+	if run.restored.Accounts {
+		run.credentials = a.checkCredentials(ctx, ab, conn, client, dbFiles)
 	}
 	return nil
 }

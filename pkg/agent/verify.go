@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	cschedule "github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
@@ -29,7 +29,6 @@ import (
 	"github.com/kubectl-stash/kubectl-stash/pkg/manifest"
 	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
-	"github.com/kubectl-stash/kubectl-stash/pkg/scratchdb"
 	"github.com/kubectl-stash/kubectl-stash/pkg/sqlload"
 )
 
@@ -49,6 +48,7 @@ type verifyRun struct {
 
 	snapshot   string
 	snapTime   time.Time
+	source     string // the AppBinding the config backs up
 	tables     int
 	mismatches []string
 	restore    time.Duration
@@ -96,10 +96,16 @@ func (a *Agent) syncVerify(ctx context.Context, nsName string) error {
 		return nil
 	}
 	vs := obj.(*stashv1beta1.VerificationSession)
-	bc, ok := a.config(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name)
-	if !ok {
-		if _, exists, _ := t.configs.GetByKey(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name); !exists && verifyPhase(vs.Status.Phase) == lifecycle.Pending {
-			return a.refuseVerify(ctx, vs, fmt.Sprintf("BackupConfiguration %s does not exist in %s: verify one of `kubectl get backupconfigurations -n %s`", vs.Spec.Invoker.Name, a.cfg.Namespace, a.cfg.Namespace))
+	bc, mine, exists := a.verifyConfig(vs)
+	if !exists && verifyPhase(vs.Status.Phase) == lifecycle.Pending && (vs.Spec.Target == nil || mine) {
+		return a.refuseVerify(ctx, vs, fmt.Sprintf("BackupConfiguration %s does not exist in %s: verify one of `kubectl get backupconfigurations -n %s`", vs.Spec.Invoker.Name, a.cfg.Namespace, a.cfg.Namespace))
+	}
+	if !mine {
+		// The config's own agent refuses a target no agent would claim.
+		if exists && vs.Spec.Target != nil && bc.Spec.Target != nil && a.ours(bc.Spec.Target.Ref) && verifyPhase(vs.Status.Phase) == lifecycle.Pending {
+			if msg := a.foreignTarget(*vs.Spec.Target); msg != "" {
+				return a.refuseVerify(ctx, vs, msg)
+			}
 		}
 		return nil // another database's
 	}
@@ -111,6 +117,16 @@ func (a *Agent) syncVerify(ctx context.Context, nsName string) error {
 	}
 	if verifyPhase(vs.Status.Phase) != lifecycle.Pending {
 		return nil
+	}
+	if vs.Spec.Target != nil {
+		if msg := a.unsafeTarget(bc); msg != "" {
+			return a.refuseVerify(ctx, vs, msg)
+		}
+		// The target's agent reads the config's Repository: it waits for
+		// the grant, as a restore into it would.
+		if err := a.access(ctx, bc.Spec.Repository); errors.Is(err, errNoAccess) {
+			return waitForAccess(ctx, a, a.verifies, "vs/"+nsName, vs.Name, func(s *stashv1beta1.VerificationSession) *[]metav1.Condition { return &s.Status.Conditions }, vs, err)
+		}
 	}
 	// One verification at a time: each brings a server and a whole copy
 	// of the database into the agent's memory and scratch volume, beside
@@ -130,6 +146,49 @@ func (a *Agent) syncVerify(ctx context.Context, nsName string) error {
 	a.log.Info("claimed verification", "verification", vs.Name, "config", bc.Name)
 	a.goSession(release, func(ctx context.Context) { a.verifies.Heartbeat(ctx, claimed.Name) }, func() { a.runVerify(a.workCtx, bc, claimed) })
 	return nil
+}
+
+// verifyConfig finds a verification's config, and whether this agent runs
+// it: the agent of the AppBinding it names as its target, else the agent
+// of the config's database.
+func (a *Agent) verifyConfig(vs *stashv1beta1.VerificationSession) (bc *stashv1beta1.BackupConfiguration, mine, exists bool) {
+	obj, exists, _ := a.cur().configs.GetByKey(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name)
+	if exists {
+		bc = obj.(*stashv1beta1.BackupConfiguration)
+	}
+	if vs.Spec.Target != nil {
+		return bc, a.ours(*vs.Spec.Target), exists
+	}
+	return bc, exists && bc.Spec.Target != nil && a.ours(bc.Spec.Target.Ref), exists
+}
+
+// foreignTarget says why no agent would run a verification into target,
+// or "" when its agent may.
+func (a *Agent) foreignTarget(t stashv1beta1.TargetRef) string {
+	switch {
+	case t.Kind != appcatalog.KindAppBinding:
+		return fmt.Sprintf("spec.target is a %s: a verification restores into an AppBinding (kind: AppBinding) served by a kubectl stash agent", t.Kind)
+	case t.Namespace != "" && t.Namespace != a.cfg.Namespace:
+		return fmt.Sprintf("spec.target names AppBinding %s/%s: a verification restores into an AppBinding in its own namespace, %s", t.Namespace, t.Name, a.cfg.Namespace)
+	}
+	return ""
+}
+
+// unsafeTarget says why this agent's database must not be a config's
+// verification target, or "": a verification replaces everything in it,
+// so it must not be the database the config backs up, nor any database a
+// config backs up.
+func (a *Agent) unsafeTarget(bc *stashv1beta1.BackupConfiguration) string {
+	if bc.Spec.Target != nil && a.ours(bc.Spec.Target.Ref) {
+		return fmt.Sprintf("spec.target names AppBinding %s, the database BackupConfiguration %s backs up: a verification replaces everything in its target, so it never restores into its source; leave spec.target out to verify in a scratch server inside the agent's pod", a.cfg.AppBinding, bc.Name)
+	}
+	for _, o := range a.cur().configs.List() {
+		c := o.(*stashv1beta1.BackupConfiguration)
+		if c.Spec.Target != nil && a.ours(c.Spec.Target.Ref) {
+			return fmt.Sprintf("AppBinding %s is backed up by BackupConfiguration %s, so it holds data worth keeping: a verification replaces everything in its target; name a server kept for verification only, or leave spec.target out to verify in a scratch server inside the agent's pod", a.cfg.AppBinding, c.Name)
+		}
+	}
+	return ""
 }
 
 // runsVerify reports whether this agent is running vs right now.
@@ -189,9 +248,10 @@ func (a *Agent) runVerify(ctx context.Context, bc *stashv1beta1.BackupConfigurat
 // status: what it learns goes into run.
 func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 	bc, vs := run.bc, run.vs
-	if vs.Spec.Target != nil {
-		return fmt.Errorf("%w: spec.target of VerificationSession %s: verifying into a named AppBinding is not supported yet; leave it out to verify in a scratch server inside the agent's pod", ErrInvalid, vs.Name)
+	if bc.Spec.Target == nil {
+		return fmt.Errorf("%w: BackupConfiguration %s has no spec.target, so it backs up no database to verify", ErrInvalid, bc.Name)
 	}
+	run.source = bc.Spec.Target.Ref.Name
 	repo, rr, cleanupRepo, err := a.openRepo(ctx, bc.Spec.Repository, false)
 	if err != nil {
 		return err
@@ -199,7 +259,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 	defer cleanupRepo()
 
 	// 1. The snapshot, and its manifest's promise.
-	snap, err := a.verifySnapshot(ctx, rr, bc, vs.Spec.Snapshot)
+	snap, err := a.verifySnapshot(ctx, rr, bc, run.source, vs.Spec.Snapshot)
 	if err != nil {
 		return err
 	}
@@ -213,38 +273,27 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 		return err
 	}
 
-	// 2. A scratch server, removed on every path.
-	dir, err := os.MkdirTemp(a.cfg.ScratchDir, contract.VerifyDirPrefix)
+	// 2. Where it restores: a scratch server, or the AppBinding named.
+	into, err := a.verifyDatabase(ctx, vs, client)
 	if err != nil {
-		return fmt.Errorf("scratch directory: %w", err)
-	}
-	srv, err := scratchdb.Start(ctx, scratchdb.Options{Dir: dir, Path: os.Getenv("PATH"), Env: a.childEnv(), Args: a.cfg.VerifyServerArgs, GrantTables: true})
-	if err != nil {
-		os.RemoveAll(dir)
-		return fmt.Errorf("start the scratch server for the verification: %w", err)
-	}
-	defer func() {
-		if err := srv.Stop(); err != nil {
-			a.log.Error("could not remove the verification's scratch server", "verification", vs.Name, "err", err.Error())
-		}
-	}()
-	files := &database.Files{Dir: filepath.Join(dir, "client"), OptionFile: srv.OptionFile}
-	if err := os.MkdirAll(files.Dir, 0o700); err != nil {
 		return err
 	}
+	defer into.cleanup()
+	files := into.files
 
 	// 3. The restore, timed: the measured recovery time.
-	file := contract.DumpFile(a.cfg.AppBinding)
+	file := contract.DumpFile(run.source)
 	if len(snap.Paths) > 0 {
 		file = snap.Paths[0]
 	}
 	began := a.clock()
 	loader, err := sqlload.Start(ctx, sqlload.Options{
 		Argv:        client.LoadArgv(files, nil),
-		Env:         append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + files.Dir}, a.childEnv()...),
+		Env:         append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + files.Dir}, a.childEnv()...), files.Env...),
 		Connections: a.cfg.RestoreConnections,
 		SpoolDir:    files.Dir,
 		SpoolLimit:  spoolLimit(files.Dir, a.cfg.RestoreSpool),
+		SkipTable:   into.skip,
 	})
 	if err != nil {
 		return fmt.Errorf("start mysql: %w", err)
@@ -287,7 +336,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 		if le := (*sqlload.Error)(nil); errors.As(loadErr, &le) {
 			stderr = le.Stderr
 		}
-		return fmt.Errorf("snapshot %s did not restore into the scratch server, at %s: %s", shortID(snap.ID), where, strings.TrimSpace(elide(firstLine(stderr))))
+		return fmt.Errorf("snapshot %s did not restore into %s, at %s: %s", shortID(snap.ID), into.name, where, strings.TrimSpace(elide(firstLine(stderr))))
 	}
 	rec, found, err := finder.Record()
 	switch {
@@ -305,7 +354,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 		return err
 	}
 	run.tables = len(rec.Manifest.Tables)
-	run.mismatches = manifest.Compare(rec.Manifest, got, manifest.DefaultIgnore)
+	run.mismatches = manifest.Compare(rec.Manifest, got, into.ignore)
 	if n := len(run.mismatches); n > 0 {
 		return fmt.Errorf("snapshot %s restored, but %d difference(s) from what was backed up: %s", shortID(snap.ID), n, strings.Join(run.mismatches[:min(n, 5)], "; "))
 	}
@@ -313,7 +362,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 	// 5. With the binlog archived, a replay to a random second of the
 	// window, counted against what the archive holds up to it.
 	if p, _ := contract.ParsePITR(bc.Annotations); p.On {
-		run.pitr, run.pitrNote, err = a.verifyReplay(ctx, rr, bc, snap, head.head, client, files)
+		run.pitr, run.pitrNote, err = a.verifyReplay(ctx, rr, bc, run.source, snap, head.head, client, files)
 		if err != nil {
 			return fmt.Errorf("snapshot %s restored and equal to what was backed up, but the replay of the binlog archive on top of it failed: %w", shortID(snap.ID), err)
 		}
@@ -324,7 +373,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 // verifyReplay replays the archive on top of the restored snapshot up to
 // a random second between the snapshot and the end of the window. It
 // returns why it replayed nothing where there is nothing to replay.
-func (a *Agent) verifyReplay(ctx context.Context, rr *restic.Repo, bc *stashv1beta1.BackupConfiguration, snap restic.Snapshot, head []byte, client database.Client, files *database.Files) (*stashv1beta1.PITRRestoreStatus, string, error) {
+func (a *Agent) verifyReplay(ctx context.Context, rr *restic.Repo, bc *stashv1beta1.BackupConfiguration, source string, snap restic.Snapshot, head []byte, client database.Client, files *database.Files) (*stashv1beta1.PITRRestoreStatus, string, error) {
 	if !slices.Contains(snap.Tags, contract.TagBinlogCoordinates) {
 		return nil, "the snapshot records no binlog position (taken before point-in-time recovery was on)", nil
 	}
@@ -337,7 +386,7 @@ func (a *Agent) verifyReplay(ctx context.Context, rr *restic.Repo, bc *stashv1be
 	}
 	var vs []contract.BinlogVersion
 	for _, s := range archived {
-		if v, ok := binlogVersion(s); ok && tagValue(s.Tags, "appbinding") == a.cfg.AppBinding {
+		if v, ok := binlogVersion(s); ok && tagValue(s.Tags, "appbinding") == source {
 			vs = append(vs, v)
 		}
 	}
@@ -358,7 +407,7 @@ func (a *Agent) verifyReplay(ctx context.Context, rr *restic.Repo, bc *stashv1be
 		return nil, "the window holds no whole second after the snapshot yet", nil
 	}
 	at := from.Add(time.Duration(rand.Int64N(int64(until.Sub(from)/time.Second)+1)) * time.Second)
-	plan := &replayPlan{target: at.UTC().Format(time.RFC3339), stop: at.Add(time.Second), source: a.cfg.AppBinding, versions: latest}
+	plan := &replayPlan{target: at.UTC().Format(time.RFC3339), stop: at.Add(time.Second), source: source, versions: latest}
 	if scope := tagValue(snap.Tags, "scope"); strings.HasPrefix(scope, "db:") {
 		plan.database = strings.TrimPrefix(scope, "db:")
 	}
@@ -374,7 +423,7 @@ func (a *Agent) verifyReplay(ctx context.Context, rr *restic.Repo, bc *stashv1be
 
 // verifySnapshot resolves the session's snapshot among this database's
 // dumps: an ID, or latest.
-func (a *Agent) verifySnapshot(ctx context.Context, rr *restic.Repo, bc *stashv1beta1.BackupConfiguration, want string) (restic.Snapshot, error) {
+func (a *Agent) verifySnapshot(ctx context.Context, rr *restic.Repo, bc *stashv1beta1.BackupConfiguration, source, want string) (restic.Snapshot, error) {
 	if want == "" {
 		want = contract.Latest
 	}
@@ -387,18 +436,18 @@ func (a *Agent) verifySnapshot(ctx context.Context, rr *restic.Repo, bc *stashv1
 		return restic.Snapshot{}, fmt.Errorf("list snapshots of Repository %s: %w", bc.Spec.Repository.Name, err)
 	}
 	if want == contract.Latest {
-		snaps = slices.DeleteFunc(snaps, func(s restic.Snapshot) bool { return tagValue(s.Tags, "appbinding") != a.cfg.AppBinding })
+		snaps = slices.DeleteFunc(snaps, func(s restic.Snapshot) bool { return tagValue(s.Tags, "appbinding") != source })
 	}
 	s, ok := contract.FindSnapshot(snaps, want, time.Time{})
 	switch {
 	case !ok && want == contract.Latest:
-		return s, fmt.Errorf("%w: Repository %s has no backup of AppBinding %s to verify: take one with `kubectl stash trigger %s`", ErrInvalid, bc.Spec.Repository.Name, a.cfg.AppBinding, bc.Name)
+		return s, fmt.Errorf("%w: Repository %s has no backup of AppBinding %s to verify: take one with `kubectl stash trigger %s`", ErrInvalid, bc.Spec.Repository.Name, source, bc.Name)
 	case !ok:
 		return s, fmt.Errorf("%w: snapshot %s is not in Repository %s: list them with `kubectl stash snapshots %s`", ErrInvalid, want, bc.Spec.Repository.Name, bc.Spec.Repository.Name)
 	case contract.IsBinlogSnapshot(s):
 		return s, fmt.Errorf("%w: snapshot %s is an archived binlog file, not a dump: verify a dump from `kubectl stash snapshots %s`", ErrInvalid, shortID(s.ID), bc.Spec.Repository.Name)
-	case tagValue(s.Tags, "appbinding") != a.cfg.AppBinding:
-		return s, fmt.Errorf("%w: snapshot %s is not a backup of AppBinding %s (the database of BackupConfiguration %s): verify it with its own config", ErrInvalid, shortID(s.ID), a.cfg.AppBinding, bc.Name)
+	case tagValue(s.Tags, "appbinding") != source:
+		return s, fmt.Errorf("%w: snapshot %s is not a backup of AppBinding %s (the database of BackupConfiguration %s): verify it with its own config", ErrInvalid, shortID(s.ID), source, bc.Name)
 	}
 	return s, nil
 }
@@ -411,13 +460,13 @@ func (a *Agent) scratchManifest(ctx context.Context, client database.Client, fil
 	// must not point this dump at another server or file.
 	argv := append([]string{client.Dump, "--defaults-extra-file=" + files.OptionFile}, dumptee.RecordedArgs(recorded)...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append([]string{"HOME=" + files.Dir}, a.childEnv()...)
+	cmd.Env = append(append([]string{"HOME=" + files.Dir}, a.childEnv()...), files.Env...)
 	stderr := &tailBuffer{max: 4 << 10}
 	cmd.Stderr = stderr
 	b := manifest.NewBuilder()
 	cmd.Stdout = b
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("dumping the restored scratch server failed: %s: %w", strings.TrimSpace(stderr.String()), err)
+		return nil, fmt.Errorf("dumping the restored database again failed: %s: %w", strings.TrimSpace(stderr.String()), err)
 	}
 	return b.Manifest(), nil
 }
@@ -588,6 +637,9 @@ func (a *Agent) settleOrphanVerify(ctx context.Context, vs *stashv1beta1.Verific
 		return s.Status.ClaimedBy == vs.Status.ClaimedBy && a.verifyKind().State(s).Beat.Equal(beat)
 	}
 	msg := fmt.Sprintf("the agent %s running this verification stopped before it finished, so nothing was proven; the source database and the repository were not changed, and the scratch server went with the agent: verify again (`kubectl stash verify %s`)", vs.Status.ClaimedBy, vs.Spec.Invoker.Name)
+	if t := vs.Spec.Target; t != nil {
+		msg = fmt.Sprintf("the agent %s running this verification stopped before it finished, so nothing was proven; the source database and the repository were not changed, and AppBinding %s, its target, may be partly restored: verify again (`kubectl stash verify %s --into appbinding/%s`), which empties it first", vs.Status.ClaimedBy, t.Name, vs.Spec.Invoker.Name, t.Name)
+	}
 	err := a.verifies.Settle(ctx, vs.Name, still, func(s *stashv1beta1.VerificationSession) {
 		now := metav1.NewTime(a.clock())
 		s.Status.Phase = stashv1beta1.VerificationFailed
@@ -606,7 +658,7 @@ func (a *Agent) settleOrphanVerify(ctx context.Context, vs *stashv1beta1.Verific
 	default:
 		return err
 	}
-	if bc, ok := a.config(a.cfg.Namespace + "/" + vs.Spec.Invoker.Name); ok {
+	if bc, ok, _ := a.verifyConfig(vs); ok && bc != nil {
 		_ = a.updateConfigStatus(ctx, bc.Name, func(c *stashv1beta1.BackupConfiguration) {
 			if c.Status.Verification == nil {
 				c.Status.Verification = &stashv1beta1.VerificationStatus{}

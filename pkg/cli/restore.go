@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	"github.com/kubectl-stash/kubectl-stash/pkg/dumpfilter"
 )
 
 // RestoreOptions creates a RestoreSession (and the target's agent).
@@ -34,6 +36,10 @@ type RestoreOptions struct {
 	// AllowGap replays across gaps in the archive; ReadOnly holds the
 	// target read-only for others (written only when given).
 	AllowGap, ReadOnly bool
+	// Include, Exclude and Rename choose what of the snapshot is restored,
+	// and under which database names.
+	Include, Exclude, Rename []string
+	sel                      dumpfilter.Rules
 }
 
 func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -46,7 +52,10 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
   kubectl stash restore --repository s3-repo --target appbinding/mysql --at 2026-11-20T02:00:00Z --wait
   kubectl stash restore --repository s3-repo --target appbinding/mysql-new --to-gtid 0-1-4711 --gtid-exclusive
   kubectl stash restore --repository s3-repo --target appbinding/mysql-new --at latest --allow-gap
-  kubectl stash restore -n staging --repository s3-repo --repository-namespace prod --target appbinding/mysql`,
+  kubectl stash restore -n staging --repository s3-repo --repository-namespace prod --target appbinding/mysql
+  kubectl stash restore --repository s3-repo --target appbinding/mysql --include 'shop.*' --include crm.customers --exclude 'shop.audit_*'
+  kubectl stash restore --repository s3-repo --target appbinding/mysql --include 'shop.*' --rename-database shop=shop_restored
+  kubectl stash restore --repository s3-repo --target appbinding/mysql-new --exclude 'mysql.*'   # keep the target's accounts`,
 		Args: cobra.NoArgs,
 		RunE: runE(o),
 	}
@@ -60,6 +69,9 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	fl.StringVar(&o.At, "at", "", "restore the database as it was at this time (RFC 3339, e.g. 2026-11-20T02:00:00Z): the newest snapshot at or before it, then, where the binlog is archived, its replay up to that second; latest replays the whole archive")
 	fl.BoolVar(&o.AllowGap, "allow-gap", false, "with --at or --to-gtid, replay across gaps in the binlog archive instead of refusing: the gaps' events are missing from the result, and the status lists them")
 	fl.BoolVar(&o.ReadOnly, "read-only", false, "hold the target read-only for every other client while the restore runs (default: true with --at or --to-gtid, false otherwise)")
+	fl.StringArrayVar(&o.Include, "include", nil, "restore only these objects, as DATABASE.TABLE with * and ? (repeatable): 'shop.*', crm.customers; default everything")
+	fl.StringArrayVar(&o.Exclude, "exclude", nil, "leave these objects out, as DATABASE.TABLE with * and ? (repeatable): 'shop.audit_*', 'mysql.*' keeps the target's accounts")
+	fl.StringArrayVar(&o.Rename, "rename-database", nil, "restore database FROM as TO (repeatable), FROM=TO: its views, routines and triggers follow")
 	fl.StringVar(&o.SourceHost, "source-host", "", "the host the snapshots were taken from (default: any)")
 	fl.StringVar(&o.Name, "name", "", "RestoreSession name (default: generated)")
 	fl.StringArrayVar(&o.Params, "param", nil, "task param KEY=VALUE (repeatable), e.g. args=--force")
@@ -117,6 +129,14 @@ func (o *RestoreOptions) Validate() error {
 	} else if o.GTIDExclusive {
 		return usageErr("--gtid-exclusive needs --to-gtid")
 	}
+	sel, err := dumpfilter.ParseRules(o.Include, o.Exclude, o.Rename)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	o.sel = sel
+	if !sel.Empty() && (o.At != "" || o.ToGTID != "") {
+		return usageErr("--include, --exclude and --rename-database restore part of a snapshot; --at and --to-gtid replay the whole server's binlog onto the whole snapshot: give one or the other")
+	}
 	if o.AllowGap && o.At == "" && o.ToGTID == "" {
 		return usageErr("--allow-gap needs --at or --to-gtid: only a replay of the binlog archive crosses a gap")
 	}
@@ -126,7 +146,7 @@ func (o *RestoreOptions) Validate() error {
 	if o.SessionTimeout < 0 {
 		return usageErr("--session-timeout must be positive")
 	}
-	_, err := parseParams(o.Params)
+	_, err = parseParams(o.Params)
 	return err
 }
 
@@ -143,7 +163,7 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 			Task:       stashv1beta1.TaskRef{Params: params},
 			Target: &stashv1beta1.RestoreTarget{
 				Ref:   stashv1beta1.TargetRef{APIVersion: appcatalog.GroupVersion.String(), Kind: appcatalog.KindAppBinding, Name: target},
-				Rules: []stashv1beta1.Rule{{Snapshots: []string{o.Snapshot}, SourceHost: o.SourceHost}},
+				Rules: []stashv1beta1.Rule{{Snapshots: []string{o.Snapshot}, SourceHost: o.SourceHost, Include: o.Include, Exclude: o.Exclude}},
 			},
 		},
 	}
@@ -156,6 +176,9 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 	rs.Annotations = map[string]string{}
 	if o.AllowGap {
 		rs.Annotations[contract.AnnotationRestoreAllowGap] = "true"
+	}
+	if len(o.Rename) > 0 {
+		rs.Annotations[contract.AnnotationRestoreRenameDatabase] = strings.Join(o.Rename, ",")
 	}
 	if o.agentFlags.cmd != nil && o.agentFlags.cmd.Flags().Changed("read-only") {
 		rs.Annotations[contract.AnnotationRestoreReadOnly] = strconv.FormatBool(o.ReadOnly)
@@ -196,6 +219,10 @@ func (o *RestoreOptions) Run(ctx context.Context) error {
 	agentObjs, err := o.agentFlags.render(ctx, &o.writer, rs.Spec.Target.Ref.Name, []stashv1beta1.RepositoryRef{rs.Spec.Repository})
 	if err != nil {
 		return err
+	}
+	// A restore that brings the snapshot's accounts must not surprise.
+	if o.sel.Selects("mysql", "global_priv") {
+		fmt.Fprintln(o.streams.ErrOut, "Warning: this restore brings the snapshot's mysql schema, so the snapshot's accounts, passwords and grants replace the target's; add --exclude 'mysql.*' to keep the target's")
 	}
 	if o.flags.DryRun == DryRunClient {
 		return o.emit(ctx, append(agentObjs, rs))

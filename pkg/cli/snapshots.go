@@ -86,6 +86,8 @@ type SnapshotsOptions struct {
 	Repository string
 	// Binlog lists the archived binlog files as well as the dumps.
 	Binlog bool
+	// Contents lists what one snapshot holds instead.
+	Contents string
 }
 
 func newSnapshotsCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -94,12 +96,14 @@ func newSnapshotsCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comm
 		Use:   "snapshots REPOSITORY [-o json|yaml]",
 		Short: "List a Repository's snapshots (restic runs on this machine with the Repository's credentials)",
 		Example: `  kubectl stash snapshots s3-repo
-  kubectl stash snapshots s3-repo -o json`,
+  kubectl stash snapshots s3-repo -o json
+  kubectl stash snapshots s3-repo --contents 4bf6100f     # databases, tables with rows and sizes, views, routines, triggers, events`,
 		Args:              exactName,
 		ValidArgsFunction: completeNames(f, "repositories"),
 		RunE:              runE(o),
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: json or yaml; a table when empty")
+	cmd.Flags().StringVar(&o.Contents, "contents", "", "list what this snapshot (an ID, or latest) holds, without restoring it: from its manifest, else by reading its dump")
 	cmd.Flags().BoolVar(&o.Binlog, "binlog", false, "list the archived binlog files of point-in-time recovery too (host "+contract.BinlogHost+")")
 	return cmd
 }
@@ -145,6 +149,9 @@ func (o *SnapshotsOptions) Run(ctx context.Context) error {
 	snaps, err := rr.Snapshots(ctx, "", nil)
 	if err != nil {
 		return fmt.Errorf("list snapshots of Repository %s: %w", name, err)
+	}
+	if o.Contents != "" {
+		return o.contents(ctx, rr, snaps)
 	}
 	rows := make([]Snapshot, 0, len(snaps))
 	hidden := 0

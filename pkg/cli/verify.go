@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 )
@@ -21,6 +22,8 @@ type VerifyOptions struct {
 	streams  genericiooptions.IOStreams
 	Config   string
 	Snapshot string
+	// Target names an AppBinding to restore into instead of a scratch server.
+	Target   string
 	Name     string
 	Wait     bool
 	Timeout  time.Duration
@@ -32,16 +35,19 @@ type VerifyOptions struct {
 func newVerifyCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &VerifyOptions{factory: f, streams: streams, Snapshot: contract.Latest, Timeout: time.Hour, Interval: time.Second}
 	cmd := &cobra.Command{
-		Use:   "verify BACKUPCONFIG [--snapshot ID|latest] [--wait]",
+		Use:   "verify BACKUPCONFIG [--snapshot ID|latest] [--target appbinding/NAME] [--wait]",
 		Short: "Prove a backup restores: restore a snapshot into a scratch server and compare it, table by table, with what was backed up",
 		Example: `  kubectl stash verify mysql-nightly --wait
-  kubectl stash verify mysql-nightly --snapshot 4bf6100f --wait --timeout 2h`,
+  kubectl stash verify mysql-nightly --snapshot 4bf6100f --wait --timeout 2h
+  kubectl stash verify mysql-nightly --target appbinding/verify-db --wait`,
 		Args:              exactName,
 		ValidArgsFunction: completeNames(f, "backupconfigurations"),
 		RunE:              runE(o),
 	}
+	completeFlag(cmd, f, "target", "appbindings", "appbinding/")
 	fl := cmd.Flags()
 	fl.StringVar(&o.Snapshot, "snapshot", o.Snapshot, "snapshot ID, or latest (the newest backup of the config's database)")
+	fl.StringVar(&o.Target, "target", "", "restore into this database, as appbinding/NAME, instead of a scratch server in the agent's pod; its agent empties it first, and it keeps its own accounts (never name a production database)")
 	fl.StringVar(&o.Name, "name", "", "VerificationSession name (default: generated)")
 	fl.BoolVar(&o.Wait, "wait", false, "wait until the verification ends; exit code 0 only when it succeeded")
 	fl.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long --wait waits")
@@ -65,6 +71,11 @@ func (o *VerifyOptions) Validate() error {
 	case o.SessionTimeout < 0:
 		return usageErr("--session-timeout must be positive")
 	}
+	if o.Target != "" {
+		if _, err := parseTarget(o.Target); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -84,6 +95,10 @@ func (o *VerifyOptions) Object(ns string) *stashv1beta1.VerificationSession {
 	if o.SessionTimeout > 0 {
 		vs.Spec.TimeOut = o.SessionTimeout.String()
 	}
+	if o.Target != "" {
+		name, _ := parseTarget(o.Target)
+		vs.Spec.Target = &stashv1beta1.TargetRef{APIVersion: appcatalog.GroupVersion.String(), Kind: appcatalog.KindAppBinding, Name: name}
+	}
 	return vs
 }
 
@@ -94,10 +109,21 @@ func (o *VerifyOptions) Run(ctx context.Context) error {
 		return err
 	}
 	ns := c.Namespace
-	if _, err := c.Stash.BackupConfigurations(ns).Get(ctx, o.Config); apierrors.IsNotFound(err) {
+	bc, err := c.Stash.BackupConfigurations(ns).Get(ctx, o.Config)
+	if apierrors.IsNotFound(err) {
 		return usageErr("BackupConfiguration %s not found in namespace %s (see `kubectl get backupconfigurations -n %s`)", o.Config, ns, ns)
 	} else if err != nil {
 		return fmt.Errorf("read BackupConfiguration %s/%s: %w", ns, o.Config, err)
+	}
+	if t := o.Object(ns).Spec.Target; t != nil {
+		if bc.Spec.Target != nil && bc.Spec.Target.Ref.Name == t.Name {
+			return usageErr("--target appbinding/%s is the database BackupConfiguration %s backs up: a verification empties its target first, so name a server kept for verification, or leave --target out", t.Name, o.Config)
+		}
+		if _, err := c.Stash.AppBindings(ns).Get(ctx, t.Name); apierrors.IsNotFound(err) {
+			return usageErr("AppBinding %s not found in namespace %s: --target names a database whose agent runs the verification (`kubectl stash agent apply --target appbinding/NAME --repository %s`)", t.Name, ns, bc.Spec.Repository.Name)
+		} else if err != nil {
+			return fmt.Errorf("read AppBinding %s/%s: %w", ns, t.Name, err)
+		}
 	}
 	created, err := c.Stash.VerificationSessions(ns).Create(ctx, o.Object(ns), metav1.CreateOptions{FieldManager: "kubectl-stash"})
 	if apierrors.IsAlreadyExists(err) {

@@ -35,6 +35,9 @@ const (
 	// client while the restore runs: "true" by default for a restore to a
 	// point in time, "false" for a plain one.
 	AnnotationRestoreReadOnly = "stash.appscode.com/restore-read-only"
+	// AnnotationRestoreRenameDatabase restores databases under other
+	// names: "shop=shop_restored,crm=crm_copy".
+	AnnotationRestoreRenameDatabase = "stash.appscode.com/restore-rename-database"
 )
 
 // ParseGTID reads a MariaDB GTID, domain-server-sequence.

@@ -223,3 +223,20 @@ func (f *Finder) Record() (*Record, bool, error) {
 }
 
 func childAttr() *syscall.SysProcAttr { return childSysProcAttr() }
+
+// TailMarker is what a dump's last bytes hold when it ends with a trailer.
+var TailMarker = []byte("\n" + Marker)
+
+// FromTail reads the trailer from a dump's last bytes (see restic's Tail):
+// found is false when they hold none.
+func FromTail(tail []byte) (rec *Record, found bool, err error) {
+	i := bytes.LastIndex(tail, TailMarker)
+	if i < 0 {
+		return nil, false, nil
+	}
+	f := NewFinder(io.Discard)
+	if _, err := f.Write(tail[i+1:]); err != nil {
+		return nil, true, err
+	}
+	return f.Record()
+}

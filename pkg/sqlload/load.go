@@ -29,6 +29,10 @@ type Options struct {
 	SpoolLimit int64
 	// Loaded is called with the bytes each client has been sent.
 	Loaded func(n int)
+	// SkipTable, when set, leaves out the table sections (structure, data
+	// and triggers) of the tables it names: db is the database of the
+	// dump's USE line in force ("" without one).
+	SkipTable func(db, table string) bool
 }
 
 // Error is a failed client: its stderr says why.
@@ -45,6 +49,8 @@ type Stats struct {
 	Sections, TableSections int
 	// SpoolPeak is the most the spool held at once.
 	SpoolPeak int64
+	// SkippedTables is how many table sections SkipTable left out.
+	SkippedTables int
 }
 
 // Loader is an io.WriteCloser: write the dump to it, then Close, which
@@ -123,7 +129,7 @@ func Start(ctx context.Context, o Options) (*Loader, error) {
 	var tok [12]byte
 	_, _ = rand.Read(tok[:])
 	ctx, cancel := context.WithCancelCause(ctx)
-	l := &Loader{o: o, ctx: ctx, cancel: cancel, sp: newSpool(o.SpoolDir, o.SpoolLimit), done: make(chan struct{}), loading: map[*section]bool{},
+	l := &Loader{o: o, ctx: ctx, cancel: cancel, sp: newSpool(o.SpoolDir, o.SpoolLimit, o.SkipTable), done: make(chan struct{}), loading: map[*section]bool{},
 		token: []byte("stash-sync-" + hex.EncodeToString(tok[:]))}
 	l.split = newSplitter(l.sp)
 	for i := range o.Connections {
@@ -253,6 +259,7 @@ func (l *Loader) schedule() {
 	l.sp.closeAll()
 	l.runErr = errors.Join(err, l.finishClients(err == nil))
 	l.stats.SpoolPeak = l.sp.peak
+	l.stats.SkippedTables = l.sp.skipped
 	if l.runErr != nil {
 		l.cancel(l.runErr)
 	}

@@ -291,3 +291,43 @@ func TestFailedStatementStopsTheLoad(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// SkipTable leaves out exactly the tables it names, with their data and
+// triggers, and everything else loads as usual.
+func TestSkipTableLeavesOutOnlyThoseTables(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	o := f.options(t, 2, 1<<20)
+	var asked []string
+	o.SkipTable = func(db, table string) bool {
+		asked = append(asked, db+"."+table)
+		return (db == "pa" && table == "audit") || (db == "pb" && table == "t03")
+	}
+	l, err := sqlload.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := feed(l, f.dump); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if n := l.Stats().SkippedTables; n != 2 {
+		t.Errorf("%d tables skipped, want 2", n)
+	}
+	if !slices.Contains(asked, "pb.t11") || !slices.Contains(asked, "pa.wide") {
+		t.Errorf("SkipTable was asked about %v, want every table with its database", asked)
+	}
+	got, err := f.db.Exec(ctx, "SELECT CONCAT(table_schema, '.', table_name) FROM information_schema.tables WHERE table_schema IN ('pa', 'pb') AND table_type = 'BASE TABLE' ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := strings.Fields(got)
+	if slices.Contains(tables, "pa.audit") || slices.Contains(tables, "pb.t03") || len(tables) != 14 {
+		t.Errorf("tables after the load: %v, want all 16 but pa.audit and pb.t03", tables)
+	}
+	if n, err := f.db.Exec(ctx, "SELECT COUNT(*) FROM pb.t04"); err != nil || strings.TrimSpace(n) != "7000" {
+		t.Errorf("pb.t04 holds %q rows (%v), want 7000", n, err)
+	}
+}

@@ -25,6 +25,8 @@ type section struct {
 	written, read, punched int64
 	closed                 bool
 	decided                bool
+	// skipped: left out (Options.SkipTable); its bytes are dropped.
+	skipped bool
 }
 
 // spool holds what the stream delivered and the connections have not read
@@ -46,16 +48,29 @@ type spool struct {
 	err      error // the load failed: everyone stops
 	noPunch  bool
 	cur      *section
+	skip     func(db, table string) bool
+	skipped  int
 }
 
-func newSpool(dir string, limit int64) *spool {
-	s := &spool{dir: dir, limit: limit}
+func newSpool(dir string, limit int64, skip func(db, table string) bool) *spool {
+	s := &spool{dir: dir, limit: limit, skip: skip}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
 
 // begin implements sink.
 func (s *spool) begin(k kind, use, table string) error {
+	if k == kindTable && s.skip != nil && s.skip(useDatabase(use), strings.TrimSuffix(table, "`")) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.cur != nil {
+			s.cur.closed, s.cur.decided = true, true
+		}
+		s.cur = &section{kind: k, use: use, table: table, skipped: true, closed: true, decided: true}
+		s.skipped++
+		s.cond.Broadcast()
+		return s.err
+	}
 	f, err := os.CreateTemp(s.dir, "restore-*.sql")
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -98,6 +113,10 @@ func (s *spool) write(p []byte) error {
 		return s.err
 	}
 	sec := s.cur
+	if sec.skipped {
+		s.mu.Unlock()
+		return nil
+	}
 	off := sec.written
 	s.mu.Unlock()
 	// Only this goroutine appends, so the offset stays ours.
@@ -220,6 +239,15 @@ func (s *spool) closeAll() {
 		_ = sec.file.Close()
 	}
 	s.sections, s.all = nil, nil
+}
+
+// useDatabase is the database a dump's USE line selects ("" for none).
+func useDatabase(use string) string {
+	db := strings.TrimSuffix(strings.TrimPrefix(use, "USE `"), "`;")
+	if db == use {
+		return ""
+	}
+	return strings.ReplaceAll(db, "``", "`")
 }
 
 // qualified names a table section's table as `db`.`table` (just `table`

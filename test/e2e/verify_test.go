@@ -273,6 +273,74 @@ INSERT INTO shop.ratios (id, a, b) VALUES (1, 1, 3), (2, 2, 7); CREATE TABLE sho
 	}
 }
 
+// TestVerificationIntoNamedTarget: a verification into an AppBinding kept
+// for it runs on that AppBinding's agent, empties it first (a database
+// left there from before is gone), restores the fidelity schema into it
+// and finds it equal to what was backed up, and leaves the target's own
+// accounts in place, so a second verification into it succeeds too. The
+// config's own database, or another backed-up one, is refused as a target.
+func TestVerificationIntoNamedTarget(t *testing.T) {
+	ctx := context.Background()
+	src, err := s.env.AddMariaDB(ctx, "vnamedsrc", testenv.MariaDBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := s.env.AddMariaDB(ctx, "vnamedtgt", testenv.MariaDBOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Exec(ctx, fidelitySQL+usersSQL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tgt.Exec(ctx, "CREATE DATABASE stale; CREATE TABLE stale.leftover (id INT PRIMARY KEY); CREATE USER 'tgtonly'@'%' IDENTIFIED BY 'tgt-pw';"); err != nil {
+		t.Fatal(err)
+	}
+	ns := "verify-named-e2e"
+	st := localRepoNamespace(t, ns)
+	addAppBinding(t, ns, "src", src)
+	addAppBinding(t, ns, "tgt", tgt)
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "n", "--target", "appbinding/src", "--repository", "repo"), "backupconfig")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "agent", "apply", "--target", "appbinding/tgt", "--repository", "repo"), "agent apply for the target")
+	startAgent(t, ns, "src")
+	startAgent(t, ns, "tgt")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "n", "--wait", "--timeout", "3m"), "backup")
+
+	// Into the source itself: refused before anything is created.
+	r := kubectl(t, "", "stash", "-n", ns, "verify", "n", "--target", "appbinding/src")
+	if r.code == 0 || !strings.Contains(r.stderr, "backs up") {
+		t.Errorf("verify into the config's own database: exit %d:\n%s", r.code, r.stderr)
+	}
+
+	for round := 1; round <= 2; round++ {
+		r = kubectl(t, "", "stash", "-n", ns, "verify", "n", "--target", "appbinding/tgt", "--wait", "--timeout", "3m")
+		mustOK(t, r, "verify --target")
+		vs := verifications(t, st, ns, "n")[0]
+		if vs.Status.Phase != stashv1beta1.VerificationSucceeded || vs.Status.TablesChecked < 10 || !strings.HasPrefix(vs.Status.ClaimedBy, contract.AgentName("tgt")) {
+			t.Fatalf("round %d: verification into the named target: %s by %s: %s", round, vs.Status.Phase, vs.Status.ClaimedBy, vs.Status.Message)
+		}
+		if out, err := tgt.Exec(ctx, "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'stale'"); err != nil || strings.TrimSpace(out) != "0" {
+			t.Errorf("round %d: the target's old database is still there (%q, %v)", round, out, err)
+		}
+		if out, err := tgt.Exec(ctx, "SELECT COUNT(*) FROM fid_a.child"); err != nil || strings.TrimSpace(out) == "0" {
+			t.Errorf("round %d: the snapshot's data is not in the target (%q, %v)", round, out, err)
+		}
+		// Its own accounts stay: the source's are not loaded, its own work.
+		if out, err := tgt.Exec(ctx, "SELECT GROUP_CONCAT(user ORDER BY user) FROM mysql.global_priv WHERE user IN ('reporter', 'tgtonly')"); err != nil || strings.TrimSpace(out) != "tgtonly" {
+			t.Errorf("round %d: the target's accounts: %q (%v), want its own tgtonly and not the source's reporter", round, out, err)
+		}
+	}
+	if out, err := src.Exec(ctx, "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'fid_a'"); err != nil || strings.TrimSpace(out) != "1" {
+		t.Errorf("the source changed: %q, %v", out, err)
+	}
+
+	// A backed-up database as a target: refused by its agent, as Invalid.
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "tgtbackup", "--target", "appbinding/tgt", "--repository", "repo", "--paused"), "a config backing up the target")
+	r = kubectl(t, "", "stash", "-n", ns, "verify", "n", "--target", "appbinding/tgt", "--wait", "--timeout", "2m")
+	if r.code == 0 || !strings.Contains(r.stderr, "is backed up by BackupConfiguration tgtbackup") {
+		t.Errorf("verify into a backed-up database: exit %d:\n%s", r.code, r.stderr)
+	}
+}
+
 // localRepoPath is where the namespace's Repository "repo" keeps its data.
 func localRepoPath(t *testing.T, ns string) string {
 	t.Helper()

@@ -226,6 +226,9 @@ const (
 	// ConditionPointInTimeRestored says what a restore to a point in
 	// time replayed on top of its base snapshot.
 	ConditionPointInTimeRestored = "PointInTimeRestored"
+	// ConditionCredentialsValid: after a restore brought the snapshot's
+	// accounts, whether the AppBinding's Secret still logs in.
+	ConditionCredentialsValid = "CredentialsValid"
 	// ConditionTargetReadOnly says whether the restore held its target
 	// read-only for every other client, and whether it let go.
 	ConditionTargetReadOnly = "TargetReadOnly"

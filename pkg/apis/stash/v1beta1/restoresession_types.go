@@ -148,9 +148,36 @@ type RestoreSessionStatus struct {
 	// binlog archive on top of Snapshot.
 	// +optional
 	PointInTime *PITRRestoreStatus `json:"pointInTime,omitempty"`
+	// Restored says what of the snapshot was restored: all of it, or what
+	// the rule's include and exclude selected.
+	// +optional
+	Restored *RestoredContents `json:"restored,omitempty"`
 	// Message summarises the outcome and, on failure, the database's state.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// RestoredContents is what a restore applied.
+type RestoredContents struct {
+	// Selection is the include, exclude and rename choices, as flags;
+	// empty for the whole snapshot.
+	// +optional
+	Selection string `json:"selection,omitempty"`
+	// Databases restored, under the names they were restored as.
+	// +optional
+	Databases []string `json:"databases,omitempty"`
+	// Objects is how many tables, views and sequences were restored, of
+	// Available in the snapshot.
+	Objects   int `json:"objects"`
+	Available int `json:"available"`
+	// Accounts: the snapshot's accounts and grants (the mysql schema's
+	// account tables) replaced the target's.
+	// +optional
+	Accounts bool `json:"accounts,omitempty"`
+	// Warnings name what the selection may break, such as a foreign key
+	// to a table left out (at most 20).
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // PITRRestoreStatus is a binlog replay's account.

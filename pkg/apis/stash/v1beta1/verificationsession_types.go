@@ -50,8 +50,13 @@ type VerificationSessionSpec struct {
 	// +optional
 	Snapshot string `json:"snapshot,omitempty"`
 	// Target names an AppBinding to restore into instead of a scratch
-	// server started inside the agent's pod. Everything in it is replaced:
-	// it must never be a production database.
+	// server started inside the agent's pod; that AppBinding's agent runs
+	// the verification, with read access to the config's Repository. It
+	// drops every database of the target but the server's own first, and
+	// the target keeps its accounts (the snapshot's account tables are
+	// neither loaded nor compared). It must never be a production
+	// database: the config's own database, or any database a
+	// BackupConfiguration backs up, is refused.
 	// +optional
 	Target *TargetRef `json:"target,omitempty"`
 	// TimeOut bounds the verification (a Go duration).

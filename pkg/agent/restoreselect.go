@@ -1,0 +1,158 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	"github.com/kubectl-stash/kubectl-stash/pkg/database"
+	"github.com/kubectl-stash/kubectl-stash/pkg/dumpfilter"
+	"github.com/kubectl-stash/kubectl-stash/pkg/dumptee"
+	"github.com/kubectl-stash/kubectl-stash/pkg/manifest"
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
+)
+
+// restoreRule is the one rule a database restore reads: the target's, else
+// the deprecated top-level one.
+func restoreRule(rs *stashv1beta1.RestoreSession) (stashv1beta1.Rule, int) {
+	rules := rs.Spec.Rules
+	if rs.Spec.Target != nil && len(rs.Spec.Target.Rules) > 0 {
+		rules = rs.Spec.Target.Rules
+	}
+	if len(rules) == 0 {
+		return stashv1beta1.Rule{}, 0
+	}
+	return rules[0], len(rules)
+}
+
+// restoreSelection reads what a restore selects: its rule's include and
+// exclude (object patterns, db.table) and the rename annotation. Rule
+// fields a database restore cannot honour are refused, never ignored.
+func restoreSelection(rs *stashv1beta1.RestoreSession) (dumpfilter.Rules, error) {
+	rule, n := restoreRule(rs)
+	switch {
+	case n > 1:
+		return dumpfilter.Rules{}, fmt.Errorf("%w: RestoreSession %s has %d rules: a database restore takes one (one snapshot, with include and exclude choosing what of it)", ErrInvalid, rs.Name, n)
+	case len(rule.Snapshots) > 1:
+		return dumpfilter.Rules{}, fmt.Errorf("%w: RestoreSession %s names %d snapshots: a database restore restores one; restore them one after another, or one with --include", ErrInvalid, rs.Name, len(rule.Snapshots))
+	case len(rule.TargetHosts) > 0 && !slices.Contains(rule.TargetHosts, contract.BackupHost):
+		return dumpfilter.Rules{}, fmt.Errorf("%w: RestoreSession %s: rule targetHosts %v do not include %s, the only host of a database, so the rule would restore nothing: leave targetHosts out", ErrInvalid, rs.Name, rule.TargetHosts, contract.BackupHost)
+	}
+	var rename []string
+	if v := strings.TrimSpace(rs.Annotations[contract.AnnotationRestoreRenameDatabase]); v != "" {
+		rename = strings.Split(v, ",")
+	}
+	sel, err := dumpfilter.ParseRules(rule.Include, rule.Exclude, rename)
+	if err != nil {
+		return sel, fmt.Errorf("%w: RestoreSession %s: %w (include and exclude are DATABASE.TABLE patterns, annotation %s is FROM=TO[,FROM=TO])", ErrInvalid, rs.Name, err, contract.AnnotationRestoreRenameDatabase)
+	}
+	return sel, nil
+}
+
+// checkRulePaths refuses rule paths other than the snapshot's dump file:
+// a database snapshot holds one file, and tables are chosen with include.
+func checkRulePaths(rs *stashv1beta1.RestoreSession, file string) error {
+	rule, _ := restoreRule(rs)
+	for _, p := range rule.Paths {
+		if p != "/" && strings.TrimPrefix(p, "/") != strings.TrimPrefix(file, "/") {
+			return fmt.Errorf("%w: RestoreSession %s: rule path %q is not in the snapshot, which holds one file, %s: choose tables with include and exclude (DATABASE.TABLE), and leave paths out", ErrInvalid, rs.Name, p, file)
+		}
+	}
+	return nil
+}
+
+// snapshotManifest reads the manifest a dump ends with from the dump's
+// last blobs alone, without reading the rest of it.
+func snapshotManifest(ctx context.Context, rr *restic.Repo, snap restic.Snapshot, file string) (*dumptee.Record, error) {
+	tail, err := rr.Tail(ctx, snap.ID, file, 0, func(b []byte) bool { return bytes.Contains(b, dumptee.TailMarker) })
+	if err != nil {
+		return nil, err
+	}
+	rec, found, err := dumptee.FromTail(tail)
+	if err == nil && !found {
+		err = fmt.Errorf("snapshot %s is tagged %s but its dump does not end with one", shortID(snap.ID), contract.TagManifest)
+	}
+	return rec, err
+}
+
+// checkSelection refuses, before anything changes, include patterns that
+// select nothing the snapshot's manifest lists, and names what it holds.
+func checkSelection(sel dumpfilter.Rules, m *manifest.Manifest, snapID string) error {
+	names := contentsNames(m)
+	var missing []string
+	for _, p := range sel.Include {
+		if !slices.ContainsFunc(names, func(n [2]string) bool { return p.Match(n[0], n[1]) }) {
+			missing = append(missing, "--include "+p.String())
+		}
+	}
+	if !slices.ContainsFunc(names, func(n [2]string) bool { return sel.Selects(n[0], n[1]) }) && len(missing) == 0 {
+		missing = append(missing, sel.String())
+	}
+	for from := range sel.Rename {
+		if !slices.Contains(m.Databases, from) {
+			missing = append(missing, "--rename-database "+from+"=...")
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	dbs := m.Databases
+	more := ""
+	if len(dbs) > 20 {
+		dbs, more = dbs[:20], fmt.Sprintf(" and %d more", len(m.Databases)-20)
+	}
+	return fmt.Errorf("%w: the restore filter selects nothing for %s in snapshot %s, so nothing was restored and the database was not changed; it holds databases %s%s (list its tables with `kubectl stash snapshots REPO --contents %s`)",
+		ErrInvalid, strings.Join(missing, ", "), shortID(snapID), strings.Join(dbs, ", "), more, shortID(snapID))
+}
+
+// contentsNames lists a manifest's tables, views and sequences as
+// (database, name).
+func contentsNames(m *manifest.Manifest) [][2]string {
+	var out [][2]string
+	for _, t := range m.Tables {
+		out = append(out, [2]string{t.Database, t.Name})
+	}
+	for _, list := range [][]string{m.Views, m.Sequences} {
+		for _, q := range list {
+			db, name, _ := strings.Cut(q, ".")
+			out = append(out, [2]string{db, name})
+		}
+	}
+	return out
+}
+
+// restoredContents is the status's account of what a restore applied.
+func restoredContents(sel dumpfilter.Rules, rep dumpfilter.Report) *stashv1beta1.RestoredContents {
+	rc := &stashv1beta1.RestoredContents{Selection: sel.String(), Databases: rep.RestoredDatabases, Objects: len(rep.Restored), Available: rep.Objects, Accounts: rep.Accounts}
+	rc.Warnings = rep.Warnings[:min(len(rep.Warnings), 20)]
+	for _, p := range rep.Unmatched {
+		rc.Warnings = append(rc.Warnings, fmt.Sprintf("--include %s selected nothing in the snapshot", p))
+	}
+	return rc
+}
+
+// checkCredentials says, after a restore replaced the target's accounts
+// with the snapshot's, whether the AppBinding's Secret still logs in: ""
+// when it does, else what to update.
+func (a *Agent) checkCredentials(ctx context.Context, ab *appcatalog.AppBinding, conn database.Conn, client database.Client, files *database.Files) string {
+	err := client.WaitReady(ctx, files, a.childEnv(), 15*time.Second, time.Second)
+	if err == nil {
+		return ""
+	}
+	secret := "its Secret"
+	if ab.Spec.Secret != nil {
+		secret = "Secret " + ab.Spec.Secret.Name
+	}
+	if errors.Is(err, database.ErrAccessDenied) {
+		return fmt.Sprintf("the snapshot's accounts replaced the target's, and user %s of AppBinding %s no longer logs in with %s: update %s to the snapshot's password for %s (a restore with --exclude 'mysql.*' keeps the target's accounts)",
+			conn.User, ab.Name, secret, secret, conn.User)
+	}
+	return fmt.Sprintf("the snapshot's accounts replaced the target's, and logging in as user %s of AppBinding %s could not be checked afterwards: %v", conn.User, ab.Name, err)
+}

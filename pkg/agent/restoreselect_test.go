@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
+	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	"github.com/kubectl-stash/kubectl-stash/pkg/manifest"
+)
+
+func TestRestoreSelectionHonoursOrRefusesEveryRuleField(t *testing.T) {
+	rs := func(ann map[string]string, rules ...stashv1beta1.Rule) *stashv1beta1.RestoreSession {
+		return &stashv1beta1.RestoreSession{ObjectMeta: metav1.ObjectMeta{Name: "r", Annotations: ann},
+			Spec: stashv1beta1.RestoreSessionSpec{Target: &stashv1beta1.RestoreTarget{Rules: rules}}}
+	}
+	sel, err := restoreSelection(rs(map[string]string{contract.AnnotationRestoreRenameDatabase: "shop=s2, crm=c2"},
+		stashv1beta1.Rule{Snapshots: []string{"latest"}, TargetHosts: []string{"host-0"}, Include: []string{"shop.*", "crm.customers"}, Exclude: []string{"shop.audit_*"}}))
+	if err != nil || !sel.Selects("shop", "orders") || sel.Selects("shop", "audit_1") || sel.Selects("crm", "leads") || sel.As("crm") != "c2" {
+		t.Errorf("selection %+v, %v", sel, err)
+	}
+	for name, bad := range map[string]*stashv1beta1.RestoreSession{
+		"two rules":       rs(nil, stashv1beta1.Rule{}, stashv1beta1.Rule{}),
+		"two snapshots":   rs(nil, stashv1beta1.Rule{Snapshots: []string{"a", "b"}}),
+		"other host":      rs(nil, stashv1beta1.Rule{TargetHosts: []string{"host-1"}}),
+		"bad pattern":     rs(nil, stashv1beta1.Rule{Include: []string{"a.b.c"}}),
+		"bad rename":      rs(map[string]string{contract.AnnotationRestoreRenameDatabase: "shop"}),
+		"rename to mysql": rs(map[string]string{contract.AnnotationRestoreRenameDatabase: "shop=mysql"}),
+	} {
+		if _, err := restoreSelection(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if err := checkRulePaths(rs(nil, stashv1beta1.Rule{Paths: []string{"/etc"}}), "/db.sql"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a path not in the snapshot: %v", err)
+	}
+	if err := checkRulePaths(rs(nil, stashv1beta1.Rule{Paths: []string{"/", "db.sql"}}), "/db.sql"); err != nil {
+		t.Errorf("the snapshot's own file: %v", err)
+	}
+}
+
+func TestCheckSelectionAgainstTheManifest(t *testing.T) {
+	m := &manifest.Manifest{Databases: []string{"crm", "shop"}, Tables: []manifest.Table{{Database: "shop", Name: "orders"}, {Database: "crm", Name: "customers"}}, Views: []string{"shop.v"}}
+	sel, _ := restoreSelection(&stashv1beta1.RestoreSession{Spec: stashv1beta1.RestoreSessionSpec{Rules: []stashv1beta1.Rule{{Include: []string{"shop.v", "crm"}}}}})
+	if err := checkSelection(sel, m, "0123456789abcdef"); err != nil {
+		t.Errorf("a view and a whole database: %v", err)
+	}
+	sel, _ = restoreSelection(&stashv1beta1.RestoreSession{Spec: stashv1beta1.RestoreSessionSpec{Rules: []stashv1beta1.Rule{{Include: []string{"shop.*", "crm.leads"}}}}})
+	err := checkSelection(sel, m, "0123456789abcdef")
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "crm.leads") || !strings.Contains(err.Error(), "databases crm, shop") || !strings.Contains(err.Error(), "not changed") {
+		t.Errorf("an include that matches nothing: %v", err)
+	}
+}
