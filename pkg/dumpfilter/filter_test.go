@@ -11,7 +11,7 @@ import (
 
 func shopDump(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile("testdata/shop-mariadb-10.11.sql")
+	b, err := os.ReadFile("../manifest/testdata/shop-mariadb-10.11.sql") // the manifest tests' real dump
 	if err != nil {
 		t.Fatal(err)
 	}
