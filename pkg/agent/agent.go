@@ -61,10 +61,13 @@ type Config struct {
 	// terminationGracePeriodSeconds.
 	ShutdownGrace time.Duration
 	// RestoreConnections is how many client connections load a restore's
-	// tables at once; RestoreSpool bounds the bytes of the dump waiting in
+	// tables at once, 0 to follow the target server's CPUs; RestoreSpool bounds the bytes of the dump waiting in
 	// ScratchDir for a free connection.
 	RestoreConnections int
 	RestoreSpool       int64
+	// RestoreKeepIndexes loads InnoDB tables with their secondary keys in
+	// place, instead of adding them after the data (sqlload.DeferIndexes).
+	RestoreKeepIndexes bool
 	// HookExecPod is the database's Pod, where exec hooks run; empty: the
 	// user did not opt in, and exec hooks are refused.
 	HookExecPod string
@@ -239,7 +242,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	if cfg.ShutdownGrace < 0 {
 		cfg.ShutdownGrace = 0
 	}
-	if cfg.RestoreConnections <= 0 {
+	if cfg.RestoreConnections < 0 {
 		cfg.RestoreConnections = 1
 	}
 	if cfg.LeaseName == "" {

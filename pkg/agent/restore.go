@@ -105,6 +105,11 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	if err != nil {
 		return err
 	}
+	noBinlog, err := skipBinlogArgs(rs)
+	if err != nil {
+		return err
+	}
+	step.Args = slices.Concat(step.Args, noBinlog)
 	if err := a.checkHooks(preRestoreHook(rs), postRestoreHook(rs)); err != nil {
 		return fmt.Errorf("%w (the database was not changed)", err)
 	}
@@ -225,13 +230,15 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 		return fmt.Errorf("could not record the restore's start in its status, so nothing was applied and the database was not changed: %w", err)
 	}
 	argv := client.LoadArgv(dbFiles, step.Args)
+	conns := a.loadConnections(ctx, client, dbFiles)
 	stop := run.report.watch(ctx, run, total)
 	loader, err := sqlload.Start(ctx, sqlload.Options{
-		Argv:        argv,
-		Env:         append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, a.childEnv()...), dbFiles.Env...),
-		Connections: a.cfg.RestoreConnections,
-		SpoolDir:    dbFiles.Dir,
-		SpoolLimit:  spoolLimit(dbFiles.Dir, a.cfg.RestoreSpool),
+		Argv:         argv,
+		Env:          append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, a.childEnv()...), dbFiles.Env...),
+		Connections:  conns,
+		DeferIndexes: !a.cfg.RestoreKeepIndexes,
+		SpoolDir:     dbFiles.Dir,
+		SpoolLimit:   spoolLimit(dbFiles.Dir, a.cfg.RestoreSpool),
 		Loaded: func(n int) {
 			run.touched.Store(true)
 			run.written.Add(int64(n))
@@ -288,7 +295,7 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 		return fmt.Errorf("restoring snapshot %s: %w", shortID(snap.ID), filterErr)
 	}
 	st := loader.Stats()
-	a.log.Info("restore loaded", "restore", rs.Name, "connections", a.cfg.RestoreConnections, "sections", st.Sections, "tableSections", st.TableSections, "spoolPeak", st.SpoolPeak)
+	a.log.Info("restore loaded", "restore", rs.Name, "connections", conns, "sections", st.Sections, "tableSections", st.TableSections, "spoolPeak", st.SpoolPeak, "deferredIndexTables", st.DeferredTables)
 	if loadErr != nil {
 		stderr := ""
 		if le := (*sqlload.Error)(nil); errors.As(loadErr, &le) {

@@ -156,3 +156,33 @@ func (a *Agent) checkCredentials(ctx context.Context, ab *appcatalog.AppBinding,
 	}
 	return fmt.Sprintf("the snapshot's accounts replaced the target's, and logging in as user %s of AppBinding %s could not be checked afterwards: %v", conn.User, ab.Name, err)
 }
+
+// maxAutoConnections bounds the connections chosen from the server's CPUs:
+// each is a client process in the agent's pod, and tables, not
+// connections, bound a dump's parallelism.
+const maxAutoConnections = 8
+
+// loadConnections is how many connections load a restore: the agent's
+// setting, or with 0, the target server's CPUs (2 when it does not say).
+func (a *Agent) loadConnections(ctx context.Context, client database.Client, files *database.Files) int {
+	if a.cfg.RestoreConnections > 0 {
+		return a.cfg.RestoreConnections
+	}
+	if n, ok := client.ServerCPUs(ctx, files, a.childEnv()); ok {
+		return min(max(n, 2), maxAutoConnections)
+	}
+	return 2
+}
+
+// skipBinlogArgs are the client arguments that keep a restore out of the
+// target's binlog when the session asks for it.
+func skipBinlogArgs(rs *stashv1beta1.RestoreSession) ([]string, error) {
+	switch v := rs.Annotations[contract.AnnotationRestoreSkipBinlog]; v {
+	case "", "false":
+		return nil, nil
+	case "true":
+		return []string{"--init-command=SET SESSION sql_log_bin=0"}, nil
+	default:
+		return nil, fmt.Errorf("%w: annotation %s=%q of RestoreSession %s is neither true nor false (the database was not changed)", ErrInvalid, contract.AnnotationRestoreSkipBinlog, v, rs.Name)
+	}
+}

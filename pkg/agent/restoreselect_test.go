@@ -54,3 +54,15 @@ func TestCheckSelectionAgainstTheManifest(t *testing.T) {
 		t.Errorf("an include that matches nothing: %v", err)
 	}
 }
+
+func TestSkipBinlogAnnotation(t *testing.T) {
+	for v, want := range map[string]int{"": 0, "false": 0, "true": 1} {
+		args, err := skipBinlogArgs(&stashv1beta1.RestoreSession{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{contract.AnnotationRestoreSkipBinlog: v}}})
+		if err != nil || len(args) != want || (want == 1 && args[0] != "--init-command=SET SESSION sql_log_bin=0") {
+			t.Errorf("%q: %v, %v", v, args, err)
+		}
+	}
+	if _, err := skipBinlogArgs(&stashv1beta1.RestoreSession{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{contract.AnnotationRestoreSkipBinlog: "yes"}}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("yes: %v", err)
+	}
+}

@@ -288,12 +288,13 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 	}
 	began := a.clock()
 	loader, err := sqlload.Start(ctx, sqlload.Options{
-		Argv:        client.LoadArgv(files, nil),
-		Env:         append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + files.Dir}, a.childEnv()...), files.Env...),
-		Connections: a.cfg.RestoreConnections,
-		SpoolDir:    files.Dir,
-		SpoolLimit:  spoolLimit(files.Dir, a.cfg.RestoreSpool),
-		SkipTable:   into.skip,
+		Argv:         client.LoadArgv(files, nil),
+		Env:          append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + files.Dir}, a.childEnv()...), files.Env...),
+		Connections:  a.loadConnections(ctx, client, files),
+		DeferIndexes: !a.cfg.RestoreKeepIndexes,
+		SpoolDir:     files.Dir,
+		SpoolLimit:   spoolLimit(files.Dir, a.cfg.RestoreSpool),
+		SkipTable:    into.skip,
 	})
 	if err != nil {
 		return fmt.Errorf("start mysql: %w", err)

@@ -40,6 +40,8 @@ type RestoreOptions struct {
 	// and under which database names.
 	Include, Exclude, Rename []string
 	sel                      dumpfilter.Rules
+	// SkipBinlog keeps the restore out of the target's binlog.
+	SkipBinlog bool
 }
 
 func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -72,6 +74,7 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	fl.StringArrayVar(&o.Include, "include", nil, "restore only these objects, as DATABASE.TABLE with * and ? (repeatable): 'shop.*', crm.customers; default everything")
 	fl.StringArrayVar(&o.Exclude, "exclude", nil, "leave these objects out, as DATABASE.TABLE with * and ? (repeatable): 'shop.audit_*', 'mysql.*' keeps the target's accounts")
 	fl.StringArrayVar(&o.Rename, "rename-database", nil, "restore database FROM as TO (repeatable), FROM=TO: its views, routines and triggers follow")
+	fl.BoolVar(&o.SkipBinlog, "skip-binlog", false, "keep the restore out of the target's binlog (sql_log_bin=0; needs BINLOG ADMIN or SUPER): for a target whose replicas will be seeded again, never for a primary whose replicas must follow")
 	fl.StringVar(&o.SourceHost, "source-host", "", "the host the snapshots were taken from (default: any)")
 	fl.StringVar(&o.Name, "name", "", "RestoreSession name (default: generated)")
 	fl.StringArrayVar(&o.Params, "param", nil, "task param KEY=VALUE (repeatable), e.g. args=--force")
@@ -179,6 +182,9 @@ func (o *RestoreOptions) Object() *stashv1beta1.RestoreSession {
 	}
 	if len(o.Rename) > 0 {
 		rs.Annotations[contract.AnnotationRestoreRenameDatabase] = strings.Join(o.Rename, ",")
+	}
+	if o.SkipBinlog {
+		rs.Annotations[contract.AnnotationRestoreSkipBinlog] = "true"
 	}
 	if o.agentFlags.cmd != nil && o.agentFlags.cmd.Flags().Changed("read-only") {
 		rs.Annotations[contract.AnnotationRestoreReadOnly] = strconv.FormatBool(o.ReadOnly)

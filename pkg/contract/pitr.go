@@ -38,6 +38,10 @@ const (
 	// AnnotationRestoreRenameDatabase restores databases under other
 	// names: "shop=shop_restored,crm=crm_copy".
 	AnnotationRestoreRenameDatabase = "stash.appscode.com/restore-rename-database"
+	// AnnotationRestoreSkipBinlog "true" keeps the restore out of the
+	// target's binlog (sql_log_bin=0), for a target whose replicas will
+	// be seeded again; "false" (the default) replicates it.
+	AnnotationRestoreSkipBinlog = "stash.appscode.com/restore-skip-binlog"
 )
 
 // ParseGTID reads a MariaDB GTID, domain-server-sequence.

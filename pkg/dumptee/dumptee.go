@@ -6,14 +6,15 @@
 package dumptee
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/manifest"
@@ -105,15 +106,17 @@ func Run(argv []string, out io.Writer, errOut io.Writer) int {
 		return 2
 	}
 	b := manifest.NewBuilder()
-	w := bufio.NewWriterSize(out, 256<<10)
-	_, copyErr := io.CopyBuffer(io.MultiWriter(w, b), pipe, make([]byte, 256<<10))
+	if f, ok := pipe.(*os.File); ok {
+		growPipe(f)
+	}
+	if f, ok := out.(*os.File); ok {
+		growPipe(f)
+	}
+	copyErr := pipeline(out, pipe, b)
 	if copyErr != nil {
 		_ = cmd.Process.Kill() // nobody reads its output any more
 	}
 	waitErr := cmd.Wait()
-	if copyErr == nil {
-		copyErr = w.Flush()
-	}
 	if waitErr != nil {
 		var ee *exec.ExitError
 		if errors.As(waitErr, &ee) && ee.ExitCode() > 0 {
@@ -135,6 +138,67 @@ func Run(argv []string, out io.Writer, errOut io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// chunk is how much one read takes; chunks is how many are in flight.
+const (
+	chunk  = 256 << 10
+	chunks = 16
+)
+
+// pipeline copies in to out and feeds the same bytes to b, each in its own
+// goroutine: the dump never waits for the manifest's hashing, and restic
+// never waits for a read, so the stream moves at the pace of the slowest
+// of the dump and restic rather than at the sum of all three.
+func pipeline(out io.Writer, in io.Reader, b *manifest.Builder) error {
+	free := make(chan []byte, chunks)
+	for range chunks {
+		free <- make([]byte, chunk)
+	}
+	toOut, toHash := make(chan []byte, chunks), make(chan []byte, chunks)
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for c := range toHash {
+			_, _ = b.Write(c)
+			free <- c[:cap(c)]
+		}
+	}()
+	var writeErr error
+	var failed atomic.Bool
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		defer close(toHash)
+		for c := range toOut {
+			if writeErr == nil {
+				if _, writeErr = out.Write(c); writeErr != nil {
+					failed.Store(true)
+				}
+			}
+			toHash <- c
+		}
+	}()
+	var readErr error
+	for !failed.Load() {
+		buf := <-free
+		n, err := io.ReadAtLeast(in, buf, 1)
+		if n > 0 {
+			toOut <- buf[:n]
+		} else {
+			free <- buf
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				readErr = err
+			}
+			break
+		}
+	}
+	close(toOut)
+	<-written
+	<-hashed
+	return errors.Join(readErr, writeErr)
 }
 
 // Trailer is the line appended to the dump.

@@ -7,12 +7,8 @@ import (
 	"math/bits"
 	"sort"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
 )
-
-// seed2 seeds the second 64-bit lane of a row's 128-bit hash; the first is
-// plain xxhash64 (seed 0).
-const seed2 = 0x9e3779b97f4a7c15
 
 // headCap bounds how much of a statement is kept to read its names: they
 // come first, and routine bodies need not be held.
@@ -49,7 +45,7 @@ type Builder struct {
 	qend     bool // a quote ended the last chunk: it may be doubled
 	straddle bool // the current row began in an earlier chunk
 	partLen  int64
-	d1, d2   xxhash.Digest
+	h        xxh3.Hasher128 // a row that straddles writes
 	cur      *acc
 
 	complete bool
@@ -261,11 +257,20 @@ func (b *Builder) scanData(p []byte) int {
 			b.quote = 0
 			continue
 		}
-		nq = nextIdx(p, i, nq, '\'')
-		ncl = nextIdx(p, i, ncl, ')')
-		ndq = nextIdx(p, i, ndq, '"')
-		nop = nextIdx(p, i, nop, '(')
-		j := min(nq, ncl, ndq, nop)
+		// Between strings the runs are short (numbers, commas): a look
+		// at the next bytes finds the next special one sooner than four
+		// searches; a long run (a hex BLOB) is left to the searches.
+		j, lim := i, min(i+32, len(p))
+		for j < lim && !dataSpecial[p[j]] {
+			j++
+		}
+		if j == lim && j < len(p) {
+			nq = nextIdx(p, i, nq, '\'')
+			ncl = nextIdx(p, i, ncl, ')')
+			ndq = nextIdx(p, i, ndq, '"')
+			nop = nextIdx(p, i, nop, '(')
+			j = min(nq, ncl, ndq, nop)
+		}
 		if j == len(p) {
 			i = j
 			break
@@ -294,40 +299,37 @@ func (b *Builder) partial(r []byte) {
 	if !b.straddle {
 		b.straddle = true
 		b.partLen = 0
-		b.d1.Reset()
-		b.d2.ResetWithSeed(seed2)
+		b.h.Reset()
 	}
-	b.d1.Write(r)
-	b.d2.Write(r)
+	_, _ = b.h.Write(r)
 	b.partLen += int64(len(r))
 }
 
 // row adds the row p[start:end] (or, if it began in an earlier chunk, the
 // hashed part plus p[:end]) to the current table.
 func (b *Builder) row(p []byte, start, end int) {
-	var h1, h2 uint64
+	var h xxh3.Uint128
 	var n int64
 	if b.straddle {
-		b.d1.Write(p[:end])
-		b.d2.Write(p[:end])
-		h1, h2 = b.d1.Sum64(), b.d2.Sum64()
+		_, _ = b.h.Write(p[:end])
+		h = b.h.Sum128()
 		n = b.partLen + int64(end)
 		b.straddle = false
 	} else {
 		r := p[start:end]
-		h1 = xxhash.Sum64(r)
-		b.d2.ResetWithSeed(seed2)
-		b.d2.Write(r)
-		h2 = b.d2.Sum64()
+		h = xxh3.Hash128(r)
 		n = int64(len(r))
 	}
 	a := b.cur
 	a.rows++
 	a.bytes += n
 	var c uint64
-	a.lo, c = bits.Add64(a.lo, h2, 0)
-	a.hi += h1 + c
+	a.lo, c = bits.Add64(a.lo, h.Lo, 0)
+	a.hi += h.Hi + c
 }
+
+// dataSpecial are the bytes that change the state between a row's values.
+var dataSpecial = [256]bool{'\'': true, '"': true, '(': true, ')': true}
 
 var isWord = func() (t [256]bool) {
 	for c := 0; c < 256; c++ {

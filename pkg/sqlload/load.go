@@ -33,6 +33,10 @@ type Options struct {
 	// and triggers) of the tables it names: db is the database of the
 	// dump's USE line in force ("" without one).
 	SkipTable func(db, table string) bool
+	// DeferIndexes creates InnoDB tables without their plain secondary
+	// keys and adds them in one ALTER TABLE after the table's data
+	// (deferkeys.go).
+	DeferIndexes bool
 }
 
 // Error is a failed client: its stderr says why.
@@ -51,6 +55,8 @@ type Stats struct {
 	SpoolPeak int64
 	// SkippedTables is how many table sections SkipTable left out.
 	SkippedTables int
+	// DeferredTables is how many tables got their keys after their data.
+	DeferredTables int
 }
 
 // Loader is an io.WriteCloser: write the dump to it, then Close, which
@@ -132,6 +138,7 @@ func Start(ctx context.Context, o Options) (*Loader, error) {
 	l := &Loader{o: o, ctx: ctx, cancel: cancel, sp: newSpool(o.SpoolDir, o.SpoolLimit, o.SkipTable), done: make(chan struct{}), loading: map[*section]bool{},
 		token: []byte("stash-sync-" + hex.EncodeToString(tok[:]))}
 	l.split = newSplitter(l.sp)
+	l.split.deferKeys = o.DeferIndexes
 	for i := range o.Connections {
 		c, err := l.startClient(i)
 		if err != nil {
@@ -260,6 +267,7 @@ func (l *Loader) schedule() {
 	l.runErr = errors.Join(err, l.finishClients(err == nil))
 	l.stats.SpoolPeak = l.sp.peak
 	l.stats.SkippedTables = l.sp.skipped
+	l.stats.DeferredTables = l.split.deferredTables
 	if l.runErr != nil {
 		l.cancel(l.runErr)
 	}

@@ -71,6 +71,14 @@ type splitter struct {
 	preamble     bool   // before the first header
 	// replay holds the preamble's session settings, for other connections.
 	replay [][]byte
+
+	// Deferred secondary indexes (deferkeys.go).
+	deferKeys      bool
+	creating       bool     // holding a CREATE TABLE statement
+	create         [][]byte // its lines so far
+	deferred       []string // the keys the current table gets after its data
+	deferTable     string
+	deferredTables int
 }
 
 func newSplitter(out sink) *splitter {
@@ -104,6 +112,11 @@ func (s *splitter) Write(p []byte) (int, error) {
 		}
 		if len(s.held)+end > maxHeld {
 			// Too long for a line worth looking at: write it through.
+			if s.creating {
+				if err := s.abandonCreate(); err != nil {
+					return 0, err
+				}
+			}
 			take := maxHeld - len(s.held)
 			if err := s.out.write(append(s.held, p[:take]...)); err != nil {
 				return 0, err
@@ -131,6 +144,12 @@ func (s *splitter) flush() error {
 		err = s.line(s.held)
 		s.held = s.held[:0]
 	}
+	if s.creating && err == nil {
+		err = s.abandonCreate()
+	}
+	if err == nil {
+		err = s.addDeferred()
+	}
 	s.settle()
 	return err
 }
@@ -157,6 +176,11 @@ func (s *splitter) line(l []byte) error {
 	if st := bytes.TrimSpace(t); s.preamble && s.delimDefault && (bytes.Equal(st, sandbox) || (replaySet.Match(st) && !global.Match(st))) {
 		s.replay = append(s.replay, append([]byte(nil), st...))
 	}
+	if s.deferKeys && s.cur == kindTable && s.undecided && s.delimDefault {
+		if took, err := s.holdCreate(l, t); took || err != nil {
+			return err
+		}
+	}
 	return s.out.write(l)
 }
 
@@ -176,9 +200,15 @@ func (s *splitter) header(t []byte) error {
 		if s.cur == kindSerial {
 			return nil
 		}
+		if err := s.addDeferred(); err != nil {
+			return err
+		}
 		s.settle()
 		s.cur, s.curTable = kindSerial, nil
 		return s.out.begin(kindSerial, s.use, "")
+	}
+	if err := s.addDeferred(); err != nil {
+		return err
 	}
 	s.settle()
 	s.cur, s.curTable = kindTable, append(s.curTable[:0:0], table...)

@@ -47,7 +47,7 @@ func TestSelectiveRestore(t *testing.T) {
 	if _, err := src.Exec(ctx, selectiveSQL); err != nil {
 		t.Fatal(err)
 	}
-	tgt, err := s.env.AddMariaDB(ctx, "seltgt", testenv.MariaDBOptions{})
+	tgt, err := s.env.AddMariaDB(ctx, "seltgt", testenv.MariaDBOptions{ExtraArgs: binlogArgs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +103,20 @@ func TestSelectiveRestore(t *testing.T) {
 		t.Errorf("the target changed after a refused restore: %s", got)
 	}
 
-	// Some tables into an empty server: exactly those.
-	rs = restore("tgt", "--include", "shop.*", "--include", "crm.customers", "--exclude", "shop.audit_*")
+	// Some tables into an empty server: exactly those, and with
+	// --skip-binlog none of it in the target's binlog.
+	binlogEnd := func() string {
+		out, err := tgt.Exec(ctx, "SHOW MASTER STATUS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(strings.Fields(out)[:2], ":")
+	}
+	before := binlogEnd()
+	rs = restore("tgt", "--include", "shop.*", "--include", "crm.customers", "--exclude", "shop.audit_*", "--skip-binlog")
+	if after := binlogEnd(); after != before {
+		t.Errorf("a restore with --skip-binlog wrote to the target's binlog: %s, then %s", before, after)
+	}
 	if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
 		t.Fatalf("selective restore: %s: %s", rs.Status.Phase, rs.Status.Message)
 	}
@@ -126,17 +138,16 @@ func TestSelectiveRestore(t *testing.T) {
 	}
 
 	// Renamed, beside the original on the same server.
-	before := fingerprint(t, src, "shop", "crm")
 	if _, err := src.Exec(ctx, "INSERT INTO shop.orders VALUES (13, 2, 42.00)"); err != nil {
 		t.Fatal(err)
 	}
-	before = fingerprint(t, src, "shop", "crm")
+	original := fingerprint(t, src, "shop", "crm")
 	rs = restore("src", "--include", "shop.*", "--rename-database", "shop=shop_restored")
 	if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
 		t.Fatalf("renamed restore: %s: %s", rs.Status.Phase, rs.Status.Message)
 	}
-	if after := fingerprint(t, src, "shop", "crm"); after != before {
-		t.Errorf("the original changed:\n%s", diffLines(before, after))
+	if after := fingerprint(t, src, "shop", "crm"); after != original {
+		t.Errorf("the original changed:\n%s", diffLines(original, after))
 	}
 	if n, err := src.Exec(ctx, "SELECT COUNT(*) FROM shop_restored.orders"); err != nil || strings.TrimSpace(n) != "3" {
 		t.Errorf("shop_restored.orders: %q, %v (want the 3 rows of the backup)", n, err)
@@ -157,7 +168,16 @@ func TestSelectiveRestore(t *testing.T) {
 
 	// A full restore into another server replaces its accounts, and says
 	// which Secret no longer logs in.
+	before = binlogEnd()
 	rs = restore("tgt")
+	// The target's accounts are now the source's.
+	tgt.Password = src.Password
+	if err := tgt.RewriteOptionFile(); err != nil {
+		t.Fatal(err)
+	}
+	if after := binlogEnd(); after == before {
+		t.Errorf("a restore without --skip-binlog left the target's binlog at %s", after)
+	}
 	if rs.Status.Phase != stashv1beta1.RestoreSucceeded || rs.Status.Restored == nil || !rs.Status.Restored.Accounts {
 		t.Fatalf("full restore: %s: %s (%+v)", rs.Status.Phase, rs.Status.Message, rs.Status.Restored)
 	}
