@@ -36,6 +36,14 @@ func TestPluginCommands(t *testing.T) {
 	// restore --wait shares the wait: the same lines, into the same database.
 	r = kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/db", "--wait", "--timeout", "3m")
 	mustOK(t, r, "restore --wait")
+	// A full restore says first, as kubectl says its warnings, that it
+	// brings the snapshot's accounts; the wait's lines follow.
+	warning, rest, _ := strings.Cut(r.stderr, "\n")
+	if !strings.HasPrefix(warning, "Warning: this restore brings the snapshot's mysql schema") {
+		t.Errorf("restore without --exclude 'mysql.*' does not warn of the accounts first:\n%s", r.stderr)
+	} else {
+		r.stderr = rest
+	}
 	checkPipedWait(t, r, "RestoreSession")
 	var rows []struct {
 		Name          string   `json:"name"`
