@@ -404,6 +404,12 @@ func (a *Agent) verifyReplay(ctx context.Context, rr *restic.Repo, bc *stashv1be
 			from = ps.FirstRecoverableTime.Time.Truncate(time.Second)
 		}
 	}
+	// The status's window may be a second ahead of the archive this
+	// listing saw: a whole second is replayable only once the archive
+	// committed past its end.
+	if reach := latest[len(latest)-1].Committed.Add(-time.Second).Truncate(time.Second); reach.Before(until) {
+		until = reach
+	}
 	if !until.After(from) {
 		return nil, "the window holds no whole second after the snapshot yet", nil
 	}
