@@ -25,14 +25,8 @@ type verifyInto struct {
 	cleanup func()
 }
 
-// accountTables hold a server's accounts and grants. A named target keeps
-// its own, so that its agent can still connect after a verification.
-var accountTables = map[string]bool{
-	"user": true, "global_priv": true, "db": true, "tables_priv": true, "columns_priv": true,
-	"procs_priv": true, "proxies_priv": true, "roles_mapping": true, "default_roles": true,
-}
-
-func isAccountTable(db, table string) bool { return db == "mysql" && accountTables[table] }
+// A named target keeps its own accounts (database.IsAccountTable), so
+// that its agent can still connect after a verification.
 
 // verifyWaitReady bounds the wait for a named target to answer.
 const verifyWaitReady = 2 * time.Minute
@@ -52,8 +46,10 @@ func (a *Agent) verifyDatabase(ctx context.Context, vs *stashv1beta1.Verificatio
 		if err != nil {
 			return nil, err
 		}
-		into := &verifyInto{name: "AppBinding " + ab.Name, files: files, skip: isAccountTable,
-			ignore:  func(db, table string) bool { return manifest.DefaultIgnore(db, table) || isAccountTable(db, table) },
+		into := &verifyInto{name: "AppBinding " + ab.Name, files: files, skip: database.IsAccountTable,
+			ignore: func(db, table string) bool {
+				return manifest.DefaultIgnore(db, table) || database.IsAccountTable(db, table)
+			},
 			cleanup: func() { os.RemoveAll(files.Dir) }}
 		if err := client.WaitReady(ctx, files, a.childEnv(), verifyWaitReady, 2*time.Second); err != nil {
 			into.cleanup()

@@ -6,8 +6,18 @@ import (
 	"strings"
 )
 
-// systemSchemas are the server's own databases, never dropped.
+// systemSchemas are the server's own databases, never dropped or renamed.
 var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
+
+// IsSystemSchema reports whether db is one of the server's own databases.
+func IsSystemSchema(db string) bool { return systemSchemas[strings.ToLower(db)] }
+
+// accountTables are the mysql schema's tables of accounts and grants.
+var accountTables = map[string]bool{"user": true, "global_priv": true, "db": true, "tables_priv": true, "columns_priv": true,
+	"procs_priv": true, "proxies_priv": true, "roles_mapping": true, "default_roles": true}
+
+// IsAccountTable reports whether db.table holds accounts or grants.
+func IsAccountTable(db, table string) bool { return db == "mysql" && accountTables[table] }
 
 // DropUserDatabases drops every database but the server's own, and names
 // those it dropped. It is for servers kept for restores that are thrown
@@ -19,7 +29,7 @@ func (c Client) DropUserDatabases(ctx context.Context, f *Files, env []string) (
 	}
 	var dropped []string
 	for _, db := range strings.Split(strings.TrimSpace(out), "\n") {
-		if db == "" || systemSchemas[strings.ToLower(db)] {
+		if db == "" || IsSystemSchema(db) {
 			continue
 		}
 		if _, err := c.query(ctx, f, env, "DROP DATABASE "+QuoteName(db)); err != nil {

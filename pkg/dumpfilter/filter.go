@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/database"
 )
 
 // ErrNothingSelected: the rules select nothing the dump holds. Nothing was
@@ -35,13 +37,6 @@ var (
 	titleSequence = regexp.MustCompile("^Sequence structure for `((?:[^`]|``)+)`$")
 	titlePerDB    = regexp.MustCompile("^Dumping (routines|events) for database '((?:[^']|'')+)'$")
 )
-
-// accountTables are the mysql schema's tables of accounts and grants.
-var accountTables = map[string]bool{"user": true, "global_priv": true, "db": true, "tables_priv": true, "columns_priv": true,
-	"procs_priv": true, "proxies_priv": true, "roles_mapping": true, "default_roles": true}
-
-// IsAccountTable reports whether db.table holds accounts or grants.
-func IsAccountTable(db, table string) bool { return db == "mysql" && accountTables[table] }
 
 // Report says what a filtered stream held and what went through.
 type Report struct {
@@ -111,8 +106,8 @@ func New(w io.Writer, r Rules) *Writer {
 	var pairs []string
 	for _, from := range sortedKeys(r.Rename) {
 		to := r.Rename[from]
-		pairs = append(pairs, quoteIdent(from)+".", quoteIdent(to)+".", "ALTER DATABASE "+quoteIdent(from), "ALTER DATABASE "+quoteIdent(to),
-			"-- Current Database: "+quoteIdent(from), "-- Current Database: "+quoteIdent(to))
+		pairs = append(pairs, database.QuoteName(from)+".", database.QuoteName(to)+".", "ALTER DATABASE "+database.QuoteName(from), "ALTER DATABASE "+database.QuoteName(to),
+			"-- Current Database: "+database.QuoteName(from), "-- Current Database: "+database.QuoteName(to))
 	}
 	var bare *regexp.Regexp
 	if len(r.Rename) > 0 {
@@ -277,11 +272,11 @@ func (f *Writer) rename(l, t []byte) []byte {
 		return l
 	}
 	if m := useLine.FindSubmatch(t); m != nil {
-		return []byte("USE " + quoteIdent(f.r.As(unquote(string(m[1])))) + ";" + string(l[len(t):]))
+		return []byte("USE " + database.QuoteName(f.r.As(unquote(string(m[1])))) + ";" + string(l[len(t):]))
 	}
 	if m := createDatabase.FindSubmatchIndex(t); m != nil {
 		db := unquote(string(t[m[4]:m[5]]))
-		return []byte(string(t[:m[2]]) + string(t[m[2]:m[3]]) + quoteIdent(f.r.As(db)) + string(l[m[1]:]))
+		return []byte(string(t[:m[2]]) + string(t[m[2]:m[3]]) + database.QuoteName(f.r.As(db)) + string(l[m[1]:]))
 	}
 	out := f.renam.Replace(string(l))
 	out = f.bare.ReplaceAllStringFunc(out, func(m string) string {
@@ -301,7 +296,7 @@ func (f *Writer) header(title string) {
 		}
 		f.object(name)
 		f.table = name
-		if f.on && IsAccountTable(f.db, name) {
+		if f.on && database.IsAccountTable(f.db, name) {
 			f.rep.Accounts = true
 		}
 		return
@@ -388,7 +383,7 @@ func (f *Writer) begin() {
 	}
 	if !f.sawDB && !f.injected && f.hostDB != "" && f.r.As(f.hostDB) != f.hostDB {
 		f.injected = true
-		to := quoteIdent(f.r.As(f.hostDB))
+		to := database.QuoteName(f.r.As(f.hostDB))
 		f.emit([]byte("CREATE DATABASE IF NOT EXISTS " + to + ";\nUSE " + to + ";\n"))
 	}
 	f.dbOut[f.db] = true
@@ -453,8 +448,6 @@ func (r Report) holds() string {
 	}
 	return fmt.Sprintf("%d tables, views and sequences in databases %s%s (list them with `kubectl stash snapshots REPO --contents SNAPSHOT`)", r.Objects, strings.Join(dbs, ", "), more)
 }
-
-func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
 func unquote(s string) string { return strings.ReplaceAll(s, "``", "`") }
 

@@ -11,6 +11,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/database"
 )
 
 // ErrBadRule marks a pattern or rename the user wrote wrongly.
@@ -124,7 +126,7 @@ func ParseRules(include, exclude, rename []string) (Rules, error) {
 			return r, fmt.Errorf("%w: rename %q: write FROM=TO, two database names", ErrBadRule, s)
 		case strings.ContainsAny(from+dst, "*?[`/\\.") || len(dst) > 64:
 			return r, fmt.Errorf("%w: rename %q: database names without wildcards, dots, slashes or backticks, at most 64 characters", ErrBadRule, s)
-		case isSystem(from) || isSystem(dst):
+		case database.IsSystemSchema(from) || database.IsSystemSchema(dst):
 			return r, fmt.Errorf("%w: rename %q: the server's own databases (mysql, sys, information_schema, performance_schema) keep their names", ErrBadRule, s)
 		case r.Rename[from] != "":
 			return r, fmt.Errorf("%w: database %s is renamed twice", ErrBadRule, from)
@@ -193,13 +195,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// isSystem names the server's own databases.
-func isSystem(db string) bool {
-	switch strings.ToLower(db) {
-	case "mysql", "sys", "information_schema", "performance_schema":
-		return true
-	}
-	return false
 }
