@@ -68,6 +68,9 @@ type Config struct {
 	// RestoreKeepIndexes loads InnoDB tables with their secondary keys in
 	// place, instead of adding them after the data (sqlload.DeferIndexes).
 	RestoreKeepIndexes bool
+	// RestoreWholeTables loads each table on one connection, instead of
+	// spreading a large table's INSERTs over them (sqlload.SplitTables).
+	RestoreWholeTables bool
 	// HookExecPod is the database's Pod, where exec hooks run; empty: the
 	// user did not opt in, and exec hooks are refused.
 	HookExecPod string

@@ -237,6 +237,7 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 		Env:          append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dbFiles.Dir}, a.childEnv()...), dbFiles.Env...),
 		Connections:  conns,
 		DeferIndexes: !a.cfg.RestoreKeepIndexes,
+		SplitTables:  !a.cfg.RestoreWholeTables,
 		SpoolDir:     dbFiles.Dir,
 		SpoolLimit:   spoolLimit(dbFiles.Dir, a.cfg.RestoreSpool),
 		Loaded: func(n int) {

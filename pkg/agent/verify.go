@@ -292,6 +292,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 		Env:          append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + files.Dir}, a.childEnv()...), files.Env...),
 		Connections:  a.loadConnections(ctx, client, files),
 		DeferIndexes: !a.cfg.RestoreKeepIndexes,
+		SplitTables:  !a.cfg.RestoreWholeTables,
 		SpoolDir:     files.Dir,
 		SpoolLimit:   spoolLimit(files.Dir, a.cfg.RestoreSpool),
 		SkipTable:    into.skip,

@@ -38,9 +38,13 @@ func (s *splitter) holdCreate(l, t []byte) (bool, error) {
 func (s *splitter) endCreate() error {
 	lines := s.create
 	s.creating, s.create = false, nil
-	keep, keys, table := deferrable(lines, s.foreignKey, s.use)
+	s.splitThis = s.splitRows && splittable(lines, s.foreignKey, s.use)
+	keep, keys, table := lines, []string(nil), ""
+	if s.deferKeys {
+		keep, keys, table = deferrable(lines, s.foreignKey, s.use)
+	}
 	for _, l := range keep {
-		if err := s.out.write(l); err != nil {
+		if err := s.put(l); err != nil {
 			return err
 		}
 	}
@@ -56,7 +60,7 @@ func (s *splitter) abandonCreate() error {
 	lines := s.create
 	s.creating, s.create = false, nil
 	for _, l := range lines {
-		if err := s.out.write(l); err != nil {
+		if err := s.put(l); err != nil {
 			return err
 		}
 	}
@@ -65,29 +69,33 @@ func (s *splitter) abandonCreate() error {
 
 // addDeferred ends a table's section with the ALTER that adds its keys.
 func (s *splitter) addDeferred() error {
+	if err := s.endChunks(); err != nil {
+		return err
+	}
 	if len(s.deferred) == 0 {
 		return nil
 	}
 	stmt := "ALTER TABLE " + s.deferTable + " ADD " + strings.Join(s.deferred, ", ADD ") + ";\n"
 	s.deferred, s.deferTable = nil, ""
 	s.deferredTables++
-	return s.out.write([]byte(stmt))
+	return s.put([]byte(stmt))
 }
 
-// deferrable splits a CREATE TABLE statement's lines into those to run
-// now and the keys to add after the data; none when the table must keep
-// them.
-func deferrable(lines [][]byte, foreignKey bool, use string) (keep [][]byte, keys []string, table string) {
+// innodbTable reads a held CREATE TABLE statement: its table and the line
+// that closes its definitions, when it is a plain InnoDB table in a user
+// schema, one an ALTER or a concurrent load treats like any other (no
+// foreign key, system versioning, application period or partitions).
+func innodbTable(lines [][]byte, foreignKey bool, use string) (table string, end int, ok bool) {
 	if foreignKey || use == "USE `mysql`;" || len(lines) < 3 {
-		return lines, nil, ""
+		return "", 0, false
 	}
 	first := strings.TrimRight(string(lines[0]), "\r\n")
 	if !strings.HasSuffix(first, " (") {
-		return lines, nil, ""
+		return "", 0, false
 	}
 	table = strings.TrimSuffix(strings.TrimPrefix(first, "CREATE TABLE "), " (")
 	// The definitions end at the first line that starts with ")".
-	end := -1
+	end = -1
 	for i, l := range lines {
 		if i > 0 && bytes.HasPrefix(l, []byte(")")) {
 			end = i
@@ -95,18 +103,32 @@ func deferrable(lines [][]byte, foreignKey bool, use string) (keep [][]byte, key
 		}
 	}
 	if end < 0 {
-		return lines, nil, ""
+		return "", 0, false
 	}
 	tail := string(bytes.Join(lines[end:], nil))
 	if !strings.Contains(tail, "ENGINE=InnoDB") || strings.Contains(tail, "WITH SYSTEM VERSIONING") || strings.Contains(tail, "PARTITION BY") {
+		return "", 0, false
+	}
+	for _, l := range lines[1:end] {
+		d := strings.TrimSpace(string(l))
+		if strings.HasPrefix(d, "PERIOD FOR") || strings.Contains(d, "WITH SYSTEM VERSIONING") {
+			return "", 0, false
+		}
+	}
+	return table, end, true
+}
+
+// deferrable splits a CREATE TABLE statement's lines into those to run
+// now and the keys to add after the data; none when the table must keep
+// them.
+func deferrable(lines [][]byte, foreignKey bool, use string) (keep [][]byte, keys []string, table string) {
+	table, end, ok := innodbTable(lines, foreignKey, use)
+	if !ok {
 		return lines, nil, ""
 	}
 	autoInc := ""
 	for _, l := range lines[1:end] {
 		d := strings.TrimSpace(string(l))
-		if strings.HasPrefix(d, "PERIOD FOR") || strings.Contains(d, "WITH SYSTEM VERSIONING") {
-			return lines, nil, ""
-		}
 		if strings.HasPrefix(d, "`") && strings.Contains(d, " AUTO_INCREMENT") {
 			if j := strings.Index(d[1:], "`"); j >= 0 {
 				autoInc = d[:j+2]

@@ -37,6 +37,11 @@ type Options struct {
 	// keys and adds them in one ALTER TABLE after the table's data
 	// (deferkeys.go).
 	DeferIndexes bool
+	// SplitTables spreads the INSERTs of a table whose rows may load in any
+	// order over the connections, in chunks of about ChunkBytes (8 MiB when
+	// 0) (splittable.go). It needs more than one connection.
+	SplitTables bool
+	ChunkBytes  int64
 }
 
 // Error is a failed client: its stderr says why.
@@ -57,6 +62,9 @@ type Stats struct {
 	SkippedTables int
 	// DeferredTables is how many tables got their keys after their data.
 	DeferredTables int
+	// SplitTables is how many tables were loaded in Chunks over several
+	// connections.
+	SplitTables, Chunks int
 }
 
 // Loader is an io.WriteCloser: write the dump to it, then Close, which
@@ -101,8 +109,16 @@ func (l *Loader) Position() Position {
 		secs = append(secs, sec)
 	}
 	sort.Slice(secs, func(i, j int) bool { return secs[i].n < secs[j].n })
+	named := map[*section]bool{} // a split table's parts name it once
 	for _, sec := range secs {
-		p.Loading = append(p.Loading, sec.qualified())
+		head := sec
+		if sec.head != nil {
+			head = sec.head
+		}
+		if !named[head] {
+			named[head] = true
+			p.Loading = append(p.Loading, sec.qualified())
+		}
 	}
 	return p
 }
@@ -115,7 +131,12 @@ func (l *Loader) running(sec *section, done, ok bool) {
 		return
 	}
 	delete(l.loading, sec)
-	if ok && sec.kind == kindTable {
+	if !ok {
+		return
+	}
+	close(sec.done)
+	// A table counts once, when its last part has run.
+	if sec.kind == kindTable && (sec.part == partWhole || sec.part == partTail) {
 		l.finished++
 	}
 }
@@ -139,6 +160,11 @@ func Start(ctx context.Context, o Options) (*Loader, error) {
 		token: []byte("stash-sync-" + hex.EncodeToString(tok[:]))}
 	l.split = newSplitter(l.sp)
 	l.split.deferKeys = o.DeferIndexes
+	l.split.splitRows = o.SplitTables && o.Connections > 1
+	l.split.chunkBytes = o.ChunkBytes
+	if l.split.chunkBytes <= 0 {
+		l.split.chunkBytes = defaultChunk
+	}
 	for i := range o.Connections {
 		c, err := l.startClient(i)
 		if err != nil {
@@ -222,7 +248,12 @@ func (l *Loader) schedule() {
 			}
 			l.stats.Sections++
 			if sec.kind == kindTable && len(l.clients) > 1 {
-				l.stats.TableSections++
+				if sec.part == partWhole || sec.part == partHead {
+					l.stats.TableSections++
+				}
+				if err := await(sec.after, failed); err != nil {
+					return err
+				}
 				c, err := take()
 				if err != nil {
 					return err
@@ -268,9 +299,22 @@ func (l *Loader) schedule() {
 	l.stats.SpoolPeak = l.sp.peak
 	l.stats.SkippedTables = l.sp.skipped
 	l.stats.DeferredTables = l.split.deferredTables
+	l.stats.SplitTables, l.stats.Chunks = l.split.splitTables, l.split.chunks
 	if l.runErr != nil {
 		l.cancel(l.runErr)
 	}
+}
+
+// await waits until the sections in after have run, or a client failed.
+func await(after []*section, failed <-chan error) error {
+	for _, a := range after {
+		select {
+		case <-a.done:
+		case err := <-failed:
+			return err
+		}
+	}
+	return nil
 }
 
 // client is one mysql process with its session.

@@ -104,7 +104,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	dumpArgv := append([]string{"mariadb-dump", "--defaults-extra-file=" + db.OptionFile()}, database.ConsistentDumpArgs()...)
-	dumpArgv = append(dumpArgv, "--databases", "pa", "pb")
+	dumpArgv = append(dumpArgv, "--net-buffer-length=16384", "--databases", "pa", "pb") // several INSERTs per table
 	var out, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, dumpArgv[0], dumpArgv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
@@ -152,9 +152,12 @@ func TestParallelLoadRestoresEverything(t *testing.T) {
 	for _, c := range []struct {
 		conns int
 		spool int64
-	}{{1, 1 << 30}, {3, 256 << 10}, {4, 64 << 10}} {
-		t.Run(fmt.Sprintf("%d connections, %d KiB spool", c.conns, c.spool>>10), func(t *testing.T) {
-			l, err := sqlload.Start(ctx, f.options(t, c.conns, c.spool))
+		split bool
+	}{{1, 1 << 30, false}, {3, 256 << 10, false}, {4, 64 << 10, false}, {3, 256 << 10, true}, {2, 64 << 10, true}} {
+		t.Run(fmt.Sprintf("%d connections, %d KiB spool, split %v", c.conns, c.spool>>10, c.split), func(t *testing.T) {
+			o := f.options(t, c.conns, c.spool)
+			o.SplitTables, o.ChunkBytes, o.DeferIndexes = c.split, 16<<10, c.split
+			l, err := sqlload.Start(ctx, o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,6 +170,14 @@ func TestParallelLoadRestoresEverything(t *testing.T) {
 			st := l.Stats()
 			if st.TableSections != 15 && c.conns > 1 {
 				t.Errorf("%d table sections, want the 15 tables without a foreign key", st.TableSections)
+			}
+			// Split: every table with a primary key and no foreign key,
+			// unique or full-text key (all but child), most in several chunks.
+			if c.split && (st.SplitTables != 15 || st.Chunks < 2*st.SplitTables) {
+				t.Errorf("%d tables split in %d chunks, want the 15 tables without a foreign key, in at least 30", st.SplitTables, st.Chunks)
+			}
+			if !c.split && st.SplitTables+st.Chunks != 0 {
+				t.Errorf("%d tables split without SplitTables", st.SplitTables)
 			}
 			// The spool may hold one write past its limit.
 			if st.SpoolPeak > c.spool+70000 {
@@ -399,7 +410,7 @@ INSERT INTO pc.aria SELECT seq, seq FROM seq_1_to_100;
 		dbs  string
 	}{{"pa and pb", f.dump, "'pa','pb'"}, {"pc", pc.Bytes(), "'pc'"}} {
 		o := f.options(t, 2, 1<<20)
-		o.DeferIndexes = true
+		o.DeferIndexes, o.SplitTables, o.ChunkBytes = true, true, 16<<10
 		l, err := sqlload.Start(ctx, o)
 		if err != nil {
 			t.Fatal(err)

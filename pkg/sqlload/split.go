@@ -23,6 +23,17 @@ const (
 	kindTable              // alongside other tables
 )
 
+// part is where a section sits in a table split over several connections
+// (splittable.go).
+type part uint8
+
+const (
+	partWhole part = iota // a whole table, or not a table
+	partHead              // the table's structure, up to its first INSERT
+	partChunk             // some of its INSERTs, after the head
+	partTail              // what follows them, after every chunk
+)
+
 // maxHeld is how much of a line is held back before it is known not to be
 // a section header: headers, USE and SET lines are short.
 const maxHeld = 512
@@ -48,6 +59,9 @@ type sink interface {
 	decide(k kind)
 	// write appends to the current section.
 	write(p []byte) error
+	// part starts the next part of the current table section: a chunk of
+	// its INSERTs or the tail after them.
+	part(p part) error
 }
 
 // splitter finds section boundaries in a mysqldump stream. A boundary is a
@@ -79,6 +93,17 @@ type splitter struct {
 	deferred       []string // the keys the current table gets after its data
 	deferTable     string
 	deferredTables int
+
+	// Tables split over several connections (splittable.go).
+	splitRows   bool  // Options.SplitTables, with more than one connection
+	chunkBytes  int64 // a chunk ends at the first INSERT past this size
+	splitThis   bool  // the current table may be split
+	inData      bool  // past the current table's data header
+	chunking    bool  // its INSERTs are going into chunks
+	chunkStart  int64 // written when the current chunk began
+	written     int64 // bytes passed to the sink
+	splitTables int
+	chunks      int
 }
 
 func newSplitter(out sink) *splitter {
@@ -98,9 +123,9 @@ func (s *splitter) Write(p []byte) (int, error) {
 		i := bytes.IndexByte(p, '\n')
 		if s.inLine {
 			if i < 0 {
-				return n, s.out.write(p)
+				return n, s.put(p)
 			}
-			if err := s.out.write(p[:i+1]); err != nil {
+			if err := s.put(p[:i+1]); err != nil {
 				return 0, err
 			}
 			p, s.inLine, s.prevDashes = p[i+1:], false, false
@@ -112,13 +137,16 @@ func (s *splitter) Write(p []byte) (int, error) {
 		}
 		if len(s.held)+end > maxHeld {
 			// Too long for a line worth looking at: write it through.
+			take := maxHeld - len(s.held)
+			if _, err := s.dataLine(append(s.held, p[:take]...)); err != nil {
+				return 0, err
+			}
 			if s.creating {
 				if err := s.abandonCreate(); err != nil {
 					return 0, err
 				}
 			}
-			take := maxHeld - len(s.held)
-			if err := s.out.write(append(s.held, p[:take]...)); err != nil {
+			if err := s.put(append(s.held, p[:take]...)); err != nil {
 				return 0, err
 			}
 			p, s.held, s.inLine = p[take:], s.held[:0], true
@@ -135,6 +163,12 @@ func (s *splitter) Write(p []byte) (int, error) {
 		s.held = s.held[:0]
 	}
 	return n, nil
+}
+
+// put passes p to the sink.
+func (s *splitter) put(p []byte) error {
+	s.written += int64(len(p))
+	return s.out.write(p)
 }
 
 // flush writes a last line that had no newline, and settles the last section.
@@ -157,6 +191,9 @@ func (s *splitter) flush() error {
 // line handles one whole line of at most maxHeld bytes.
 func (s *splitter) line(l []byte) error {
 	t := bytes.TrimRight(l, "\r\n")
+	if drop, err := s.dataLine(t); drop || err != nil {
+		return err
+	}
 	// "-- Host:" belongs to the dump's opening comment, not a section.
 	if s.delimDefault && s.prevDashes && bytes.HasPrefix(t, []byte("-- ")) && !bytes.HasPrefix(t, []byte("-- Host: ")) {
 		if err := s.header(t); err != nil {
@@ -176,16 +213,18 @@ func (s *splitter) line(l []byte) error {
 	if st := bytes.TrimSpace(t); s.preamble && s.delimDefault && (bytes.Equal(st, sandbox) || (replaySet.Match(st) && !global.Match(st))) {
 		s.replay = append(s.replay, append([]byte(nil), st...))
 	}
-	if s.deferKeys && s.cur == kindTable && s.undecided && s.delimDefault {
+	if (s.deferKeys || s.splitRows) && s.cur == kindTable && s.undecided && s.delimDefault {
 		if took, err := s.holdCreate(l, t); took || err != nil {
 			return err
 		}
 	}
-	return s.out.write(l)
+	return s.put(l)
 }
 
 func (s *splitter) header(t []byte) error {
 	s.preamble = false
+	inData, splitThis := s.inData, s.splitThis
+	s.inData, s.splitThis = false, false
 	var table []byte
 	switch {
 	case bytes.HasPrefix(t, tableHeader):
@@ -194,6 +233,7 @@ func (s *splitter) header(t []byte) error {
 		table = t[len(dataHeader):]
 		if s.cur == kindTable && bytes.Equal(table, s.curTable) {
 			s.settle() // the data of the table whose structure came first
+			s.inData, s.splitThis = !inData, splitThis && !inData
 			return nil
 		}
 	default:

@@ -10,6 +10,7 @@ import (
 type recSection struct {
 	kind kind
 	use  string
+	part part
 	body bytes.Buffer
 }
 
@@ -21,6 +22,12 @@ func (r *recorder) begin(k kind, use, _ string) error {
 }
 
 func (r *recorder) decide(k kind) { r.secs[len(r.secs)-1].kind = k }
+
+func (r *recorder) part(p part) error {
+	cur := r.secs[len(r.secs)-1]
+	r.secs = append(r.secs, &recSection{kind: kindTable, use: cur.use, part: p})
+	return nil
+}
 
 func (r *recorder) write(p []byte) error {
 	r.secs[len(r.secs)-1].body.Write(p)
@@ -153,5 +160,119 @@ func TestSplitForeignKeyTableRunsAlone(t *testing.T) {
 	}
 	if fmt.Sprint(kinds) != fmt.Sprint([]kind{kindSerial, kindSerial, kindTable}) {
 		t.Errorf("kinds %v, want the preamble and child serial, parent a table", kinds)
+	}
+}
+
+// tableDump is one table's part of a dump in mysqldump's shape: its
+// structure, then data with rows on lines of their own (as mariadb-dump
+// 10.11 writes them) or whole statements on one line (as older dumps do).
+func tableDump(create, dataStart string, rowsPerLine bool, stmts int) string {
+	var b strings.Builder
+	b.WriteString("--\n-- Table structure for table `t`\n--\n\nDROP TABLE IF EXISTS `t`;\n" + create +
+		"\n--\n-- Dumping data for table `t`\n--\n\n" + dataStart)
+	for i := range stmts {
+		b.WriteString("INSERT INTO `t` VALUES ")
+		sep := ","
+		if rowsPerLine {
+			b.WriteString("\n")
+			sep = ",\n"
+		}
+		for r := range 20 {
+			if r > 0 {
+				b.WriteString(sep)
+			}
+			fmt.Fprintf(&b, "(%d,%d,'%s')", i*20+r, r, strings.Repeat("v", 40))
+		}
+		b.WriteString(";\n")
+	}
+	b.WriteString("/*!40000 ALTER TABLE `t` ENABLE KEYS */;\nUNLOCK TABLES;\n" +
+		"DELIMITER ;;\n/*!50003 CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.k = 1 */;;\nDELIMITER ;\n\n" +
+		"--\n-- Table structure for table `u`\n--\n\nCREATE TABLE `u` (id INT);\n")
+	return b.String()
+}
+
+const (
+	splittableCreate = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `k` int(11) DEFAULT NULL,\n  `c` char(40) DEFAULT NULL,\n" +
+		"  PRIMARY KEY (`id`),\n  KEY `k` (`k`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n"
+	lockedData = "LOCK TABLES `t` WRITE;\n/*!40000 ALTER TABLE `t` DISABLE KEYS */;\n"
+)
+
+// A table whose rows may load in any order is cut into a head without
+// LOCK TABLES, chunks that each start at an INSERT, and a tail with the
+// deferred keys and the trigger; the parts add up to the table.
+func TestSplitTableIntoChunks(t *testing.T) {
+	for _, rowsPerLine := range []bool{true, false} {
+		in := tableDump(splittableCreate, lockedData, rowsPerLine, 12)
+		for _, feed := range []int{1, 97, 1 << 20} {
+			r := &recorder{}
+			s := newSplitter(r)
+			s.splitRows, s.deferKeys, s.chunkBytes = true, true, 3000
+			for i := 0; i < len(in); i += feed {
+				if _, err := s.Write([]byte(in[i:min(i+feed, len(in))])); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.flush(); err != nil {
+				t.Fatal(err)
+			}
+			var parts []part
+			var all strings.Builder
+			for _, sec := range r.secs[1:] {
+				parts = append(parts, sec.part)
+				all.WriteString(sec.body.String())
+				if sec.part == partChunk && !strings.HasPrefix(sec.body.String(), "INSERT INTO `t` VALUES ") {
+					t.Fatalf("rows per line %v, feed %d: a chunk starts with %.40q", rowsPerLine, feed, sec.body.String())
+				}
+			}
+			// 12 statements of ~1.1 KiB: a chunk ends at the first INSERT past 3000 bytes.
+			want := []part{partWhole, partChunk, partChunk, partChunk, partChunk, partTail, partWhole}
+			if fmt.Sprint(parts) != fmt.Sprint(want) || s.splitTables != 1 || s.chunks != 4 {
+				t.Fatalf("rows per line %v, feed %d: parts %v (%d tables, %d chunks), want %v", rowsPerLine, feed, parts, s.splitTables, s.chunks, want)
+			}
+			// The first "--" ends the section before; the ALTER comes at the next header.
+			wantAll := strings.Replace(strings.Replace(in[strings.Index(in, "-- Table structure for table `t`"):], "LOCK TABLES `t` WRITE;\n", "", 1),
+				",\n  KEY `k` (`k`)\n", "\n", 1)
+			tail := r.secs[len(r.secs)-2].body.String()
+			if !strings.Contains(tail, "CREATE TRIGGER") || !strings.HasSuffix(tail, "ALTER TABLE `t` ADD KEY `k` (`k`);\n") {
+				t.Errorf("the tail lacks the trigger or the deferred key:\n%s", tail)
+			}
+			wantAll = strings.Replace(wantAll, "DELIMITER ;\n\n--\n", "DELIMITER ;\n\n--\nALTER TABLE `t` ADD KEY `k` (`k`);\n", 1)
+			if all.String() != wantAll {
+				t.Fatalf("rows per line %v, feed %d: the parts do not add up to the table:\n%s\nwant:\n%s", rowsPerLine, feed, all.String(), wantAll)
+			}
+		}
+	}
+}
+
+// Tables whose rows' order or session state matters load whole, and keep
+// their LOCK TABLES unless it was already passed.
+func TestSplitKeepsTablesWhole(t *testing.T) {
+	for name, c := range map[string]struct{ create, data string }{
+		"no primary key": {strings.Replace(splittableCreate, "  PRIMARY KEY (`id`),\n", "", 1), lockedData},
+		"unique key":     {strings.Replace(splittableCreate, "KEY `k`", "UNIQUE KEY `k`", 1), lockedData},
+		"foreign key": {strings.Replace(splittableCreate, "  KEY `k` (`k`)\n", "  KEY `k` (`k`),\n  CONSTRAINT `f` FOREIGN KEY (`k`) REFERENCES `u` (`id`)\n", 1),
+			lockedData},
+		"aria":          {strings.Replace(splittableCreate, "InnoDB", "Aria", 1), lockedData},
+		"partitioned":   {strings.Replace(splittableCreate, ";\n", "\n PARTITION BY HASH (`id`) PARTITIONS 2;\n", 1), lockedData},
+		"no-autocommit": {splittableCreate, "SET @OLD_AUTOCOMMIT=@@AUTOCOMMIT, @@AUTOCOMMIT=0;\n" + lockedData},
+		"insert ignore": {splittableCreate, lockedData + "INSERT  IGNORE INTO `t` VALUES (999,1,'x');\n"},
+	} {
+		in := tableDump(c.create, c.data, true, 12)
+		r := &recorder{}
+		s := newSplitter(r)
+		s.splitRows, s.chunkBytes = true, 3000
+		if _, err := s.Write([]byte(in)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.flush(); err != nil {
+			t.Fatal(err)
+		}
+		if s.splitTables != 0 || len(r.secs) != 3 {
+			t.Errorf("%s: split into %d sections, want the table whole", name, len(r.secs))
+			continue
+		}
+		if body := r.secs[1].body.String(); name != "insert ignore" && !strings.Contains(body, "LOCK TABLES `t` WRITE;") {
+			t.Errorf("%s: LOCK TABLES was dropped from a table loaded whole", name)
+		}
 	}
 }

@@ -27,6 +27,13 @@ type section struct {
 	decided                bool
 	// skipped: left out (Options.SkipTable); its bytes are dropped.
 	skipped bool
+	// part, head and after place the parts of a split table: each part
+	// starts once the sections in after have run (closed done).
+	part  part
+	head  *section
+	parts []*section // a head's chunks
+	after []*section
+	done  chan struct{}
 }
 
 // spool holds what the stream delivered and the connections have not read
@@ -80,17 +87,53 @@ func (s *spool) begin(k kind, use, table string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur != nil {
-		s.cur.closed = true
+		s.cur.closed, s.cur.decided = true, true
 	}
-	if s.cur != nil {
-		s.cur.decided = true
-	}
-	sec := &section{n: s.next, kind: k, use: use, table: table, file: f, decided: k == kindSerial}
+	sec := &section{n: s.next, kind: k, use: use, table: table, file: f, decided: k == kindSerial, done: make(chan struct{})}
+	s.add(sec)
+	return s.err
+}
+
+// add makes sec the current section; s.mu is held.
+func (s *spool) add(sec *section) {
 	s.next++
 	s.cur = sec
 	s.sections = append(s.sections, sec)
 	s.all = append(s.all, sec)
 	s.cond.Broadcast()
+}
+
+// part implements sink: the next part of the current table section, which
+// becomes the head at its first chunk. The parts of a skipped table are
+// skipped too.
+func (s *spool) part(p part) error {
+	s.mu.Lock()
+	cur := s.cur
+	s.mu.Unlock()
+	if cur == nil || cur.skipped {
+		return nil
+	}
+	f, err := os.CreateTemp(s.dir, "restore-*.sql")
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	_ = os.Remove(f.Name())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur.closed, cur.decided = true, true
+	head := cur.head
+	if head == nil {
+		cur.part, head = partHead, cur
+	}
+	sec := &section{n: s.next, kind: kindTable, use: cur.use, table: cur.table, file: f, decided: true, done: make(chan struct{}),
+		part: p, head: head}
+	if p == partChunk {
+		sec.after = []*section{head}
+		head.parts = append(head.parts, sec)
+	} else {
+		sec.after = append([]*section{head}, head.parts...)
+	}
+	s.add(sec)
 	return s.err
 }
 
