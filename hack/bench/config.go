@@ -40,6 +40,8 @@ type config struct {
 	ManyTables int   // tables per database
 	ManyRuns   int
 
+	LoadRuns int // runs of each setting of the restore-speed phase
+
 	PITRTables, PITRRate, PITRRounds int
 	PITRRows                         int64
 	PITRWindow, PITRInterval         time.Duration
@@ -55,7 +57,7 @@ func modeDefaults(mode string) (config, error) {
 			Out: filepath.Join(root, "docs", "benchmarks.md"), ChartDir: filepath.Join(root, "docs", "bench"),
 			SlotEvery: 10 * time.Second, Slots: 6, IdleSettle: 30 * time.Second, IdleWindow: 30 * time.Second,
 			StatusConfigs: 100, StatusRuns: 5, Timeout: 90 * time.Minute, ReadAhead: defaultReadAhead(),
-			ManyDBs: []int{10, 100}, ManyTables: 100, ManyRuns: 3,
+			ManyDBs: []int{10, 100}, ManyTables: 100, ManyRuns: 3, LoadRuns: 3,
 			PITRTables: 4, PITRRows: 100_000, PITRRate: 50, PITRWindow: 2 * time.Minute, PITRInterval: 30 * time.Second, PITRRounds: 24,
 		}, nil
 	case "small":
@@ -66,7 +68,7 @@ func modeDefaults(mode string) (config, error) {
 			StatusConfigs: 100, StatusRuns: 3, Timeout: 15 * time.Minute,
 			// The agent's setting and one read-ahead: enough to prove both paths work.
 			ReadAhead: []readAheadSetting{{"bufio", 1 << 20}, {"ring", 8 << 20}},
-			ManyDBs:   []int{2, 4}, ManyTables: 10, ManyRuns: 1,
+			ManyDBs:   []int{2, 4}, ManyTables: 10, ManyRuns: 1, LoadRuns: 1,
 			PITRTables: 2, PITRRows: 5_000, PITRRate: 20, PITRWindow: 15 * time.Second, PITRInterval: 5 * time.Second, PITRRounds: 2,
 		}, nil
 	}
@@ -110,7 +112,8 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&c.StatusRuns, "status-runs", c.StatusRuns, "runs of `kubectl stash status`")
 	fs.Var(&ra, "read-ahead", "restore stream settings to compare, e.g. bufio:1MiB,ring:8MiB")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound on the whole run")
-	fs.StringVar(&c.Only, "only", "", "run one phase and rewrite only its section of -out: many or pitr")
+	fs.StringVar(&c.Only, "only", "", "run one phase and rewrite only its section of -out: many, pitr or restore")
+	fs.IntVar(&c.LoadRuns, "load-runs", c.LoadRuns, "runs per setting of the restore-speed phase")
 	fs.IntVar(&c.PITRRate, "pitr-rate", c.PITRRate, "transactions per second of the point-in-time phase's load")
 	fs.DurationVar(&c.PITRWindow, "pitr-window", c.PITRWindow, "how long the point-in-time phase's load runs")
 	fs.DurationVar(&c.PITRInterval, "pitr-interval", c.PITRInterval, "the archive's --pitr-interval")
@@ -144,8 +147,10 @@ func parseConfig(args []string) (config, error) {
 		return c, fmt.Errorf("-slot-every %s: at least 1s", c.SlotEvery)
 	case len(c.ReadAhead) == 0:
 		return c, fmt.Errorf("-read-ahead: at least one setting")
-	case c.Only != "" && c.Only != phaseMany && c.Only != phasePITR:
-		return c, fmt.Errorf("-only %q: the phases that run alone are %q and %q", c.Only, phaseMany, phasePITR)
+	case c.Only != "" && c.Only != phaseMany && c.Only != phasePITR && c.Only != phaseRestore:
+		return c, fmt.Errorf("-only %q: the phases that run alone are %q, %q and %q", c.Only, phaseMany, phasePITR, phaseRestore)
+	case c.LoadRuns < 1:
+		return c, fmt.Errorf("-load-runs %d: at least 1", c.LoadRuns)
 	case c.PITRRate < 1 || c.PITRWindow < 5*time.Second || c.PITRInterval < time.Second || c.PITRRounds < 1:
 		return c, fmt.Errorf("-pitr-rate, -pitr-window (5s), -pitr-interval (1s) and -pitr-rounds must be at least their minimum")
 	case len(c.ManyDBs) == 0 || !increasing(c.ManyDBs) || c.ManyDBs[0] < 1 || c.ManyTables < 2 || c.ManyRuns < 1:

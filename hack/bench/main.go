@@ -54,6 +54,7 @@ func run(ctx context.Context, cfg config) error {
 		b.generateData,
 		b.measureBackups,
 		b.measureRestores,
+		b.measureLoad,
 		b.measureTuning,
 		b.measureSlot,
 		b.measureIdle,
@@ -65,6 +66,8 @@ func run(ctx context.Context, cfg config) error {
 	switch cfg.Only {
 	case phaseMany:
 		phases, write = []func(context.Context) error{b.setup, b.measureMany}, writeManySection
+	case phaseRestore:
+		phases, write = []func(context.Context) error{b.setup, b.generateData, b.measureLoad}, writeLoadSection
 	case phasePITR:
 		phases, write = []func(context.Context) error{b.setup, b.measurePITR}, writePITRSection
 	}

@@ -225,6 +225,9 @@ func writeReport(cfg config, r *results) error {
 	}
 	md("")
 
+	if r.Load != nil {
+		md("%s", loadSection(cfg, r))
+	}
 	if len(r.Many) > 0 {
 		md("%s", manySection(cfg, r))
 	}

@@ -44,6 +44,7 @@ type results struct {
 	ManyElapsed time.Duration
 
 	PITR *pitrResult
+	Load *loadScale
 }
 
 // tuneResult is one restic setting: time and repository size.
