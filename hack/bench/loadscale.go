@@ -217,7 +217,7 @@ func (b *bench) loadWith(ctx context.Context, path string, s loadSetting) (time.
 	l, err := sqlload.Start(ctx, sqlload.Options{
 		Argv: b.loadArgv(), Env: b.environ(), Connections: s.Conns,
 		DeferIndexes: s.Defer, SplitTables: s.Split,
-		SpoolDir: spool, SpoolLimit: 64 << 20,
+		SpoolDir: spool, SpoolLimit: agentSpool,
 	})
 	if err != nil {
 		return 0, sqlload.Stats{}, err
@@ -231,6 +231,10 @@ func (b *bench) loadWith(ctx context.Context, path string, s loadSetting) (time.
 	}
 	return time.Since(start), l.Stats(), nil
 }
+
+// agentSpool is the agent's --restore-spool default: how far the stream may
+// run ahead of the connections, which bounds how many tables load at once.
+const agentSpool = 1 << 30
 
 // oneRowDumpBytes is what a row of the single table takes in the dump.
 const oneRowDumpBytes = 212
