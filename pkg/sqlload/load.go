@@ -62,9 +62,10 @@ type Stats struct {
 	SkippedTables int
 	// DeferredTables is how many tables got their keys after their data.
 	DeferredTables int
-	// SplitTables is how many tables were loaded in Chunks over several
-	// connections.
-	SplitTables, Chunks int
+	// SplitTables is how many tables were cut into Chunks; ChainedChunks
+	// of them ran one after another on one connection, because other
+	// tables were waiting for the others.
+	SplitTables, Chunks, ChainedChunks int
 }
 
 // Loader is an io.WriteCloser: write the dump to it, then Close, which
@@ -228,12 +229,22 @@ func (l *Loader) schedule() {
 		}
 	}
 	var running sync.WaitGroup
-	run := func(c *client, sec *section) {
+	// run runs parts in order on c: one section, or the rest of a table.
+	run := func(c *client, parts []*section) {
 		defer running.Done()
-		if err := c.run(l, sec); err != nil {
-			l.abort(err) // at once: the writer may be waiting for room
-			failed <- err
-			return
+		for i, sec := range parts {
+			err := error(nil)
+			if i > 0 {
+				err = l.await(sec.after)
+			}
+			if err == nil {
+				err = c.run(l, sec)
+			}
+			if err != nil {
+				l.abort(err) // at once: the writer may be waiting for room
+				failed <- err
+				return
+			}
 		}
 		free <- c
 	}
@@ -251,6 +262,15 @@ func (l *Loader) schedule() {
 				if sec.part == partWhole || sec.part == partHead {
 					l.stats.TableSections++
 				}
+				parts := []*section{sec}
+				if sec.part == partChunk {
+					// Other tables are waiting: they, not this table's
+					// chunks, keep the other connections busy.
+					if rest := l.sp.restOf(sec); rest != nil {
+						parts = append(parts, rest...)
+						l.stats.ChainedChunks += len(rest) // sec and the chunks after it, not the tail
+					}
+				}
 				if err := await(sec.after, failed); err != nil {
 					return err
 				}
@@ -259,7 +279,7 @@ func (l *Loader) schedule() {
 					return err
 				}
 				running.Add(1)
-				go run(c, sec)
+				go run(c, parts)
 				continue
 			}
 			// A barrier: everything before this section has finished.
@@ -303,6 +323,18 @@ func (l *Loader) schedule() {
 	if l.runErr != nil {
 		l.cancel(l.runErr)
 	}
+}
+
+// await waits until the sections in after have run, or the load failed.
+func (l *Loader) await(after []*section) error {
+	for _, a := range after {
+		select {
+		case <-a.done:
+		case <-l.ctx.Done():
+			return context.Cause(l.ctx)
+		}
+	}
+	return nil
 }
 
 // await waits until the sections in after have run, or a client failed.

@@ -191,6 +191,42 @@ func tableDump(create, dataStart string, rowsPerLine bool, stmts int) string {
 	return b.String()
 }
 
+// A table whose chunks come while another table waits in the spool runs
+// on one connection, chunks and tail in a chain; the last table, with
+// nothing after it, is spread over the connections.
+func TestRestOfChainsATableWhenAnotherWaits(t *testing.T) {
+	tbl := tableDump(splittableCreate, lockedData, true, 12)
+	tbl = tbl[:strings.Index(tbl, "--\n-- Table structure for table `u`")]
+	in := "-- MariaDB dump\n\n" + tbl + strings.ReplaceAll(tbl, "`t`", "`t2`")
+	sp := newSpool(t.TempDir(), 1<<30, nil)
+	s := newSplitter(sp)
+	s.splitRows, s.chunkBytes = true, 3000
+	if _, err := s.Write([]byte(in)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.flush(); err != nil {
+		t.Fatal(err)
+	}
+	sp.close()
+	defer sp.closeAll()
+	var chains []int
+	for {
+		sec, err := sp.nextSection()
+		if err != nil {
+			break
+		}
+		if sec.part != partChunk {
+			continue
+		}
+		chains = append(chains, len(sp.restOf(sec)))
+	}
+	// t: 4 chunks, the first takes the 3 others and the tail; t2: each
+	// chunk alone, since nothing follows it.
+	if fmt.Sprint(chains) != "[4 0 0 0 0]" {
+		t.Errorf("rest taken at each chunk: %v, want [4 0 0 0 0]", chains)
+	}
+}
+
 const (
 	splittableCreate = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `k` int(11) DEFAULT NULL,\n  `c` char(40) DEFAULT NULL,\n" +
 		"  PRIMARY KEY (`id`),\n  KEY `k` (`k`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n"

@@ -228,6 +228,30 @@ func (s *spool) nextSection() (*section, error) {
 	return sec, nil
 }
 
+// restOf takes the parts of sec's table that follow it, tail included,
+// when the whole table is in the spool and another table follows it: then
+// other work is waiting, and the table is better loaded on one connection
+// than spread over all of them (nil otherwise). Spreading it costs more
+// than loading two tables side by side: two connections insert into one
+// index.
+func (s *spool) restOf(sec *section) []*section {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(s.sections) && s.sections[n].head == sec.head {
+		n++
+	}
+	if n == 0 || n == len(s.sections) || s.sections[n-1].part != partTail {
+		return nil
+	}
+	if next := s.sections[n]; !next.decided || next.kind != kindTable {
+		return nil // a serial section must wait for every connection anyway
+	}
+	rest := append([]*section(nil), s.sections[:n]...)
+	s.sections = s.sections[n:]
+	return rest
+}
+
 // copySection writes a section to w as it arrives, then frees it.
 func (s *spool) copySection(sec *section, w io.Writer, buf []byte, loaded func(int)) error {
 	for {
