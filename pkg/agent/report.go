@@ -46,7 +46,11 @@ func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.
 	}
 	size, count := st.size, st.count
 	now := metav1.NewTime(a.clock())
+	// Integrity is a check's or a verification's verdict, kept as it is:
+	// a backup reads nothing back.
+	integrity := repo.Status.Integrity
 	err = lifecycle.Durable(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
+		integrity = cur.Status.Integrity
 		if cur.Status.FirstBackupTime == nil {
 			cur.Status.FirstBackupTime = &now
 		}
@@ -54,7 +58,6 @@ func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.
 		cur.Status.TotalSize = session.HumanBytes(int64(size))
 		cur.Status.SnapshotCount = int64(count)
 		cur.Status.SnapshotsRemovedOnLastCleanup = int64(run.removed)
-		cur.Status.Integrity = ptr.To(true)
 		cur.Status.ObservedGeneration = cur.Generation
 	})
 	if err != nil {
@@ -62,10 +65,24 @@ func (a *Agent) updateRepositoryStatus(ctx context.Context, repo *stashv1alpha1.
 	}
 	backend, bucket, prefix := repository.Describe(repo.Spec.Backend)
 	res := metrics.RepositoryResult{Common: a.common(run.bc), Name: repo.Name, Namespace: repo.Namespace, Backend: backend, Bucket: bucket, Prefix: prefix,
-		Integrity: true, SizeBytes: int64(size), SnapshotCount: int64(count), SnapshotsCleaned: int64(run.removed)}
+		Integrity: integrity, SizeBytes: int64(size), SnapshotCount: int64(count), SnapshotsCleaned: int64(run.removed)}
 	a.metrics.SetRepository(res)
 	a.push(ctx, run.bc, metrics.RepositoryRegistry(res))
 	return nil
+}
+
+// recordIntegrity writes a verification's verdict on a Repository into its
+// status and metrics.
+func (a *Agent) recordIntegrity(ctx context.Context, bc *stashv1beta1.BackupConfiguration, repo *stashv1alpha1.Repository, ok bool) {
+	err := lifecycle.Durable(ctx, a.stash.Repositories(repo.Namespace), repo.Name, func(cur *stashv1alpha1.Repository) {
+		cur.Status.Integrity = ptr.To(ok)
+	})
+	if err != nil {
+		a.log.Info("could not write the repository's integrity", "repository", repo.Name, "err", err.Error())
+	}
+	backend, bucket, prefix := repository.Describe(repo.Spec.Backend)
+	res := metrics.RepositoryResult{Common: a.common(bc), Name: repo.Name, Namespace: repo.Namespace, Backend: backend, Bucket: bucket, Prefix: prefix, Integrity: ptr.To(ok)}
+	a.push(ctx, bc, metrics.IntegrityRegistry(res))
 }
 
 // finishBackup writes the outcome: status, metrics, events, history.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"k8s.io/utils/ptr"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
+	stashv1alpha1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	cschedule "github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
@@ -55,6 +57,11 @@ type verifyRun struct {
 	loader     atomic.Pointer[sqlload.Loader]
 	pitr       *stashv1beta1.PITRRestoreStatus
 	pitrNote   string // why no replay was tried, when none was
+	// integrity is the verdict on the Repository: true once the snapshot
+	// was read back whole, false when data was lost; nil when neither was
+	// proven.
+	integrity *bool
+	repo      *stashv1alpha1.Repository
 }
 
 // verifyKind plugs VerificationSessions into the shared session lifecycle.
@@ -257,6 +264,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 		return err
 	}
 	defer cleanupRepo()
+	run.repo = repo
 
 	// 1. The snapshot, and its manifest's promise.
 	snap, err := a.verifySnapshot(ctx, rr, bc, run.source, vs.Spec.Snapshot)
@@ -307,6 +315,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 	// compared as data instead.
 	head := &headCopy{w: newLineDropper(finder, flushPrivileges), max: 256 << 10} // the binlog position, for a replay
 	dumpErr := rr.Dump(ctx, snap.ID, file, head)
+	readWhole := dumpErr == nil
 	var loadErr error
 	if dumpErr == nil {
 		loadErr = loader.Close()
@@ -330,8 +339,12 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 			errors.Is(dumpErr, restic.ErrRepoNotExist):
 			return fmt.Errorf("reading snapshot %s from Repository %s failed (at %s), so nothing was proven: %w", shortID(snap.ID), repo.Name, where, repoErr(repo, dumpErr))
 		}
+		run.integrity = ptr.To(false)
 		return fmt.Errorf("snapshot %s could not be read back from Repository %s: the restore stopped at %s: %w; the repository has lost data: `kubectl stash check %s --read-data` finds what else is damaged",
 			shortID(snap.ID), repo.Name, where, repoErr(repo, dumpErr), repo.Name)
+	}
+	if readWhole {
+		run.integrity = ptr.To(true) // every byte of the snapshot was read and decrypted
 	}
 	if loadErr != nil {
 		stderr := ""
@@ -629,6 +642,9 @@ func (a *Agent) finishVerify(ctx context.Context, run *verifyRun, err error) {
 	res := metrics.VerificationResult{Common: a.common(run.bc), Succeeded: err == nil, End: end, Duration: end.Sub(run.start), Restore: run.restore, Tables: run.tables, Mismatches: len(run.mismatches)}
 	a.metrics.SetVerification(res)
 	a.push(ctx, run.bc, metrics.VerificationRegistry(res))
+	if run.integrity != nil && run.repo != nil {
+		a.recordIntegrity(ctx, run.bc, run.repo, *run.integrity)
+	}
 	if n, err := a.trimVerifications(ctx, run.bc); err != nil {
 		a.log.Error("could not trim verification history", "err", err.Error())
 	} else if n > 0 {

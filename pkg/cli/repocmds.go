@@ -2,11 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 )
 
 // RepoCmdOptions runs a restic maintenance command locally against a Repository.
@@ -101,9 +105,44 @@ func (o *RepoCmdOptions) check(ctx context.Context, c *Clients, name string) err
 		return err
 	}
 	defer cleanup()
-	if err := rr.Check(ctx, o.ReadDataSubset); err != nil {
+	err = rr.Check(ctx, o.ReadDataSubset)
+	if verdict, ok := checkVerdict(err); ok {
+		if serr := recordIntegrity(ctx, c, name, verdict); serr != nil {
+			fmt.Fprintf(o.streams.ErrOut, "Warning: could not record the check's result in Repository %s's status: %v\n", name, serr)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("check Repository %s: %w", name, err)
 	}
 	fmt.Fprintf(o.streams.Out, "repository.stash.appscode.com/%s: no errors were found\n", name)
 	return nil
+}
+
+// checkVerdict says what a check's outcome proves about the repository:
+// nothing when restic could not reach or open it.
+func checkVerdict(err error) (intact, known bool) {
+	if err == nil {
+		return true, true
+	}
+	for _, infra := range []error{restic.ErrBackend, restic.ErrBackendTimeout, restic.ErrStalled, restic.ErrWrongPassword, restic.ErrLocked,
+		restic.ErrRepoNotExist, restic.ErrCertificate, restic.ErrInterrupted} {
+		if errors.Is(err, infra) {
+			return false, false
+		}
+	}
+	return false, true
+}
+
+// recordIntegrity writes a check's verdict into the Repository's status,
+// where its INTEGRITY column reads it.
+func recordIntegrity(ctx context.Context, c *Clients, name string, intact bool) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		repo, err := c.Stash.Repositories(c.Namespace).Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		repo.Status.Integrity = &intact
+		_, err = c.Stash.Repositories(c.Namespace).UpdateStatus(ctx, repo)
+		return err
+	})
 }

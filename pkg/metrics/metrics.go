@@ -95,7 +95,10 @@ type RepositoryResult struct {
 	Name, Namespace         string
 	Backend, Bucket, Prefix string
 
-	Integrity                                  bool
+	// Integrity is the verdict of the last check or verification; nil
+	// before either (a backup alone proves nothing about it), and the
+	// integrity gauge is then left out.
+	Integrity                                  *bool
 	SizeBytes, SnapshotCount, SnapshotsCleaned int64
 }
 
@@ -306,7 +309,9 @@ func repositoryLabels(r RepositoryResult) prometheus.Labels {
 func repositorySamples(r RepositoryResult) samples {
 	var s samples
 	l := repositoryLabels(r)
-	s.add("repository_integrity", "repository_integrity", "Whether the repository passed its integrity check (1) or not (0).", l, boolValue(r.Integrity))
+	if r.Integrity != nil {
+		s.add("repository_integrity", "repository_integrity", "Whether the repository passed its last integrity check or verification (1) or not (0).", l, boolValue(*r.Integrity))
+	}
 	s.add("repository_size_bytes", "repository_size_bytes", "Size of the repository in bytes.", l, float64(r.SizeBytes))
 	s.add("repository_snapshot_count", "repository_snapshot_count", "Number of snapshots in the repository.", l, float64(r.SnapshotCount))
 	s.add("repository_snapshot_cleaned", "repository_snapshot_cleaned", "Number of snapshots removed by the last retention run.", l, float64(r.SnapshotsCleaned))
@@ -362,6 +367,16 @@ func BackupRegistry(r BackupResult) *prometheus.Registry { return registryOf(bac
 
 // RestoreRegistry returns a fresh registry holding r's restore metrics.
 func RestoreRegistry(r RestoreResult) *prometheus.Registry { return registryOf(restoreSamples(r)) }
+
+// IntegrityRegistry returns a fresh registry holding r's integrity gauge
+// alone: a check or verification knows nothing new of the size.
+func IntegrityRegistry(r RepositoryResult) *prometheus.Registry {
+	var s samples
+	if r.Integrity != nil {
+		s.add("repository_integrity", "repository_integrity", "Whether the repository passed its last integrity check or verification (1) or not (0).", repositoryLabels(r), boolValue(*r.Integrity))
+	}
+	return registryOf(s)
+}
 
 // RepositoryRegistry returns a fresh registry holding r's repository metrics.
 func RepositoryRegistry(r RepositoryResult) *prometheus.Registry {

@@ -196,7 +196,7 @@ func TestRepositoryRegistry(t *testing.T) {
 	r := RepositoryResult{
 		Common: testCommon(), Name: "s3-repo", Namespace: "storage",
 		Backend: "s3", Bucket: "backups", Prefix: "demo/mydb",
-		Integrity: true, SizeBytes: 5 << 20, SnapshotCount: 7, SnapshotsCleaned: 2,
+		Integrity: ptr(true), SizeBytes: 5 << 20, SnapshotCount: 7, SnapshotsCleaned: 2,
 	}
 	l := merge(commonLabels(), "namespace", "storage", "name", "s3-repo",
 		"backend", "s3", "bucket", "backups", "prefix", "demo/mydb")
@@ -208,13 +208,26 @@ func TestRepositoryRegistry(t *testing.T) {
 	})
 
 	// Name and Namespace fall back to the Common ones.
-	r.Name, r.Namespace, r.Integrity = "", "", false
+	r.Name, r.Namespace, r.Integrity = "", "", ptr(false)
 	got := gather(t, RepositoryRegistry(r))
 	s := got["stash_repository_integrity"][0]
 	if s.labels["name"] != "s3-repo" || s.labels["repository"] != "s3-repo" || s.labels["namespace"] != "demo" || s.value != 0 {
 		t.Errorf("fallback: got %v = %v", s.labels, s.value)
 	}
+
+	// Before any check or verification there is no verdict, and no gauge;
+	// a verdict alone pushes the gauge alone.
+	r.Integrity = nil
+	if got := gather(t, RepositoryRegistry(r)); len(got["stash_repository_integrity"]) != 0 || len(got["stash_repository_size_bytes"]) != 1 {
+		t.Errorf("no verdict: got %v, want the size and no integrity", got)
+	}
+	r.Integrity = ptr(true)
+	if got := gather(t, IntegrityRegistry(r)); len(got) != 2 || len(got["stash_repository_integrity"]) != 1 || got["stash_repository_integrity"][0].value != 1 {
+		t.Errorf("integrity alone: got %v", got)
+	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // Bad label values must not make registration panic or gathering fail.
 func TestInvalidUTF8Value(t *testing.T) {

@@ -135,12 +135,30 @@ func TestPluginCommands(t *testing.T) {
 		t.Errorf("version does not list the agent:\n%s", r.stdout)
 	}
 
-	// unlock and check run restic here, with the Repository's credentials.
+	// After a backup the Repository's columns are filled, except INTEGRITY:
+	// a backup reads nothing back, so only a check or verification says.
+	repoField := func(path string) string {
+		r := kubectl(t, "", "-n", ns, "get", "repository", "repo", "-o", "jsonpath={"+path+"}")
+		mustOK(t, r, "get repository "+path)
+		return r.stdout
+	}
+	if size, n, last, integrity := repoField(".status.totalSize"), repoField(".status.snapshotCount"), repoField(".status.lastBackupTime"), repoField(".status.integrity"); size == "" || n == "" || n == "0" || last == "" || integrity != "" {
+		t.Errorf("Repository status after backups: size %q, snapshots %q, last backup %q, integrity %q; want the first three filled and no integrity verdict", size, n, last, integrity)
+	}
+
+	// unlock and check run restic here, with the Repository's credentials;
+	// check records its verdict in the status.
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "unlock", "repo"), "unlock")
 	r = kubectl(t, "", "stash", "-n", ns, "check", "repo", "--read-data-subset", "50%")
 	mustOK(t, r, "check")
 	if !strings.Contains(r.stdout, "no errors") {
 		t.Errorf("check output: %s", r.stdout)
+	}
+	if got := repoField(".status.integrity"); got != "true" {
+		t.Errorf("Repository integrity after a clean check: %q, want true", got)
+	}
+	if r := kubectl(t, "", "-n", ns, "get", "repositories", "repo", "--no-headers"); !strings.HasPrefix(strings.Join(strings.Fields(r.stdout), " "), "repo true ") {
+		t.Errorf("kubectl get repositories after a check: %q, want INTEGRITY true", r.stdout)
 	}
 
 	// copy to another namespace.

@@ -168,6 +168,11 @@ func TestVerification(t *testing.T) {
 	if left := scratchLeftovers(t, agent.Scratch); len(left) > 0 {
 		t.Errorf("verifications left behind: %v", left)
 	}
+	// A verification read the snapshot back whole: the Repository's
+	// INTEGRITY says so.
+	if repo, err := st.Repositories(ns).Get(ctx, "repo"); err != nil || repo.Status.Integrity == nil || !*repo.Status.Integrity {
+		t.Errorf("Repository integrity after a verification that succeeded: %v (%v), want true", repo.Status.Integrity, err)
+	}
 
 	// The agent killed mid-verification: settled as an orphan, and the
 	// next agent in the same place removes what the scratch server left.
@@ -235,6 +240,9 @@ func TestVerification(t *testing.T) {
 	}
 	if vs := verifications(t, st, ns, "v"); len(vs) > 0 {
 		t.Logf("damaged: %s", vs[0].Status.Message)
+	}
+	if repo, err := st.Repositories(ns).Get(ctx, "repo"); err != nil || repo.Status.Integrity == nil || *repo.Status.Integrity {
+		t.Errorf("Repository integrity after a verification found lost data: %v (%v), want false", repo.Status.Integrity, err)
 	}
 }
 
