@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
+	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
@@ -65,6 +66,9 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 	_, name, _ := strings.Cut(nsName, "/")
 	bc, ok := a.config(nsName)
 	if !ok {
+		a.mu.Lock()
+		delete(a.maxAge, name)
+		a.mu.Unlock()
 		a.cur().sched.Remove(name)
 		a.cur().sched.Remove(verifySlotKey(name))
 		a.syncArchive(ctx, name, nil, contract.PITR{})
@@ -118,6 +122,7 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 	}
 	vcond := verifyCondition(verify, verr)
 	a.syncArchive(ctx, name, bc, pitr)
+	a.pushMaxAge(ctx, bc, phase == stashv1beta1.BackupInvokerInvalid)
 	cond.ObservedGeneration = bc.Generation
 	same := bc.Status.Phase == phase && bc.Status.ObservedGeneration == bc.Generation &&
 		meta.IsStatusConditionPresentAndEqual(bc.Status.Conditions, cond.Type, cond.Status) &&
@@ -138,6 +143,34 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 			meta.RemoveStatusCondition(&c.Status.Conditions, stashv1beta1.ConditionVerificationScheduled)
 		}
 	})
+}
+
+// pushMaxAge publishes how old the config's last successful backup may get
+// (the alert StashNoBackupSessionForTooLong compares against it), when it
+// changed: +Inf while no backup is expected. A bad annotation is refused in
+// a Warning Event and the schedule's own bound is used.
+func (a *Agent) pushMaxAge(ctx context.Context, bc *stashv1beta1.BackupConfiguration, invalid bool) {
+	var age time.Duration
+	if !bc.Spec.Paused && !invalid && bc.Spec.Driver != stashv1beta1.DriverVolumeSnapshotter {
+		var err error
+		age, err = cschedule.MaxAge(bc.Spec.Schedule, bc.Annotations, a.clock())
+		if err != nil {
+			a.event(ctx, bc, corev1.EventTypeWarning, "InvalidAnnotation", fmt.Sprintf("BackupConfiguration %s: %v; alerts use the schedule's own bound", bc.Name, err))
+			age, _ = cschedule.MaxAge(bc.Spec.Schedule, nil, a.clock())
+		}
+	}
+	a.mu.Lock()
+	old, seen := a.maxAge[bc.Name]
+	a.maxAge[bc.Name] = age
+	a.mu.Unlock()
+	if seen && old == age {
+		return
+	}
+	res := metrics.ConfigResult{Common: a.common(bc), MaxAge: age}
+	a.metrics.SetConfig(res)
+	// Not in the sync's way: a Pushgateway that does not answer holds a
+	// push for up to 30 s.
+	go a.push(ctx, bc, metrics.ConfigRegistry(res))
 }
 
 func (a *Agent) validateKeep(bc *stashv1beta1.BackupConfiguration) (bool, error) {

@@ -22,6 +22,7 @@ package metrics
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -110,6 +111,14 @@ type PITRResult struct {
 	Lag              time.Duration
 	Gaps             int
 	ArchivedBytes    int64
+}
+
+// ConfigResult is what a BackupConfiguration expects of its backups.
+type ConfigResult struct {
+	Common
+	// MaxAge is how old the last successful backup may get; 0: no
+	// expectation (paused, no schedule), pushed as +Inf.
+	MaxAge time.Duration
 }
 
 // VerificationResult is a verification's outcome.
@@ -349,6 +358,19 @@ func verificationSamples(r VerificationResult) samples {
 	s.add("verification_last_time_seconds", "verification_last_time_seconds", "Unix time the last verification ended.", l, unixSeconds(r.End))
 	return s
 }
+
+func configSamples(r ConfigResult) samples {
+	var s samples
+	v := math.Inf(1)
+	if r.MaxAge > 0 {
+		v = r.MaxAge.Seconds()
+	}
+	s.add("backup_max_age_seconds", "backupconfiguration_max_age_seconds", "How old the last successful backup may get before it is overdue (+Inf: no schedule, or paused).", r.Common.labels(), v)
+	return s
+}
+
+// ConfigRegistry returns a fresh registry holding r's metrics.
+func ConfigRegistry(r ConfigResult) *prometheus.Registry { return registryOf(configSamples(r)) }
 
 // VerificationRegistry returns a fresh registry holding r's metrics.
 func VerificationRegistry(r VerificationResult) *prometheus.Registry {

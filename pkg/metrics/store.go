@@ -57,6 +57,11 @@ func (s *Store) SetVerification(r VerificationResult) {
 	s.set(labelKey("verification", r.Common.labels()), verificationSamples(r))
 }
 
+// SetConfig records r, replacing its config's previous expectation.
+func (s *Store) SetConfig(r ConfigResult) {
+	s.set(labelKey("config", r.Common.labels()), configSamples(r))
+}
+
 // SetPITR records r, replacing the previous archive state of its invoker.
 func (s *Store) SetPITR(r PITRResult) {
 	s.set(labelKey("pitr", r.Common.labels()), pitrSamples(r))
