@@ -17,11 +17,11 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubectl-stash/kubectl-stash/pkg/agent/lifecycle"
-	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
 	appcatalog "github.com/kubectl-stash/kubectl-stash/pkg/apis/appcatalog/v1alpha1"
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
 	cschedule "github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
+	"github.com/kubectl-stash/kubectl-stash/pkg/metrics"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
 	"github.com/kubectl-stash/kubectl-stash/pkg/session"
 )
