@@ -698,7 +698,12 @@ func (a *Agent) reportArchive(ctx context.Context, bc *stashv1beta1.BackupConfig
 	if !st.until.IsZero() {
 		lag = a.clock().Sub(st.until)
 	}
-	a.metrics.SetPITR(metrics.PITRResult{Common: a.common(bc), LastEventTime: lastEvent, RecoverableUntil: st.until, Lag: lag, Gaps: len(st.gaps), ArchivedBytes: bytes})
+	spec, _ := contract.ParsePITR(bc.Annotations)
+	res := metrics.PITRResult{Common: a.common(bc), LastEventTime: lastEvent, RecoverableUntil: st.until, Lag: lag, Gaps: len(st.gaps), ArchivedBytes: bytes, Interval: spec.Interval}
+	a.metrics.SetPITR(res)
+	// Pushed too, so the archive's alerts work from the Pushgateway; not in
+	// the archive's way.
+	go a.push(ctx, bc, metrics.PITRRegistry(res))
 }
 
 func (a *Agent) setArchiveCondition(ctx context.Context, config string, ok bool, reason, msg string) {

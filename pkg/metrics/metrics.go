@@ -111,6 +111,7 @@ type PITRResult struct {
 	Lag              time.Duration
 	Gaps             int
 	ArchivedBytes    int64
+	Interval         time.Duration // how often the archive commits
 }
 
 // ConfigResult is what a BackupConfiguration expects of its backups.
@@ -339,8 +340,14 @@ func pitrSamples(r PITRResult) samples {
 	s.add("pitr_archive_lag_seconds", "pitr_archive_lag_seconds", "Seconds between now and the end of the binlog archive, at the last commit.", l, r.Lag.Seconds())
 	s.add("pitr_gaps_total", "pitr_gaps_total", "Stretches of time the binlog archive does not cover.", l, float64(r.Gaps))
 	s.add("pitr_archived_bytes", "pitr_archived_bytes", "Bytes of binlog files archived.", l, float64(r.ArchivedBytes))
+	if r.Interval > 0 {
+		s.add("pitr_archive_interval_seconds", "pitr_archive_interval_seconds", "How often the binlog archive commits, in seconds.", l, r.Interval.Seconds())
+	}
 	return s
 }
+
+// PITRRegistry returns a fresh registry holding r's metrics.
+func PITRRegistry(r PITRResult) *prometheus.Registry { return registryOf(pitrSamples(r)) }
 
 func verificationSamples(r VerificationResult) samples {
 	var s samples
