@@ -50,10 +50,11 @@ image-docker: ## Build the agent image from the Dockerfile with a docker engine
 	$(IMAGE_BUILD)
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code and CRDs from pkg/apis
+generate: ## Regenerate deepcopy code and CRDs from pkg/apis, and the alert rules from pkg/monitoring
 	@hack/tools.sh controller-gen
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/... \
 		crd:crdVersions=v1,maxDescLen=200 output:crd:artifacts:config=manifests/crds
+	go run ./hack/genmonitoring manifests/monitoring
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck (pinned)

@@ -19,6 +19,7 @@ kubectl|k8s.io/kubernetes/cmd/kubectl|-s -w -X k8s.io/component-base/version.git
 etcd|go.etcd.io/etcd/server/v3|-s -w
 restic|github.com/restic/restic/cmd/restic|-s -w -X main.version=0.18.1
 pushgateway|github.com/prometheus/pushgateway|-s -w -X github.com/prometheus/common/version.Version=1.11.1
+promtool|github.com/prometheus/prometheus/cmd/promtool|-s -w -X github.com/prometheus/common/version.Version=3.16.0
 rest-server|github.com/restic/rest-server/cmd/rest-server|-s -w -X main.version=0.14.0
 versitygw|github.com/versity/versitygw/cmd/versitygw|-s -w
 controller-gen|sigs.k8s.io/controller-tools/cmd/controller-gen|-s -w -X sigs.k8s.io/controller-tools/pkg/version.version=v0.23.0

@@ -699,7 +699,8 @@ func (a *Agent) reportArchive(ctx context.Context, bc *stashv1beta1.BackupConfig
 		lag = a.clock().Sub(st.until)
 	}
 	spec, _ := contract.ParsePITR(bc.Annotations)
-	res := metrics.PITRResult{Common: a.common(bc), LastEventTime: lastEvent, RecoverableUntil: st.until, Lag: lag, Gaps: len(st.gaps), ArchivedBytes: bytes, Interval: spec.Interval}
+	res := metrics.PITRResult{Common: a.common(bc), LastEventTime: lastEvent, RecoverableUntil: st.until, Lag: lag, Gaps: len(st.gaps), ArchivedBytes: bytes, Interval: spec.Interval,
+		GapInWindow: cont.Status == metav1.ConditionFalse}
 	a.metrics.SetPITR(res)
 	// Pushed too, so the archive's alerts work from the Pushgateway; not in
 	// the archive's way.

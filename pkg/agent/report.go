@@ -373,7 +373,7 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 	}
 	common := metrics.Common{InvokerKind: stashv1beta1.KindRestoreSession, InvokerName: run.rs.Name, Namespace: run.rs.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: run.rs.Spec.Repository.Name}
 	res := metrics.RestoreResult{Common: common, Target: metrics.Target{Kind: appcatalog.KindAppBinding, Group: appcatalog.GroupVersion.Group, Name: a.cfg.AppBinding},
-		Hostname: contract.BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start)}
+		Hostname: contract.BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start), End: end}
 	a.metrics.SetRestore(res)
 	if a.cfg.Pushgateway != "" {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -84,6 +84,7 @@ type RestoreResult struct {
 
 	Success                       bool
 	SessionDuration, HostDuration time.Duration
+	End                           time.Time // when the session ended; zero: unknown
 
 	// 0 means 1, as in BackupResult.
 	TargetCount, HostCount int
@@ -112,6 +113,7 @@ type PITRResult struct {
 	Gaps             int
 	ArchivedBytes    int64
 	Interval         time.Duration // how often the archive commits
+	GapInWindow      bool          // a gap lies inside the restorable window
 }
 
 // ConfigResult is what a BackupConfiguration expects of its backups.
@@ -294,6 +296,9 @@ func restoreSamples(r RestoreResult) samples {
 
 	s.add("restore_session_success", "restoresession_success", "Whether the restore session succeeded (1) or failed (0).", session, ok)
 	s.add("restore_session_duration_seconds", "restoresession_duration_seconds", "Duration of the whole restore session in seconds.", session, r.SessionDuration.Seconds())
+	if !r.End.IsZero() {
+		s.add("restore_session_completion_time_seconds", "restoresession_completion_time_seconds", "Unix time the restore session ended.", session, unixSeconds(r.End))
+	}
 	s.add("restore_target_count_total", "restoresession_target_count_total", "Number of targets in the restore session.", session, count(r.TargetCount))
 	s.add("restore_target_success", "restoresession_target_success", "Whether the target's restore succeeded (1) or failed (0).", target, ok)
 	s.add("restore_target_host_count_total", "restoresession_target_host_count_total", "Number of hosts of the restore target.", target, count(r.HostCount))
@@ -339,6 +344,7 @@ func pitrSamples(r PITRResult) samples {
 	}
 	s.add("pitr_archive_lag_seconds", "pitr_archive_lag_seconds", "Seconds between now and the end of the binlog archive, at the last commit.", l, r.Lag.Seconds())
 	s.add("pitr_gaps_total", "pitr_gaps_total", "Stretches of time the binlog archive does not cover.", l, float64(r.Gaps))
+	s.add("pitr_window_gap", "pitr_window_gap", "1 when a gap lies inside the restorable window (restores into it are refused), else 0.", l, boolValue(r.GapInWindow))
 	s.add("pitr_archived_bytes", "pitr_archived_bytes", "Bytes of binlog files archived.", l, float64(r.ArchivedBytes))
 	if r.Interval > 0 {
 		s.add("pitr_archive_interval_seconds", "pitr_archive_interval_seconds", "How often the binlog archive commits, in seconds.", l, r.Interval.Seconds())
