@@ -50,7 +50,7 @@ image-docker: ## Build the agent image from the Dockerfile with a docker engine
 	$(IMAGE_BUILD)
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code and CRDs from pkg/apis, and the alert rules from pkg/monitoring
+generate: ## Regenerate deepcopy code and CRDs from pkg/apis, and the alert rules and dashboard from pkg/monitoring
 	@hack/tools.sh controller-gen
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/... \
 		crd:crdVersions=v1,maxDescLen=200 output:crd:artifacts:config=manifests/crds

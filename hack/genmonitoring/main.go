@@ -1,4 +1,4 @@
-// Command genmonitoring writes the alert rules of pkg/monitoring into
+// Command genmonitoring writes the alert rules and the dashboard of pkg/monitoring into
 // manifests/monitoring (`make generate`).
 package main
 
@@ -16,8 +16,10 @@ func main() {
 		dir = os.Args[1]
 	}
 	for name, render := range map[string]func() ([]byte, error){
-		monitoring.RuleFileName:       monitoring.RuleFile,
-		monitoring.PrometheusRuleName: monitoring.PrometheusRule,
+		monitoring.RuleFileName:           monitoring.RuleFile,
+		monitoring.PrometheusRuleName:     monitoring.PrometheusRule,
+		monitoring.DashboardName:          monitoring.Dashboard,
+		monitoring.DashboardConfigMapName: monitoring.DashboardConfigMap,
 	} {
 		b, err := render()
 		if err == nil {

@@ -122,8 +122,8 @@ type Agent struct {
 	// locked marks repositories where a restic run was cut short and may
 	// have left its lock (it could not remove it with the backend down).
 	locked map[string]bool
-	// maxAge is each config's backup max age as last pushed.
-	maxAge map[string]time.Duration
+	// maxAge is each config's backup and verification max age as last pushed.
+	maxAge map[string]configAges
 }
 
 // markLocked notes that a run against url may have left a stale lock.
@@ -281,7 +281,7 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		repos:    map[string]repoStats{},
 		inits:    map[string]chan struct{}{},
 		locked:   map[string]bool{},
-		maxAge:   map[string]time.Duration{},
+		maxAge:   map[string]configAges{},
 		workCtx:  context.Background(),
 	}
 	a.backups = &lifecycle.Lifecycle[*stashv1beta1.BackupSession]{Kind: a.backupKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}

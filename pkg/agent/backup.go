@@ -67,6 +67,7 @@ func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
 func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) *backupRun {
 	run := &backupRun{bc: bc, bs: bs, start: a.clock(), progress: a.progressWriter(ctx, bs.Name)}
 	log := a.log.With("session", bs.Name, "config", bc.Name)
+	a.pushStart(ctx, "backup", a.common(bc), run.start)
 	limit, err := a.sessionLimit(bc.Spec.TimeOut, stashv1beta1.KindBackupConfiguration, bc.Name)
 	if err != nil {
 		a.finishBackup(context.WithoutCancel(ctx), run, err, log)

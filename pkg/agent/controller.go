@@ -122,7 +122,7 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 	}
 	vcond := verifyCondition(verify, verr)
 	a.syncArchive(ctx, name, bc, pitr)
-	a.pushMaxAge(ctx, bc, phase == stashv1beta1.BackupInvokerInvalid)
+	a.pushMaxAge(ctx, bc, phase == stashv1beta1.BackupInvokerInvalid, verify, verr)
 	cond.ObservedGeneration = bc.Generation
 	same := bc.Status.Phase == phase && bc.Status.ObservedGeneration == bc.Generation &&
 		meta.IsStatusConditionPresentAndEqual(bc.Status.Conditions, cond.Type, cond.Status) &&
@@ -146,32 +146,39 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 }
 
 // pushMaxAge publishes how old the config's last successful backup may get
-// (the alert StashNoBackupSessionForTooLong compares against it), when it
-// changed: +Inf while no backup is expected. A bad annotation is refused in
-// a Warning Event and the schedule's own bound is used.
-func (a *Agent) pushMaxAge(ctx context.Context, bc *stashv1beta1.BackupConfiguration, invalid bool) {
-	var age time.Duration
+// (the alert StashNoBackupSessionForTooLong compares against it), and its
+// last verification (StashVerificationOverdue), when they changed: +Inf
+// while none is expected. A bad annotation is refused in a Warning Event
+// and the schedule's own bound is used.
+func (a *Agent) pushMaxAge(ctx context.Context, bc *stashv1beta1.BackupConfiguration, invalid bool, verify contract.Verify, verr error) {
+	var ages configAges
 	if !bc.Spec.Paused && !invalid && bc.Spec.Driver != stashv1beta1.DriverVolumeSnapshotter {
 		var err error
-		age, err = cschedule.MaxAge(bc.Spec.Schedule, bc.Annotations, a.clock())
+		ages.backup, err = cschedule.MaxAge(bc.Spec.Schedule, bc.Annotations, a.clock())
 		if err != nil {
 			a.event(ctx, bc, corev1.EventTypeWarning, "InvalidAnnotation", fmt.Sprintf("BackupConfiguration %s: %v; alerts use the schedule's own bound", bc.Name, err))
-			age, _ = cschedule.MaxAge(bc.Spec.Schedule, nil, a.clock())
+			ages.backup, _ = cschedule.MaxAge(bc.Spec.Schedule, nil, a.clock())
+		}
+		if verr == nil {
+			ages.verify = cschedule.VerifyMaxAge(bc.Spec.Schedule, verify.Schedule, verify.Every, a.clock())
 		}
 	}
 	a.mu.Lock()
 	old, seen := a.maxAge[bc.Name]
-	a.maxAge[bc.Name] = age
+	a.maxAge[bc.Name] = ages
 	a.mu.Unlock()
-	if seen && old == age {
+	if seen && old == ages {
 		return
 	}
-	res := metrics.ConfigResult{Common: a.common(bc), MaxAge: age}
+	res := metrics.ConfigResult{Common: a.common(bc), MaxAge: ages.backup, VerifyMaxAge: ages.verify}
 	a.metrics.SetConfig(res)
 	// Not in the sync's way: a Pushgateway that does not answer holds a
 	// push for up to 30 s.
-	go a.push(ctx, bc, metrics.ConfigRegistry(res))
+	go a.push(context.WithoutCancel(ctx), bc, metrics.ConfigRegistry(res))
 }
+
+// configAges are the bounds pushMaxAge last pushed for a config.
+type configAges struct{ backup, verify time.Duration }
 
 func (a *Agent) validateKeep(bc *stashv1beta1.BackupConfiguration) (bool, error) {
 	p := bc.Spec.RetentionPolicy
@@ -432,8 +439,9 @@ func (a *Agent) settleOrphanBackup(ctx context.Context, bc *stashv1beta1.BackupC
 	if lerr != nil {
 		msg = fmt.Sprintf("the agent %s running this session stopped before it finished; whether it saved a snapshot is unknown (%v)", bs.Status.ClaimedBy, lerr)
 	}
+	end := a.clock()
 	err := a.backups.Settle(ctx, bs.Name, still, func(s *stashv1beta1.BackupSession) {
-		now := metav1.NewTime(a.clock())
+		now := metav1.NewTime(end)
 		s.Status.Phase = stashv1beta1.BackupSessionFailed
 		s.Status.Message = msg
 		s.Status.CompletionTime = &now
@@ -442,6 +450,7 @@ func (a *Agent) settleOrphanBackup(ctx context.Context, bc *stashv1beta1.BackupC
 	switch {
 	case err == nil:
 		a.event(ctx, bs, corev1.EventTypeWarning, "BackupDisrupted", msg)
+		a.push(ctx, bc, metrics.BackupRegistry(a.backupResult(bc, false, sessionStart(bs.Status.StartTime, end), end, nil)))
 		a.scheduleRetry(ctx, bc, bs, fmt.Errorf("disrupted"))
 	case errors.Is(err, lifecycle.ErrSettled):
 		a.log.Info("the session's own agent settled it or showed it is alive meanwhile", "session", bs.Name, "err", err.Error())
@@ -525,7 +534,16 @@ func (a *Agent) recoverSaved(ctx context.Context, bc *stashv1beta1.BackupConfigu
 		}
 	})
 	a.event(ctx, bs, corev1.EventTypeNormal, "BackupSessionSucceeded", msg)
+	a.push(ctx, bc, metrics.BackupRegistry(a.backupResult(bc, true, start, end, sum)))
 	return nil
+}
+
+// sessionStart is a settled session's start: its recorded one, else end.
+func sessionStart(t *metav1.Time, end time.Time) time.Time {
+	if t == nil {
+		return end
+	}
+	return t.Time
 }
 
 // runsSession reports whether this agent is running bs right now. A
@@ -711,8 +729,9 @@ func (a *Agent) settleOrphanRestore(ctx context.Context, rs *stashv1beta1.Restor
 		return s.Status.ClaimedBy == rs.Status.ClaimedBy && a.restoreKind().State(s).Beat.Equal(beat)
 	}
 	var msg string
+	end := a.clock()
 	err := a.restores.Settle(ctx, rs.Name, still, func(s *stashv1beta1.RestoreSession) {
-		now := metav1.NewTime(a.clock())
+		now := metav1.NewTime(end)
 		msg = orphanRestoreMessage(s.Status.ClaimedBy, s.Status.Progress, holdsReadOnly(s.Annotations, s.Annotations[contract.AnnotationRestoreAt] != "" || s.Annotations[contract.AnnotationRestoreToGTID] != ""))
 		s.Status.Phase = stashv1beta1.RestoreFailed
 		s.Status.Message = msg
@@ -727,6 +746,7 @@ func (a *Agent) settleOrphanRestore(ctx context.Context, rs *stashv1beta1.Restor
 	case err == nil:
 		a.event(ctx, rs, corev1.EventTypeWarning, "RestoreSessionFailed", msg)
 		a.log.Error("settled a restore whose agent stopped", "restore", rs.Name, "err", msg)
+		a.pushTo(ctx, restoreCommon(rs), metrics.RestoreRegistry(a.restoreResult(rs, false, sessionStart(rs.Status.StartTime, end), end)))
 	case errors.Is(err, lifecycle.ErrSettled):
 		a.log.Info("the restore's own agent settled it or showed it is alive meanwhile", "restore", rs.Name, "err", err.Error())
 	default:

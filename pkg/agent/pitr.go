@@ -699,12 +699,12 @@ func (a *Agent) reportArchive(ctx context.Context, bc *stashv1beta1.BackupConfig
 		lag = a.clock().Sub(st.until)
 	}
 	spec, _ := contract.ParsePITR(bc.Annotations)
-	res := metrics.PITRResult{Common: a.common(bc), LastEventTime: lastEvent, RecoverableUntil: st.until, Lag: lag, Gaps: len(st.gaps), ArchivedBytes: bytes, Interval: spec.Interval,
+	res := metrics.PITRResult{Common: a.common(bc), LastEventTime: lastEvent, RecoverableFrom: st.first, RecoverableUntil: st.until, Lag: lag, Gaps: len(st.gaps), ArchivedBytes: bytes, Interval: spec.Interval,
 		GapInWindow: cont.Status == metav1.ConditionFalse}
 	a.metrics.SetPITR(res)
 	// Pushed too, so the archive's alerts work from the Pushgateway; not in
 	// the archive's way.
-	go a.push(ctx, bc, metrics.PITRRegistry(res))
+	go a.push(context.WithoutCancel(ctx), bc, metrics.PITRRegistry(res)) // ctx ends with the commit
 }
 
 func (a *Agent) setArchiveCondition(ctx context.Context, config string, ok bool, reason, msg string) {

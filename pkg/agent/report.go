@@ -136,9 +136,7 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 	if uerr != nil {
 		log.Error("could not write the session's final status", "err", uerr.Error())
 	}
-	var lastSuccess time.Time
 	if err == nil {
-		lastSuccess = end
 		_ = a.updateConfigStatus(ctx, run.bc.Name, func(c *stashv1beta1.BackupConfiguration) {
 			c.Status.LastSuccessfulSession = run.bs.Name
 			c.Status.LastSuccessTime = &metav1.Time{Time: end}
@@ -146,27 +144,65 @@ func (a *Agent) finishBackup(ctx context.Context, run *backupRun, err error, log
 		a.event(ctx, run.bs, corev1.EventTypeNormal, "BackupSessionSucceeded", msg)
 		log.Info("backup succeeded", "duration", dur.String())
 	} else {
-		if cur, ok := a.config(a.cfg.Namespace + "/" + run.bc.Name); ok && cur.Status.LastSuccessTime != nil {
-			lastSuccess = cur.Status.LastSuccessTime.Time
-		}
 		a.event(ctx, run.bs, corev1.EventTypeWarning, "BackupSessionFailed", msg)
 		log.Error("backup failed", "err", msg)
 		a.scheduleRetry(ctx, run.bc, run.bs, err)
 	}
-	res := metrics.BackupResult{
-		Common: a.common(run.bc), Target: metrics.Target{Kind: ref.Kind, Group: appcatalog.GroupVersion.Group, Name: ref.Name},
-		Hostname: contract.BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start), LastSuccess: lastSuccess,
-	}
-	if s := run.summary; s != nil {
-		res.DataSizeBytes, res.DataUploadedBytes = int64(s.TotalBytesProcessed), int64(s.DataAddedPacked)
-		res.ProcessingTime = time.Duration(s.TotalDuration * float64(time.Second))
-		res.FilesTotal, res.FilesNew, res.FilesModified, res.FilesUnmodified = int64(s.TotalFilesProcessed), int64(s.FilesNew), int64(s.FilesChanged), int64(s.FilesUnmodified)
-	}
+	res := a.backupResult(run.bc, err == nil, run.start, end, run.summary)
 	a.metrics.SetBackup(res)
 	// Pushed before the config is free: a next session's result must not
 	// be overwritten by this one's arriving late.
 	a.push(ctx, run.bc, metrics.BackupRegistry(res))
 	run.reported = true
+}
+
+// backupResult is the metrics of a backup session of bc that ran from
+// start to end; sum is restic's summary, nil when nothing was saved.
+func (a *Agent) backupResult(bc *stashv1beta1.BackupConfiguration, ok bool, start, end time.Time, sum *restic.Summary) metrics.BackupResult {
+	var lastSuccess time.Time
+	if ok {
+		lastSuccess = end
+	} else if cur, found := a.config(a.cfg.Namespace + "/" + bc.Name); found && cur.Status.LastSuccessTime != nil {
+		lastSuccess = cur.Status.LastSuccessTime.Time
+	}
+	ref := bc.Spec.Target.Ref
+	res := metrics.BackupResult{
+		Common: a.common(bc), Target: metrics.Target{Kind: ref.Kind, Group: appcatalog.GroupVersion.Group, Name: ref.Name},
+		Hostname: contract.BackupHost, Success: ok, Start: start, End: end,
+		SessionDuration: end.Sub(start), HostDuration: end.Sub(start), LastSuccess: lastSuccess,
+	}
+	if sum != nil {
+		res.DataSizeBytes, res.DataUploadedBytes = int64(sum.TotalBytesProcessed), int64(sum.DataAddedPacked)
+		res.ProcessingTime = time.Duration(sum.TotalDuration * float64(time.Second))
+		res.FilesTotal, res.FilesNew, res.FilesModified, res.FilesUnmodified = int64(sum.TotalFilesProcessed), int64(sum.FilesNew), int64(sum.FilesChanged), int64(sum.FilesUnmodified)
+	}
+	return res
+}
+
+// pushStart publishes that a session of the invoker c started, so one that
+// runs too long alerts (StashBackupSessionRunningTooLong and the restore's).
+func (a *Agent) pushStart(ctx context.Context, kind string, c metrics.Common, start time.Time) {
+	if a.cfg.Pushgateway == "" {
+		return
+	}
+	// Short: the session waits for it, and must not wait long on a
+	// Pushgateway that does not answer.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	a.pushTo(ctx, c, metrics.StartRegistry(kind, c, start))
+}
+
+// pushTo sends g to the Pushgateway under c's job; failures are logged.
+func (a *Agent) pushTo(ctx context.Context, c metrics.Common, g prometheus.Gatherer) {
+	if a.cfg.Pushgateway == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(c), Grouping: metrics.Grouping(contract.BackupHost)}
+	if err := p.Push(ctx, g); err != nil {
+		a.log.Warn("could not push metrics", "err", err)
+	}
 }
 
 // afterBackup is a session's bookkeeping once the config is free for its
@@ -246,15 +282,7 @@ func (a *Agent) progressWriter(ctx context.Context, session string) func(restic.
 // push sends metrics to the Pushgateway, when one is configured. A failed
 // push is logged, never fatal: the backup itself is what matters.
 func (a *Agent) push(ctx context.Context, bc *stashv1beta1.BackupConfiguration, g prometheus.Gatherer) {
-	if a.cfg.Pushgateway == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(a.common(bc)), Grouping: metrics.Grouping(contract.BackupHost)}
-	if err := p.Push(ctx, g); err != nil {
-		a.log.Warn("could not push metrics", "err", err)
-	}
+	a.pushTo(ctx, a.common(bc), g)
 }
 
 // progressPatch is the merge patch that writes a session's progress.
@@ -371,18 +399,20 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 		a.event(ctx, run.rs, corev1.EventTypeWarning, "RestoreSessionFailed", msg)
 		a.log.Error("restore failed", "restore", run.rs.Name, "err", msg)
 	}
-	common := metrics.Common{InvokerKind: stashv1beta1.KindRestoreSession, InvokerName: run.rs.Name, Namespace: run.rs.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: run.rs.Spec.Repository.Name}
-	res := metrics.RestoreResult{Common: common, Target: metrics.Target{Kind: appcatalog.KindAppBinding, Group: appcatalog.GroupVersion.Group, Name: a.cfg.AppBinding},
-		Hostname: contract.BackupHost, Success: err == nil, SessionDuration: end.Sub(run.start), HostDuration: end.Sub(run.start), End: end}
+	res := a.restoreResult(run.rs, err == nil, run.start, end)
 	a.metrics.SetRestore(res)
-	if a.cfg.Pushgateway != "" {
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(common), Grouping: metrics.Grouping(contract.BackupHost)}
-		if err := p.Push(pctx, metrics.RestoreRegistry(res)); err != nil {
-			a.log.Warn("could not push metrics", "err", err)
-		}
-	}
+	a.pushTo(ctx, res.Common, metrics.RestoreRegistry(res))
+}
+
+// restoreCommon is the metric labels of a RestoreSession.
+func restoreCommon(rs *stashv1beta1.RestoreSession) metrics.Common {
+	return metrics.Common{InvokerKind: stashv1beta1.KindRestoreSession, InvokerName: rs.Name, Namespace: rs.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: rs.Spec.Repository.Name}
+}
+
+// restoreResult is the metrics of a restore that ran from start to end.
+func (a *Agent) restoreResult(rs *stashv1beta1.RestoreSession, ok bool, start, end time.Time) metrics.RestoreResult {
+	return metrics.RestoreResult{Common: restoreCommon(rs), Target: metrics.Target{Kind: appcatalog.KindAppBinding, Group: appcatalog.GroupVersion.Group, Name: a.cfg.AppBinding},
+		Hostname: contract.BackupHost, Success: ok, SessionDuration: end.Sub(start), HostDuration: end.Sub(start), Start: start, End: end}
 }
 
 // restoreReport is how the restore job shows what it does while it runs.

@@ -63,6 +63,7 @@ func (r *restoreRun) where() string {
 // the postRestore hook, and the report of the outcome.
 func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession) {
 	run := &restoreRun{rs: rs, start: a.clock(), report: &restoreStatus{a: a, name: rs.Name}}
+	a.pushStart(ctx, "restore", restoreCommon(rs), run.start)
 	limit, err := a.sessionLimit(rs.Spec.TimeOut, stashv1beta1.KindRestoreSession, rs.Name)
 	if err != nil {
 		a.finishRestore(context.WithoutCancel(ctx), run, err)

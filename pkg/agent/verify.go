@@ -340,7 +340,7 @@ func (a *Agent) verify(ctx context.Context, run *verifyRun) error {
 			return fmt.Errorf("reading snapshot %s from Repository %s failed (at %s), so nothing was proven: %w", shortID(snap.ID), repo.Name, where, repoErr(repo, dumpErr))
 		}
 		run.integrity = ptr.To(false)
-		return fmt.Errorf("snapshot %s could not be read back from Repository %s: the restore stopped at %s: %w; the repository has lost data: `kubectl stash check %s --read-data` finds what else is damaged",
+		return fmt.Errorf("snapshot %s could not be read back from Repository %s: the restore stopped at %s: %w; the repository has lost data: `kubectl stash check %s --read-data-subset 100%%` finds what else is damaged",
 			shortID(snap.ID), repo.Name, where, repoErr(repo, dumpErr), repo.Name)
 	}
 	if readWhole {
@@ -572,6 +572,11 @@ func (a *Agent) finishVerify(ctx context.Context, run *verifyRun, err error) {
 	case err != nil:
 		phase, msg = stashv1beta1.VerificationFailed, err.Error()
 	}
+	// The Repository's verdict first: whoever sees the session end then
+	// sees it too.
+	if run.integrity != nil && run.repo != nil {
+		a.recordIntegrity(ctx, run.bc, run.repo, *run.integrity)
+	}
 	uerr := a.verifies.Finish(ctx, run.vs.Name, func(s *stashv1beta1.VerificationSession) {
 		now := metav1.NewTime(end)
 		s.Status.Phase = phase
@@ -642,9 +647,6 @@ func (a *Agent) finishVerify(ctx context.Context, run *verifyRun, err error) {
 	res := metrics.VerificationResult{Common: a.common(run.bc), Succeeded: err == nil, End: end, Duration: end.Sub(run.start), Restore: run.restore, Tables: run.tables, Mismatches: len(run.mismatches)}
 	a.metrics.SetVerification(res)
 	a.push(ctx, run.bc, metrics.VerificationRegistry(res))
-	if run.integrity != nil && run.repo != nil {
-		a.recordIntegrity(ctx, run.bc, run.repo, *run.integrity)
-	}
 	if n, err := a.trimVerifications(ctx, run.bc); err != nil {
 		a.log.Error("could not trim verification history", "err", err.Error())
 	} else if n > 0 {

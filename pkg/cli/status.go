@@ -21,6 +21,7 @@ import (
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	cschedule "github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
 )
 
 // StatusOptions shows one view per BackupConfiguration.
@@ -58,7 +59,52 @@ type ConfigStatus struct {
 	PITR             bool       `json:"pitr,omitempty"`
 	RecoverableFrom  *time.Time `json:"recoverableFrom,omitempty"`
 	RecoverableUntil *time.Time `json:"recoverableUntil,omitempty"`
-	Problems         []string   `json:"problems,omitempty"`
+	// RecoveryPoint is the newest moment a restore reaches now: the
+	// archive's end with PITR on, else the last successful backup.
+	RecoveryPoint *time.Time `json:"recoveryPoint,omitempty"`
+	// The last verification: its session, phase, end and measured RTO.
+	LastVerification  string     `json:"lastVerification,omitempty"`
+	VerificationPhase string     `json:"verificationPhase,omitempty"`
+	LastVerified      *time.Time `json:"lastVerified,omitempty"`
+	RTO               string     `json:"rto,omitempty"`
+	// Health is one word, the worst found: ok, no-backup, paused, overdue,
+	// failing, no-access, no-agent or invalid; Reason says why in a few
+	// words, and Problems each say what is wrong and the fix.
+	Health   string   `json:"health"`
+	Reason   string   `json:"reason,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Health words, the worst first.
+const (
+	HealthInvalid  = "invalid"
+	HealthNoAgent  = "no-agent"
+	HealthNoAccess = "no-access"
+	HealthFailing  = "failing"
+	HealthOverdue  = "overdue"
+	HealthPaused   = "paused"
+	HealthNoBackup = "no-backup"
+	HealthOK       = "ok"
+)
+
+func healthRank(word string) int {
+	for i, w := range []string{HealthInvalid, HealthNoAgent, HealthNoAccess, HealthFailing, HealthOverdue, HealthPaused, HealthNoBackup} {
+		if w == word {
+			return i
+		}
+	}
+	return 100
+}
+
+// flag records a problem: its health word, a few words for the row, and
+// the whole story with the fix, printed under the table.
+func (r *ConfigStatus) flag(word, reason, detail string) {
+	if detail != "" {
+		r.Problems = append(r.Problems, detail)
+	}
+	if r.Health == "" || healthRank(word) < healthRank(r.Health) {
+		r.Health, r.Reason = word, reason
+	}
 }
 
 func newStatusCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command {
@@ -66,10 +112,10 @@ func newStatusCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Command
 	cmd := &cobra.Command{
 		Use:     "status [BACKUPCONFIG]",
 		Aliases: []string{"describe"},
-		Short:   "Show each BackupConfiguration's last session, last success, next slot, agent and repository, and what is wrong",
+		Short:   "Show each BackupConfiguration's health, last good backup, next slot, recovery point, restorable window and last verification, and what to fix",
 		Example: `  kubectl stash status
   kubectl stash status mysql-nightly
-  kubectl stash status -o wide   # also the next slot's time, last snapshot, agent pod, claimed-by, target
+  kubectl stash status -o wide   # also the agent, repository, window's ends, next slot's time, last snapshot, agent pod, claimed-by, target
   kubectl stash status -A -o yaml`,
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeNames(f, "backupconfigurations"),
@@ -177,7 +223,7 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			r.Target = strings.ToLower(bc.Spec.Target.Ref.Kind) + "/" + target
 		}
 		if c := meta.FindStatusCondition(bc.Status.Conditions, stashv1beta1.ConditionValidationPassed); c != nil && c.Status == metav1.ConditionFalse {
-			r.Problems = append(r.Problems, "invalid: "+c.Message)
+			r.flag(HealthInvalid, "config invalid", "invalid: "+c.Message+": fix the BackupConfiguration and apply it again")
 		}
 		if s := lastSnap[bc.Namespace+"/"+bc.Name]; s != nil {
 			r.LastSnapshot = snapshotOf(s)
@@ -188,13 +234,13 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			r.LastTime = &t
 			switch s.Status.Phase {
 			case stashv1beta1.BackupSessionFailed:
-				r.Problems = append(r.Problems, fmt.Sprintf("last session %s failed: %s", s.Name, s.Status.Message))
+				r.flag(HealthFailing, "last backup failed", fmt.Sprintf("last session %s failed: %s (fix the cause, then `kubectl stash trigger %s -n %s --wait`)", s.Name, s.Status.Message, bc.Name, bc.Namespace))
 			case "", stashv1beta1.BackupSessionPending:
 				if c := meta.FindStatusCondition(s.Status.Conditions, stashv1beta1.ConditionAccessGranted); c != nil && c.Status == metav1.ConditionFalse {
 					// The agent runs; its Role does not grant what the session needs.
-					r.Problems = append(r.Problems, fmt.Sprintf("session %s waits for access: %s", s.Name, c.Message))
+					r.flag(HealthNoAccess, "agent cannot read a Secret", fmt.Sprintf("session %s waits for access: %s", s.Name, c.Message))
 				} else if now.Sub(t) > 2*time.Minute {
-					r.Problems = append(r.Problems, fmt.Sprintf("session %s has been Pending for %s: is the agent running?", s.Name, duration.HumanDuration(now.Sub(t))))
+					r.flag(HealthOverdue, "session pending", fmt.Sprintf("session %s has been Pending for %s: is the agent running?", s.Name, duration.HumanDuration(now.Sub(t))))
 				}
 			}
 		}
@@ -202,12 +248,12 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			t := bc.Status.LastSuccessTime.Time
 			r.LastSuccess = &t
 		}
-		r.Problems = append(r.Problems, pitrStatus(&r, bc, now)...)
+		assess(&r, bc, now)
 		if bc.Status.NextSchedule != nil && !bc.Spec.Paused && bc.Spec.Schedule != "" {
 			t := bc.Status.NextSchedule.Time
 			r.NextSchedule = &t
 			if now.Sub(t) > 5*time.Minute {
-				r.Problems = append(r.Problems, fmt.Sprintf("the slot at %s passed %s ago with no newer schedule: the agent may be down", t.UTC().Format(time.RFC3339), duration.HumanDuration(now.Sub(t))))
+				r.flag(HealthNoAgent, "agent not scheduling", fmt.Sprintf("the slot at %s passed %s ago with no newer schedule: the agent may be down (`kubectl get pods -n %s -l %s`)", t.UTC().Format(time.RFC3339), duration.HumanDuration(now.Sub(t)), bc.Namespace, contract.AgentSelectorString()))
 			}
 		}
 		agentName := contract.AgentName(target)
@@ -215,7 +261,7 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 		switch {
 		case d == nil:
 			r.Agent = "missing"
-			r.Problems = append(r.Problems, fmt.Sprintf("no agent Deployment %s: run `kubectl stash agent apply --target appbinding/%s -n %s`", agentName, target, bc.Namespace))
+			r.flag(HealthNoAgent, "no agent", fmt.Sprintf("no agent Deployment %s: run `kubectl stash agent apply --target appbinding/%s -n %s`", agentName, target, bc.Namespace))
 		default:
 			want := int32(1)
 			if d.Spec.Replicas != nil {
@@ -251,9 +297,9 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			switch {
 			case why != "":
 				r.AgentReason = why
-				r.Problems = append(r.Problems, fmt.Sprintf("agent %s has no pod: %s", agentName, why))
+				r.flag(HealthNoAgent, "agent has no pod", fmt.Sprintf("agent %s has no pod: %s", agentName, why))
 			case !r.AgentHealthy:
-				r.Problems = append(r.Problems, fmt.Sprintf("agent %s is not running (no ready replica, no fresh Lease): check `kubectl describe deployment %s -n %s`", agentName, agentName, bc.Namespace))
+				r.flag(HealthNoAgent, "agent not running", fmt.Sprintf("agent %s is not running (no ready replica, no fresh Lease): check `kubectl describe deployment %s -n %s`", agentName, agentName, bc.Namespace))
 			}
 		}
 		found := false
@@ -264,8 +310,9 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			}
 		}
 		if !found && (bc.Spec.Repository.Namespace == "" || bc.Spec.Repository.Namespace == bc.Namespace) {
-			r.Problems = append(r.Problems, fmt.Sprintf("Repository %s not found", bc.Spec.Repository.Name))
+			r.flag(HealthInvalid, "Repository missing", fmt.Sprintf("Repository %s not found: create it (`kubectl stash create repository %s -n %s ...`) or point the config at another", bc.Spec.Repository.Name, bc.Spec.Repository.Name, bc.Namespace))
 		}
+		r.settle()
 		rows = append(rows, r)
 	}
 	if only != "" && len(rows) == 0 {
@@ -332,22 +379,22 @@ func (o *StatusOptions) table(rows []ConfigStatus) *table {
 	t.column("Last Session", 0)
 	t.column("Last Success", 0)
 	t.column("Next", 0)
-	t.column("Agent", 0)
-	t.column("Repository", 0)
-	t.column("Size", 0)
-	t.column("Snapshots", 0)
-	t.column("Recoverable Until", 0)
+	t.column("Recovery Point", 0)
+	t.column("Window", 0)
+	t.column("Verified", 0)
+	t.column("Reason", 0)
+	t.column("Agent", 1)
+	t.column("Repository", 1)
+	t.column("Size", 1)
+	t.column("Snapshots", 1)
 	t.column("Recoverable From", 1)
+	t.column("Recoverable Until", 1)
 	t.column("Next Schedule", 1)
 	t.column("Last Snapshot", 1)
 	t.column("Agent Pod", 1)
 	t.column("Claimed By", 1)
 	t.column("Target", 1)
 	for _, r := range rows {
-		health := "ok"
-		if len(r.Problems) > 0 {
-			health = "PROBLEM"
-		}
 		last := "-"
 		if r.LastSession != "" {
 			last = fmt.Sprintf("%s %s", phaseOr(r.LastPhase, "Pending"), ago(r.LastTime))
@@ -358,7 +405,7 @@ func (o *StatusOptions) table(rows []ConfigStatus) *table {
 		} else if r.Schedule == "" {
 			next, nextAt = "trigger-only", "trigger-only"
 		}
-		cells := []any{health}
+		cells := []any{orDash(r.Health)}
 		if o.AllNamespaces {
 			cells = append(cells, r.Namespace)
 		}
@@ -366,11 +413,44 @@ func (o *StatusOptions) table(rows []ConfigStatus) *table {
 		if r.PITR {
 			until, from = ago(r.RecoverableUntil), at(r.RecoverableFrom)
 		}
-		cells = append(cells, r.Name, last, ago(r.LastSuccess), next, r.Agent, r.Repository, orDash(r.RepositorySize), r.SnapshotCount,
-			until, from, nextAt, orDash(r.LastSnapshot), orDash(r.AgentPod), orDash(r.ClaimedBy), orDash(r.Target))
+		cells = append(cells, r.Name, last, ago(r.LastSuccess), next, ago(r.RecoveryPoint), window(r), verified(r, ago), orDash(r.Reason),
+			r.Agent, r.Repository, orDash(r.RepositorySize), r.SnapshotCount,
+			from, until, nextAt, orDash(r.LastSnapshot), orDash(r.AgentPod), orDash(r.ClaimedBy), orDash(r.Target))
 		t.row(cells...)
 	}
 	return t
+}
+
+// window is how far back a restore can go: the archive's window with PITR
+// on (a restore to any second in it), else the snapshots kept.
+func window(r ConfigStatus) string {
+	if r.PITR {
+		if r.RecoverableFrom == nil || r.RecoverableUntil == nil {
+			return "-"
+		}
+		return "PITR " + duration.HumanDuration(r.RecoverableUntil.Sub(*r.RecoverableFrom))
+	}
+	if r.SnapshotCount == 0 {
+		return "-"
+	}
+	if r.SnapshotCount == 1 {
+		return "1 snapshot"
+	}
+	return fmt.Sprintf("%d snapshots", r.SnapshotCount)
+}
+
+// verified is the last verification: when, and the recovery time it
+// measured, or that it failed.
+func verified(r ConfigStatus, ago func(*time.Time) string) string {
+	switch {
+	case r.VerificationPhase == string(stashv1beta1.VerificationFailed):
+		return "failed " + ago(r.LastVerified)
+	case r.LastVerified == nil:
+		return "-"
+	case r.RTO != "":
+		return ago(r.LastVerified) + ", RTO " + r.RTO
+	}
+	return ago(r.LastVerified)
 }
 
 // snapshotOf is the snapshot a BackupSession made, "" if none.
@@ -394,39 +474,121 @@ func orDash(s string) string {
 	return s
 }
 
+// assess judges what the config's own status says: its window, the age of
+// its last backup and verification, and whether it is paused.
+func assess(r *ConfigStatus, bc *stashv1beta1.BackupConfiguration, now time.Time) {
+	pitrStatus(r, bc, now)
+	backupAge(r, bc, now)
+	verificationStatus(r, bc, now)
+	if bc.Spec.Paused {
+		r.flag(HealthPaused, "paused", fmt.Sprintf("paused: no backups are taken; `kubectl stash resume backupconfig %s -n %s` resumes the schedule", bc.Name, bc.Namespace))
+	}
+}
+
+// settle gives the health once every problem is flagged: with none, ok if
+// there is something to restore.
+func (r *ConfigStatus) settle() {
+	if r.RecoveryPoint == nil {
+		r.flag(HealthNoBackup, "nothing to restore yet", "")
+	}
+	if r.Health == "" {
+		r.Health = HealthOK
+	}
+}
+
 // pitrStatus fills the restorable window of a config whose binlog is
-// archived, and returns what is wrong with the archive.
-func pitrStatus(r *ConfigStatus, bc *stashv1beta1.BackupConfiguration, now time.Time) []string {
+// archived, and flags what is wrong with the archive.
+func pitrStatus(r *ConfigStatus, bc *stashv1beta1.BackupConfiguration, now time.Time) {
 	p, err := contract.ParsePITR(bc.Annotations)
 	if err != nil || !p.On {
-		return nil
+		return
 	}
 	r.PITR = true
-	var problems []string
 	if ps := bc.Status.PointInTimeRecovery; ps != nil {
 		if ps.FirstRecoverableTime != nil {
 			t := ps.FirstRecoverableTime.Time
 			r.RecoverableFrom = &t
 		}
-		if ps.LastRecoverableTime != nil {
+		if ps.LastRecoverableTime != nil && r.RecoverableFrom != nil {
 			t := ps.LastRecoverableTime.Time
-			r.RecoverableUntil = &t
+			r.RecoverableUntil, r.RecoveryPoint = &t, &t
 			if lag := now.Sub(t); lag > 3*p.Interval+time.Minute {
-				problems = append(problems, fmt.Sprintf("the binlog archive is %s behind (it commits every %s)", duration.HumanDuration(lag), p.Interval))
+				r.flag(HealthOverdue, "binlog archive behind", fmt.Sprintf("the binlog archive is %s behind (it commits every %s): see the BinlogArchiving condition and the agent's log (`kubectl logs -n %s deploy/%s`)", duration.HumanDuration(lag), p.Interval, bc.Namespace, contract.AgentName(targetName(bc))))
 			}
 		}
 		if n := len(ps.Gaps); n > 0 {
 			g := ps.Gaps[n-1]
 			if ps.FirstRecoverableTime == nil || g.To == nil || ps.FirstRecoverableTime.Before(g.To) {
-				problems = append(problems, fmt.Sprintf("the binlog archive has a gap since %s (%s): take a full backup to open the window again", g.From.UTC().Format(time.RFC3339), g.Reason))
+				r.flag(HealthFailing, "gap in the binlog archive", fmt.Sprintf("the binlog archive has a gap since %s (%s): take a full backup to open the window again (`kubectl stash trigger %s -n %s`)", g.From.UTC().Format(time.RFC3339), g.Reason, bc.Name, bc.Namespace))
 			}
 		}
 	}
 	if c := meta.FindStatusCondition(bc.Status.Conditions, stashv1beta1.ConditionBinlogArchiving); c != nil && c.Status == metav1.ConditionFalse {
-		problems = append(problems, "binlog archive: "+c.Message)
+		r.flag(HealthFailing, "binlog archive stopped", "binlog archive: "+c.Message)
 	}
 	if r.RecoverableFrom == nil {
-		problems = append(problems, "no point-in-time window yet: it opens with the first full backup after the archive started")
+		r.flag(HealthNoBackup, "no point-in-time window yet", fmt.Sprintf("no point-in-time window yet: it opens with the first full backup after the archive started (`kubectl stash trigger %s -n %s`)", bc.Name, bc.Namespace))
 	}
-	return problems
+}
+
+// backupAge sets the recovery point from the last successful backup (when
+// the archive did not), and flags a backup older than the schedule allows.
+func backupAge(r *ConfigStatus, bc *stashv1beta1.BackupConfiguration, now time.Time) {
+	if r.RecoveryPoint == nil && r.LastSuccess != nil {
+		t := *r.LastSuccess
+		r.RecoveryPoint = &t
+	}
+	if bc.Spec.Paused || bc.Spec.Schedule == "" {
+		return
+	}
+	limit, err := cschedule.MaxAge(bc.Spec.Schedule, bc.Annotations, now)
+	if err != nil || limit == 0 {
+		return
+	}
+	since := bc.CreationTimestamp.Time
+	if r.LastSuccess != nil {
+		since = *r.LastSuccess
+	}
+	if age := now.Sub(since); !since.IsZero() && age > limit {
+		r.flag(HealthOverdue, "backup overdue", fmt.Sprintf("no successful backup for %s; the schedule allows %s: see the sessions (`kubectl get backupsessions -n %s`), or take one now (`kubectl stash trigger %s -n %s --wait`)",
+			duration.HumanDuration(age), duration.HumanDuration(limit), bc.Namespace, bc.Name, bc.Namespace))
+	}
+}
+
+// verificationStatus fills the last verification and flags one that
+// failed, or that is older than the config's verification asks.
+func verificationStatus(r *ConfigStatus, bc *stashv1beta1.BackupConfiguration, now time.Time) {
+	var last time.Time
+	if v := bc.Status.Verification; v != nil {
+		r.LastVerification, r.VerificationPhase, r.RTO = v.LastSession, string(v.LastPhase), v.LastRestoreDuration
+		if v.LastVerifiedTime != nil {
+			t := v.LastVerifiedTime.Time
+			r.LastVerified, last = &t, t
+		}
+		if v.LastPhase == stashv1beta1.VerificationFailed {
+			r.flag(HealthFailing, "verification failed", fmt.Sprintf("the last verification, %s, failed: the backups are not proven restorable; `kubectl describe verificationsession %s -n %s` says why", v.LastSession, v.LastSession, bc.Namespace))
+		}
+	}
+	v, err := contract.ParseVerify(bc.Annotations, cschedule.Check)
+	if err != nil || bc.Spec.Paused {
+		return
+	}
+	limit := cschedule.VerifyMaxAge(bc.Spec.Schedule, v.Schedule, v.Every, now)
+	if limit == 0 || r.LastSuccess == nil {
+		return
+	}
+	if last.IsZero() {
+		last = bc.CreationTimestamp.Time
+	}
+	if age := now.Sub(last); !last.IsZero() && age > limit {
+		r.flag(HealthOverdue, "verification overdue", fmt.Sprintf("no verification for %s; its annotations allow %s: `kubectl stash verify %s -n %s --wait` runs one now", duration.HumanDuration(age), duration.HumanDuration(limit), bc.Name, bc.Namespace))
+	}
+}
+
+// targetName is the config's AppBinding's name.
+func targetName(bc *stashv1beta1.BackupConfiguration) string {
+	if bc.Spec.Target == nil {
+		return ""
+	}
+	return bc.Spec.Target.Ref.Name
 }

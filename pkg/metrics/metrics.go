@@ -59,6 +59,7 @@ type BackupResult struct {
 	Hostname string
 
 	Success         bool
+	Start, End      time.Time // of the session; zero: not emitted
 	SessionDuration time.Duration
 	HostDuration    time.Duration
 
@@ -84,7 +85,7 @@ type RestoreResult struct {
 
 	Success                       bool
 	SessionDuration, HostDuration time.Duration
-	End                           time.Time // when the session ended; zero: unknown
+	Start, End                    time.Time // of the session; zero: unknown
 
 	// 0 means 1, as in BackupResult.
 	TargetCount, HostCount int
@@ -108,6 +109,7 @@ type RepositoryResult struct {
 type PITRResult struct {
 	Common
 	LastEventTime    time.Time // of the last archived event; zero: none yet
+	RecoverableFrom  time.Time // the window's start, the first full backup it replays from; zero: not open
 	RecoverableUntil time.Time // the archive holds every event up to it
 	Lag              time.Duration
 	Gaps             int
@@ -122,6 +124,8 @@ type ConfigResult struct {
 	// MaxAge is how old the last successful backup may get; 0: no
 	// expectation (paused, no schedule), pushed as +Inf.
 	MaxAge time.Duration
+	// VerifyMaxAge is how old the last verification may get, the same way.
+	VerifyMaxAge time.Duration
 }
 
 // VerificationResult is a verification's outcome.
@@ -225,6 +229,17 @@ func (s *samples) add(legacy, current, help string, l prometheus.Labels, v float
 	}
 }
 
+// startEnd adds a session's start and completion times, those known. A
+// session runs while its start is newer than its completion.
+func (s *samples) startEnd(legacy, current string, l prometheus.Labels, start, end time.Time) {
+	if !start.IsZero() {
+		s.add(legacy+"_session_start_time_seconds", current+"_start_time_seconds", "Unix time the last "+legacy+" session started.", l, unixSeconds(start))
+	}
+	if !end.IsZero() {
+		s.add(legacy+"_session_completion_time_seconds", current+"_completion_time_seconds", "Unix time the last "+legacy+" session ended.", l, unixSeconds(end))
+	}
+}
+
 func (s samples) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range s {
 		ch <- m.Desc()
@@ -265,6 +280,7 @@ func backupSamples(r BackupResult) samples {
 	s.add("backup_session_success", "backupsession_success", "Whether the backup session succeeded (1) or failed (0).", session, ok)
 	s.add("backup_session_duration_seconds", "backupsession_duration_seconds", "Duration of the whole backup session in seconds.", session, r.SessionDuration.Seconds())
 	s.add("backup_target_count_total", "backupsession_target_count_total", "Number of targets in the backup session.", session, count(r.TargetCount))
+	s.startEnd("backup", "backupsession", session, r.Start, r.End)
 	if !r.LastSuccess.IsZero() {
 		s.add("backup_last_success_time_seconds", "backupsession_last_success_time_seconds", "Unix time of the invoker's last successful backup.", session, unixSeconds(r.LastSuccess))
 	}
@@ -296,9 +312,7 @@ func restoreSamples(r RestoreResult) samples {
 
 	s.add("restore_session_success", "restoresession_success", "Whether the restore session succeeded (1) or failed (0).", session, ok)
 	s.add("restore_session_duration_seconds", "restoresession_duration_seconds", "Duration of the whole restore session in seconds.", session, r.SessionDuration.Seconds())
-	if !r.End.IsZero() {
-		s.add("restore_session_completion_time_seconds", "restoresession_completion_time_seconds", "Unix time the restore session ended.", session, unixSeconds(r.End))
-	}
+	s.startEnd("restore", "restoresession", session, r.Start, r.End)
 	s.add("restore_target_count_total", "restoresession_target_count_total", "Number of targets in the restore session.", session, count(r.TargetCount))
 	s.add("restore_target_success", "restoresession_target_success", "Whether the target's restore succeeded (1) or failed (0).", target, ok)
 	s.add("restore_target_host_count_total", "restoresession_target_host_count_total", "Number of hosts of the restore target.", target, count(r.HostCount))
@@ -339,6 +353,9 @@ func pitrSamples(r PITRResult) samples {
 	if !r.LastEventTime.IsZero() {
 		s.add("pitr_last_archived_event_time_seconds", "pitr_last_archived_event_time_seconds", "Unix time of the last binlog event archived.", l, unixSeconds(r.LastEventTime))
 	}
+	if !r.RecoverableFrom.IsZero() {
+		s.add("pitr_recoverable_from_time_seconds", "pitr_recoverable_from_time_seconds", "Unix time the restorable window starts: the oldest full backup the archive replays from.", l, unixSeconds(r.RecoverableFrom))
+	}
 	if !r.RecoverableUntil.IsZero() {
 		s.add("pitr_recoverable_until_time_seconds", "pitr_recoverable_until_time_seconds", "Unix time up to which the binlog archive holds every event.", l, unixSeconds(r.RecoverableUntil))
 	}
@@ -374,12 +391,17 @@ func verificationSamples(r VerificationResult) samples {
 
 func configSamples(r ConfigResult) samples {
 	var s samples
-	v := math.Inf(1)
-	if r.MaxAge > 0 {
-		v = r.MaxAge.Seconds()
-	}
-	s.add("backup_max_age_seconds", "backupconfiguration_max_age_seconds", "How old the last successful backup may get before it is overdue (+Inf: no schedule, or paused).", r.Common.labels(), v)
+	s.add("backup_max_age_seconds", "backupconfiguration_max_age_seconds", "How old the last successful backup may get before it is overdue (+Inf: no schedule, or paused).", r.Common.labels(), secondsOrInf(r.MaxAge))
+	s.add("verification_max_age_seconds", "verification_max_age_seconds", "How old the last verification may get before it is overdue (+Inf: verification not scheduled, or paused).", r.Common.labels(), secondsOrInf(r.VerifyMaxAge))
 	return s
+}
+
+// secondsOrInf is d in seconds, +Inf for 0 (no bound).
+func secondsOrInf(d time.Duration) float64 {
+	if d <= 0 {
+		return math.Inf(1)
+	}
+	return d.Seconds()
 }
 
 // ConfigRegistry returns a fresh registry holding r's metrics.
@@ -399,6 +421,15 @@ func registryOf(s samples) *prometheus.Registry {
 
 // BackupRegistry returns a fresh registry holding r's backup metrics.
 func BackupRegistry(r BackupResult) *prometheus.Registry { return registryOf(backupSamples(r)) }
+
+// StartRegistry returns a fresh registry holding the start time alone of a
+// backup (kind "backup") or restore ("restore") session of c, pushed when
+// it starts so a session that runs too long can alert.
+func StartRegistry(kind string, c Common, start time.Time) *prometheus.Registry {
+	var s samples
+	s.startEnd(kind, kind+"session", c.labels(), start, time.Time{})
+	return registryOf(s)
+}
 
 // RestoreRegistry returns a fresh registry holding r's restore metrics.
 func RestoreRegistry(r RestoreResult) *prometheus.Registry { return registryOf(restoreSamples(r)) }

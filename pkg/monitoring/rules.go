@@ -57,11 +57,31 @@ func Groups() []Group {
 				Description: "The last successful backup of BackupConfiguration {{ $labels.namespace }}/{{ $labels.invoker_name }} is older than its schedule allows (stash_backup_max_age_seconds, the widest gap between slots plus a quarter, or the annotation stash.appscode.com/alert-backup-max-age).",
 			},
 			{
+				Alert: "StashBackupSessionRunningTooLong",
+				Expr: `time() - ` + by + `(stash_backup_session_start_time_seconds{invoker_kind="BackupConfiguration"})` +
+					` > on (namespace, invoker_name) (clamp_min(3 * ` + by + `(stash_backup_session_duration_seconds{invoker_kind="BackupConfiguration"}), 1800)` +
+					` or 0 * ` + by + `(stash_backup_session_start_time_seconds{invoker_kind="BackupConfiguration"}) + 7200)` +
+					` unless on (namespace, invoker_name) ` + by + `(stash_backup_session_completion_time_seconds{invoker_kind="BackupConfiguration"})` +
+					` >= on (namespace, invoker_name) ` + by + `(stash_backup_session_start_time_seconds{invoker_kind="BackupConfiguration"})`,
+				Severity:    "warning",
+				Summary:     "The backup of {{ $labels.namespace }}/{{ $labels.invoker_name }} has been running for {{ $value | humanizeDuration }}",
+				Description: "A BackupSession of BackupConfiguration {{ $labels.namespace }}/{{ $labels.invoker_name }} has run more than three times as long as the last one (at least 30 minutes; 2 hours when there was none): the dump or the upload may be stuck, and the next slots are skipped while it runs.",
+			},
+			{
 				Alert:       "StashRestoreSessionFailed",
 				Expr:        by + `(stash_restore_session_success) == 0 and on (namespace, invoker_name) (time() - ` + by + `(stash_restore_session_completion_time_seconds) < 86400)`,
 				Severity:    "critical",
 				Summary:     "Restore {{ $labels.namespace }}/{{ $labels.invoker_name }} failed",
 				Description: "RestoreSession {{ $labels.namespace }}/{{ $labels.invoker_name }} failed in the last day; its status says what state the database was left in.",
+			},
+			{
+				Alert: "StashRestoreSessionRunningTooLong",
+				Expr: `time() - ` + by + `(stash_restore_session_start_time_seconds) > 14400` +
+					` unless on (namespace, invoker_name) ` + by + `(stash_restore_session_completion_time_seconds)` +
+					` >= on (namespace, invoker_name) ` + by + `(stash_restore_session_start_time_seconds)`,
+				Severity:    "warning",
+				Summary:     "Restore {{ $labels.namespace }}/{{ $labels.invoker_name }} has been running for {{ $value | humanizeDuration }}",
+				Description: "RestoreSession {{ $labels.namespace }}/{{ $labels.invoker_name }} has run for more than 4 hours. Compare with the recovery time the last verification measured (`kubectl stash status -o wide`).",
 			},
 		},
 	}, {
@@ -93,6 +113,15 @@ func Groups() []Group {
 				Severity:    "critical",
 				Summary:     "The last verification of {{ $labels.namespace }}/{{ $labels.invoker_name }} failed",
 				Description: "A backup of BackupConfiguration {{ $labels.namespace }}/{{ $labels.invoker_name }} was restored and did not match what was backed up, or could not be restored: the backups are not proven restorable.",
+			},
+			{
+				Alert: "StashVerificationOverdue",
+				Expr: `time() - ` + by + `(stash_verification_last_time_seconds)` +
+					` > on (namespace, invoker_name) ` + by + `(stash_verification_max_age_seconds)`,
+				For:         "5m",
+				Severity:    "warning",
+				Summary:     "No verification of {{ $labels.namespace }}/{{ $labels.invoker_name }} for {{ $value | humanizeDuration }}",
+				Description: "BackupConfiguration {{ $labels.namespace }}/{{ $labels.invoker_name }} asks for verifications (stash.appscode.com/verify-schedule or verify-every), and none ended within the bound its annotations give (stash_verification_max_age_seconds): the newer backups are not proven restorable.",
 			},
 		},
 	}, {

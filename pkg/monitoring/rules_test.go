@@ -11,7 +11,9 @@ import (
 
 // The committed files are what the rules render today.
 func TestManifestsAreCurrent(t *testing.T) {
-	for name, render := range map[string]func() ([]byte, error){RuleFileName: RuleFile, PrometheusRuleName: PrometheusRule} {
+	for name, render := range map[string]func() ([]byte, error){
+		RuleFileName: RuleFile, PrometheusRuleName: PrometheusRule, DashboardName: Dashboard, DashboardConfigMapName: DashboardConfigMap,
+	} {
 		want, err := render()
 		if err != nil {
 			t.Fatal(err)

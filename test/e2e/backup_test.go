@@ -19,6 +19,7 @@ import (
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/client"
 	"github.com/kubectl-stash/kubectl-stash/pkg/dumptee"
+	"github.com/kubectl-stash/kubectl-stash/pkg/monitoring"
 	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
@@ -254,6 +255,8 @@ func TestBackupToLocalRestAndS3(t *testing.T) {
 		if !strings.Contains(string(b), "stash_backup_session_success") {
 			t.Fatalf("the agent's /metrics lacks stash_backup_session_success")
 		}
+		// Integrity comes with a check or a verification (TestVerification).
+		queriesHaveData(t, "stash_backup_", "stash_repository_size", "stash_repository_snapshot")
 	})
 
 	t.Run("wrong database password fails with no snapshot", func(t *testing.T) {
@@ -377,6 +380,34 @@ func TestScheduleCreatesSessionsAndPauseStopsThem(t *testing.T) {
 	}
 	if n := resticSnapshots(t, dir, f.repoPass, nil); n < 2 {
 		t.Fatalf("scheduled backups made %d snapshots", n)
+	}
+}
+
+// queriesHaveData checks that every alert rule and dashboard query reading
+// a metric with one of these prefixes finds it, with the labels it uses,
+// on the Pushgateway. Other tests' series count too: the check is that the
+// agent pushes what the queries read, not which session pushed it.
+func queriesHaveData(t *testing.T, prefixes ...string) {
+	t.Helper()
+	covers := func(m string) bool {
+		for _, p := range prefixes {
+			if strings.HasPrefix(m, p) {
+				return true
+			}
+		}
+		return false
+	}
+	var problems []string
+	// The pushes of a session's end arrive a moment after its status.
+	if !poll(20*time.Second, func() bool {
+		var err error
+		problems, err = monitoring.Check([]byte(pushgatewayText(t)), covers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(problems) == 0
+	}) {
+		t.Errorf("queries read what the Pushgateway lacks:\n%s", strings.Join(problems, "\n"))
 	}
 }
 

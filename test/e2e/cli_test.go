@@ -25,7 +25,7 @@ func TestPluginCommands(t *testing.T) {
 	// Before the agent runs, status explains what is wrong.
 	r := kubectl(t, "", "stash", "-n", ns, "status")
 	mustOK(t, r, "status")
-	if !strings.Contains(r.stdout, "PROBLEM") || !strings.Contains(r.stdout, "is not running") {
+	if !strings.Contains(r.stdout, "no-agent") || !strings.Contains(r.stdout, "is not running") {
 		t.Errorf("status without a running agent does not flag it:\n%s", r.stdout)
 	}
 
@@ -51,6 +51,8 @@ func TestPluginCommands(t *testing.T) {
 		AgentHealthy  bool     `json:"agentHealthy"`
 		SnapshotCount int64    `json:"snapshotCount"`
 		Problems      []string `json:"problems"`
+		Health        string   `json:"health"`
+		RecoveryPoint *time.Time
 		NextSchedule  *time.Time
 	}
 	eventually(t, 30*time.Second, "a healthy status", func() bool {
@@ -58,11 +60,12 @@ func TestPluginCommands(t *testing.T) {
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rows) != nil || len(rows) != 1 {
 			return false
 		}
-		return rows[0].LastPhase == "Succeeded" && rows[0].AgentHealthy && rows[0].SnapshotCount == 1 && len(rows[0].Problems) == 0
+		return rows[0].LastPhase == "Succeeded" && rows[0].AgentHealthy && rows[0].SnapshotCount == 1 && len(rows[0].Problems) == 0 &&
+			rows[0].Health == "ok" && rows[0].RecoveryPoint != nil
 	})
 	r = kubectl(t, "", "stash", "-n", ns, "describe")
 	mustOK(t, r, "describe")
-	if !strings.Contains(r.stdout, "nightly") || !strings.Contains(r.stdout, "Succeeded") || strings.Contains(r.stdout, "PROBLEM") {
+	if !strings.HasPrefix(strings.SplitN(r.stdout, "\n", 2)[1], "ok ") || !strings.Contains(r.stdout, "nightly") || !strings.Contains(r.stdout, "Succeeded") || !strings.Contains(r.stdout, " 1 snapshot ") {
 		t.Errorf("status table:\n%s", r.stdout)
 	}
 	// -o wide shows more columns than the table: the last snapshot and the agent pod.

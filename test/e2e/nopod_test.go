@@ -66,7 +66,7 @@ func TestStatusSaysWhyTheAgentHasNoPod(t *testing.T) {
 	r = kubectl(t, "", "stash", "-n", ns, "status")
 	mustOK(t, r, "status")
 	t.Logf("kubectl stash status:\n%s", r.stdout)
-	for _, w := range []string{"PROBLEM", "has no pod: FailedCreate", "violates PodSecurity", "hostPath", "ReplicaSet " + rs.Name} {
+	for _, w := range []string{"no-agent", "agent has no pod", "has no pod: FailedCreate", "violates PodSecurity", "hostPath", "ReplicaSet " + rs.Name} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("status does not say %q:\n%s", w, r.stdout)
 		}

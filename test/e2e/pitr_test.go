@@ -119,7 +119,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 	st := localRepoNamespace(t, ns)
 	addAppBinding(t, ns, "src", src)
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "pitr", "--target", "appbinding/src", "--repository", "repo",
-		"--pitr", "--pitr-interval", "2s"), "backupconfig --pitr")
+		"--pitr", "--pitr-interval", "2s", "--pushgateway", s.env.Pushgateway.URL), "backupconfig --pitr")
 	agent := startAgent(t, ns, "src")
 	eventually(t, time.Minute, "the archive to start", func() bool {
 		c := apimeta.FindStatusCondition(pitrConfig(t, st, ns, "pitr").Status.Conditions, stashv1beta1.ConditionBinlogArchiving)
@@ -165,6 +165,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 		bc := pitrConfig(t, st, ns, "pitr")
 		t.Fatalf("the archive did not reach the last write (%s): %+v %+v", lastAt, bc.Status.PointInTimeRecovery, bc.Status.Conditions)
 	}
+	queriesHaveData(t, "stash_pitr_")
 	ps := pitrConfig(t, st, ns, "pitr").Status.PointInTimeRecovery
 	r := kubectl(t, "", "stash", "-n", ns, "status", "pitr", "-o", "json")
 	mustOK(t, r, "status")

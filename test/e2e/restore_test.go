@@ -229,6 +229,7 @@ func TestRestoreFidelity(t *testing.T) {
 			t.Errorf("restore status lacks progress or stats: %+v", rs.Status)
 		}
 		waitMetric(t, "stash_restore_session_success", map[string]string{"invoker_name": rs.Name}, "1")
+		queriesHaveData(t, "stash_restore_")
 
 		// --at picks the newest snapshot at or before the time; --wait reports it.
 		r = kubectl(t, "", "stash", "-n", ns, "restore", "--repository", "repo", "--target", "appbinding/dst", "--at", at, "--wait", "--timeout", "3m")

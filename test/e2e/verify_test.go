@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,6 +174,7 @@ func TestVerification(t *testing.T) {
 	if repo, err := st.Repositories(ns).Get(ctx, "repo"); err != nil || repo.Status.Integrity == nil || !*repo.Status.Integrity {
 		t.Errorf("Repository integrity after a verification that succeeded: %v (%v), want true", repo.Status.Integrity, err)
 	}
+	queriesHaveData(t, "stash_verification_", "stash_repository_integrity")
 
 	// The agent killed mid-verification: settled as an orphan, and the
 	// next agent in the same place removes what the scratch server left.
@@ -196,35 +198,19 @@ func TestVerification(t *testing.T) {
 	}
 	eventually(t, 30*time.Second, "no scratch server or data left", func() bool { return len(scratchLeftovers(t, scratch)) == 0 })
 
-	// Bytes overwritten inside a data pack: restic check (no --read-data)
-	// passes, the verification does not.
+	// Bytes overwritten inside every data blob: restic check (no
+	// --read-data) passes, the verification does not. Every blob, so no
+	// snapshot can be restored whichever chunks it shares with others.
 	repoDir := localRepoPath(t, ns)
-	packs, _ := filepath.Glob(filepath.Join(repoDir, "data", "*", "*"))
-	if len(packs) == 0 {
-		t.Fatalf("no data packs in %s", repoDir)
-	}
-	// The largest pack holds dump data; trees, which restic check reads,
-	// are in small packs of their own.
-	sort.Slice(packs, func(i, j int) bool { return fileSize(packs[i]) > fileSize(packs[j]) })
-	f, err := os.OpenFile(packs[0], os.O_RDWR, 0)
-	if err != nil {
-		if err := os.Chmod(packs[0], 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if f, err = os.OpenFile(packs[0], os.O_RDWR, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.WriteAt([]byte("overwritten by the test"), fileSize(packs[0])/2); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	// The killed agent's restic may hold its (read) lock a moment longer;
 	// once it is gone, restic removes the stale lock.
 	restic := func(args ...string) ([]byte, error) {
 		cmd := exec.Command(filepath.Join(testenv.RepoRoot(), "bin", "restic"), append([]string{"-r", repoDir, "--no-cache"}, args...)...)
 		cmd.Env = append(os.Environ(), "RESTIC_PASSWORD="+ns+"-password")
 		return cmd.CombinedOutput()
+	}
+	if n := damageDataBlobs(t, repoDir, restic); n == 0 {
+		t.Fatalf("no data blobs found in %s", repoDir)
 	}
 	var checkOut []byte
 	if !poll(time.Minute, func() bool {
@@ -241,9 +227,65 @@ func TestVerification(t *testing.T) {
 	if vs := verifications(t, st, ns, "v"); len(vs) > 0 {
 		t.Logf("damaged: %s", vs[0].Status.Message)
 	}
+
 	if repo, err := st.Repositories(ns).Get(ctx, "repo"); err != nil || repo.Status.Integrity == nil || *repo.Status.Integrity {
 		t.Errorf("Repository integrity after a verification found lost data: %v (%v), want false", repo.Status.Integrity, err)
 	}
+}
+
+// damageDataBlobs overwrites bytes in the middle of every data blob of the
+// repository at dir, found through its index, and returns how many.
+func damageDataBlobs(t *testing.T, dir string, restic func(...string) ([]byte, error)) int {
+	t.Helper()
+	var ids []byte
+	if !poll(time.Minute, func() bool {
+		_, _ = restic("unlock")
+		var err error
+		ids, err = restic("list", "index")
+		return err == nil
+	}) {
+		t.Fatalf("restic list index: %s", ids)
+	}
+	n := 0
+	for _, id := range strings.Fields(string(ids)) {
+		out, err := restic("cat", "index", id)
+		if err != nil {
+			t.Fatalf("restic cat index %s: %v\n%s", id, err, out)
+		}
+		var idx struct {
+			Packs []struct {
+				ID    string `json:"id"`
+				Blobs []struct {
+					Type   string `json:"type"`
+					Offset int64  `json:"offset"`
+					Length int64  `json:"length"`
+				} `json:"blobs"`
+			} `json:"packs"`
+		}
+		if err := json.Unmarshal(out, &idx); err != nil {
+			t.Fatalf("index %s: %v", id, err)
+		}
+		for _, p := range idx.Packs {
+			path := filepath.Join(dir, "data", p.ID[:2], p.ID)
+			for _, b := range p.Blobs {
+				if b.Type != "data" {
+					continue
+				}
+				_ = os.Chmod(path, 0o600)
+				f, err := os.OpenFile(path, os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = f.WriteAt([]byte("overwritten by the test"), b.Offset+b.Length/2)
+				f.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // TestVerificationMismatch: a scratch server whose settings change stored

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kubectl-stash/kubectl-stash/pkg/monitoring"
 	"github.com/kubectl-stash/kubectl-stash/test/testenv"
 )
 
@@ -33,4 +34,12 @@ func TestRulesParse(t *testing.T) {
 
 func TestRulesFireOnPushedSeries(t *testing.T) {
 	promtool(t, "test", "rules", "alerts_test.yaml")
+}
+
+// Every query of the rules and the dashboard is PromQL that Prometheus
+// parses; pkg/monitoring's tests check what it reads is emitted.
+func TestQueriesParse(t *testing.T) {
+	for _, q := range monitoring.Queries() {
+		t.Run(q.Where, func(t *testing.T) { promtool(t, "--experimental", "promql", "format", q.Expr) })
+	}
 }

@@ -55,3 +55,22 @@ func MaxAge(expr string, annotations map[string]string, now time.Time) (time.Dur
 	}
 	return gap + min(max(gap/4, minGrace), maxGrace), nil
 }
+
+// VerifyMaxAge is how old a config's last verification may get: the
+// bound of its verification schedule (contract.Verify's Schedule), or for
+// every Nth backup (Every) N times the backup schedule's, whichever is
+// shorter; 0 when verification is off.
+func VerifyMaxAge(backupSchedule, verifySchedule string, every int, now time.Time) time.Duration {
+	var age time.Duration
+	if verifySchedule != "" {
+		age, _ = MaxAge(verifySchedule, nil, now)
+	}
+	if every > 0 {
+		if b, _ := MaxAge(backupSchedule, nil, now); b > 0 {
+			if e := time.Duration(every) * b; age == 0 || e < age {
+				age = e
+			}
+		}
+	}
+	return age
+}

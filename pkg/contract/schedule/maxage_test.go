@@ -41,3 +41,29 @@ func TestMaxAge(t *testing.T) {
 		}
 	}
 }
+
+func TestVerifyMaxAge(t *testing.T) {
+	type verify struct {
+		schedule string
+		every    int
+	}
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		backups string
+		v       verify
+		want    time.Duration
+	}{
+		{backups: "0 2 * * *", want: 0},
+		{backups: "0 2 * * *", v: verify{"0 3 * * 0", 0}, want: 7*24*time.Hour + 6*time.Hour},
+		// Every 3rd daily backup: three times the daily bound.
+		{backups: "0 2 * * *", v: verify{"", 3}, want: 90 * time.Hour},
+		// Both: whichever asks sooner.
+		{backups: "0 2 * * *", v: verify{"0 3 * * 0", 3}, want: 90 * time.Hour},
+		// Every Nth backup of a trigger-only config: no bound.
+		{backups: "", v: verify{"", 2}, want: 0},
+	} {
+		if got := VerifyMaxAge(c.backups, c.v.schedule, c.v.every, now); got != c.want {
+			t.Errorf("%q %+v: %s, want %s", c.backups, c.v, got, c.want)
+		}
+	}
+}
