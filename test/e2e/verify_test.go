@@ -404,11 +404,3 @@ func localRepoPath(t *testing.T, ns string) string {
 	}
 	return filepath.Join(repo.Spec.Backend.Local.MountPath, repo.Spec.Backend.Local.SubPath)
 }
-
-func fileSize(p string) int64 {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
