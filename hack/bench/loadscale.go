@@ -60,7 +60,8 @@ type loadScale struct {
 	Started  time.Time
 	Elapsed  time.Duration
 	Runs     int
-	CPUs     int
+	CPUs     int // the target server's; 0: it did not say
+	Conns    int // the agent's default for it
 	Sets     []*loadSet
 	OneRows  int64
 	Verified string
@@ -91,10 +92,10 @@ func (b *bench) measureLoad(ctx context.Context) error {
 	b.res.Load = res
 	defer func() { res.Elapsed = time.Since(res.Started) }()
 	files := &database.Files{OptionFile: b.dst.OptionFile()}
-	res.CPUs = 2
 	if n, ok := b.db.ServerCPUs(ctx, files, b.environ()); ok {
-		res.CPUs = min(max(n, 2), 8)
+		res.CPUs = n
 	}
+	res.Conns = sqlload.AutoConnections(res.CPUs)
 
 	one := b.cfg.Size / oneRowDumpBytes
 	res.OneRows = one
@@ -140,7 +141,7 @@ func (b *bench) measureLoadSet(ctx context.Context, res *loadScale, name, db str
 	}
 	set := &loadSet{Name: name, DumpBytes: st.Size(), Raw: &series{Key: "load-raw", Label: "`mariadb < dump.sql` (the agent's client flags)", Bytes: st.Size()}}
 	res.Sets = append(res.Sets, set)
-	settings := loadSettings(res.CPUs)
+	settings := loadSettings(res.Conns)
 	for _, s := range settings {
 		set.Settings = append(set.Settings, &series{Key: "load-" + s.Key, Label: s.label(), Bytes: st.Size()})
 	}
@@ -304,7 +305,7 @@ func loadSection(cfg config, r *results) string {
 		"Each data set is dumped once (`mysqldump --databases` with the agent's flags) to a file; the file is then loaded by `mariadb < dump.sql` "+
 		"and by the agent's loader (`pkg/sqlload`, what `kubectl stash restore` feeds from `restic dump`) with each setting, in turns, "+
 		"into a target from which the database was dropped and which was quiesced. The target server reports %d CPUs, so the agent's default is %d connections. %s.",
-		cfg.Mode, l.Runs, l.Started.UTC().Format("2006-01-02 15:04 MST"), l.Elapsed.Round(time.Second), r.Versions.Commit, l.CPUs, l.CPUs, l.Verified)
+		cfg.Mode, l.Runs, l.Started.UTC().Format("2006-01-02 15:04 MST"), l.Elapsed.Round(time.Second), r.Versions.Commit, l.CPUs, l.Conns, l.Verified)
 	md("")
 	for i, set := range l.Sets {
 		raw := set.Raw.median()

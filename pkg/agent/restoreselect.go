@@ -17,6 +17,7 @@ import (
 	"github.com/kubectl-stash/kubectl-stash/pkg/dumptee"
 	"github.com/kubectl-stash/kubectl-stash/pkg/manifest"
 	"github.com/kubectl-stash/kubectl-stash/pkg/restic"
+	"github.com/kubectl-stash/kubectl-stash/pkg/sqlload"
 )
 
 // restoreRule is the one rule a database restore reads: the target's, else
@@ -157,21 +158,17 @@ func (a *Agent) checkCredentials(ctx context.Context, ab *appcatalog.AppBinding,
 	return fmt.Sprintf("the snapshot's accounts replaced the target's, and logging in as user %s of AppBinding %s could not be checked afterwards: %v", conn.User, ab.Name, err)
 }
 
-// maxAutoConnections bounds the connections chosen from the server's CPUs:
-// each is a client process in the agent's pod, and tables, not
-// connections, bound a dump's parallelism.
-const maxAutoConnections = 8
-
 // loadConnections is how many connections load a restore: the agent's
-// setting, or with 0, the target server's CPUs (2 when it does not say).
+// setting, or with 0, two per CPU of the target server (sqlload.AutoConnections).
 func (a *Agent) loadConnections(ctx context.Context, client database.Client, files *database.Files) int {
 	if a.cfg.RestoreConnections > 0 {
 		return a.cfg.RestoreConnections
 	}
-	if n, ok := client.ServerCPUs(ctx, files, a.childEnv()); ok {
-		return min(max(n, 2), maxAutoConnections)
+	n, ok := client.ServerCPUs(ctx, files, a.childEnv())
+	if !ok {
+		n = 0
 	}
-	return 2
+	return sqlload.AutoConnections(n)
 }
 
 // skipBinlogArgs are the client arguments that keep a restore out of the

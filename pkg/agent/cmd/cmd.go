@@ -101,7 +101,7 @@ func newRunCmd() *cobra.Command {
 	f.DurationVar(&cfg.StallTimeout, "stall-timeout", agent.DefaultStallTimeout, "stop a backup or restore whose stream has not moved this long while restic and the dump live (restic stopped reading a dump that waits to write, or sent nothing while the database waited); 0 disables")
 	f.DurationVar(&cfg.SessionTimeout, "session-timeout", agent.DefaultSessionTimeout, "time limit of a session whose spec.timeOut is not set (0: none)")
 	f.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", 30*time.Second, "after SIGTERM, how long running sessions may go on before they are stopped and marked Failed (the pod allows 60s)")
-	f.IntVar(&cfg.RestoreConnections, "restore-connections", 0, "client connections that load a restore's tables at once (1: one after another, in dump order; 0: as many as the target server has CPUs, 2 to 8)")
+	f.IntVar(&cfg.RestoreConnections, "restore-connections", 0, "client connections that load a restore's tables at once (1: one after another, in dump order; 0: two per CPU of the target server, 4 to 8)")
 	f.BoolVar(&cfg.RestoreKeepIndexes, "restore-keep-indexes", false, "load InnoDB tables with their plain secondary keys in place, instead of adding them in one ALTER TABLE after each table's data (a sorted build)")
 	f.BoolVar(&cfg.RestoreWholeTables, "restore-whole-tables", false, "load each table on one connection, instead of spreading the INSERTs of a table whose rows may load in any order (InnoDB, a primary key, no other unique key, no foreign key) over the connections")
 	f.Var(&quantityValue{&cfg.RestoreSpool, "1Gi"}, "restore-spool", "at most this much of a restore's dump waits in --scratch-dir for a free connection (at most half the free space there is used)")
