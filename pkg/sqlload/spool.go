@@ -9,6 +9,11 @@ import (
 	"sync"
 )
 
+// maxOpenSections bounds the sections spooled and not yet loaded, each an
+// open file: a dump of many small tables would otherwise hold a file per
+// table until the connections catch up (10,000 tables ran out of them).
+const maxOpenSections = 256
+
 // punchEvery is how much of a section is read before its disk space is
 // given back, so that one large table never needs its full size on disk.
 const punchEvery = 8 << 20
@@ -51,6 +56,7 @@ type spool struct {
 	next     int        // number of sections begun
 	unread   int64
 	peak     int64
+	open     int // sections whose file is open: begun, not yet loaded
 	eof      bool  // the stream has ended
 	err      error // the load failed: everyone stops
 	noPunch  bool
@@ -78,6 +84,9 @@ func (s *spool) begin(k kind, use, table string) error {
 		s.cond.Broadcast()
 		return s.err
 	}
+	if err := s.room(); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(s.dir, "restore-*.sql")
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -94,8 +103,25 @@ func (s *spool) begin(k kind, use, table string) error {
 	return s.err
 }
 
+// room ends the current section and waits until another may be opened.
+// The connections load sections in stream order, all of them before the
+// one to come, so they always make room.
+func (s *spool) room() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		s.cur.closed, s.cur.decided = true, true
+		s.cond.Broadcast()
+	}
+	for s.open >= maxOpenSections && s.err == nil {
+		s.cond.Wait()
+	}
+	return s.err
+}
+
 // add makes sec the current section; s.mu is held.
 func (s *spool) add(sec *section) {
+	s.open++
 	s.next++
 	s.cur = sec
 	s.sections = append(s.sections, sec)
@@ -112,6 +138,9 @@ func (s *spool) part(p part) error {
 	s.mu.Unlock()
 	if cur == nil || cur.skipped {
 		return nil
+	}
+	if err := s.room(); err != nil {
+		return err
 	}
 	f, err := os.CreateTemp(s.dir, "restore-*.sql")
 	if err != nil {
@@ -265,6 +294,8 @@ func (s *spool) copySection(sec *section, w io.Writer, buf []byte, loaded func(i
 		}
 		avail := sec.written - sec.read
 		if avail == 0 && sec.closed {
+			s.open--
+			s.cond.Broadcast()
 			s.mu.Unlock()
 			_ = sec.file.Close() // the writer is done with it too
 			return nil
