@@ -56,7 +56,7 @@ type spool struct {
 	next     int        // number of sections begun
 	unread   int64
 	peak     int64
-	open     int // sections whose file is open: begun, not yet loaded
+	open     int   // sections whose file is open: begun, not yet loaded
 	eof      bool  // the stream has ended
 	err      error // the load failed: everyone stops
 	noPunch  bool
