@@ -84,15 +84,10 @@ func (s *spool) begin(k kind, use, table string) error {
 		s.cond.Broadcast()
 		return s.err
 	}
-	if err := s.room(); err != nil {
+	f, err := s.newFile()
+	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.dir, "restore-*.sql")
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	// Unlinked at once: nothing is left behind if the agent is killed.
-	_ = os.Remove(f.Name())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur != nil {
@@ -119,6 +114,21 @@ func (s *spool) room() error {
 	return s.err
 }
 
+// newFile ends the current section, waits for room and opens the next
+// section's file, unlinked at once: nothing is left behind if the agent
+// is killed.
+func (s *spool) newFile() (*os.File, error) {
+	if err := s.room(); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(s.dir, "restore-*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	_ = os.Remove(f.Name())
+	return f, nil
+}
+
 // add makes sec the current section; s.mu is held.
 func (s *spool) add(sec *section) {
 	s.open++
@@ -139,14 +149,10 @@ func (s *spool) part(p part) error {
 	if cur == nil || cur.skipped {
 		return nil
 	}
-	if err := s.room(); err != nil {
+	f, err := s.newFile()
+	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.dir, "restore-*.sql")
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	_ = os.Remove(f.Name())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur.closed, cur.decided = true, true
