@@ -450,7 +450,10 @@ func (a *Agent) firstRecoverable(ctx context.Context, rr *restic.Repo, appBindin
 }
 
 // firstRecoverableOf is firstRecoverable over a listing of the backups.
-// Only a backup that records its binlog position can be a base.
+// Only a backup that records its binlog position can be a base. The time
+// is the first whole second a restore accepts with that base: the base
+// must be baseMargin before the target, and status and metrics show whole
+// seconds, so the second the backup began in is not in the window.
 func firstRecoverableOf(backups []restic.Snapshot, from time.Time) time.Time {
 	var first time.Time
 	for _, s := range backups {
@@ -460,6 +463,13 @@ func firstRecoverableOf(backups []restic.Snapshot, from time.Time) time.Time {
 		if first.IsZero() || s.Time.Before(first) {
 			first = s.Time
 		}
+	}
+	if first.IsZero() {
+		return first
+	}
+	first = first.Add(baseMargin)
+	if whole := first.Truncate(time.Second); whole.Before(first) {
+		first = whole.Add(time.Second)
 	}
 	return first
 }

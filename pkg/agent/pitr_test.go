@@ -166,8 +166,19 @@ func TestFirstRecoverableNeedsABackupWithAPositionAfterTheStart(t *testing.T) {
 		{Time: at(300), Tags: []string{contract.TagBinlogCoordinates}},
 		{Time: at(200), Tags: []string{contract.TagBinlogCoordinates}},
 	}
-	if got := firstRecoverableOf(backups, at(100)); !got.Equal(at(200)) {
-		t.Errorf("first recoverable %v, want the backup at 200", got.Unix())
+	if got := firstRecoverableOf(backups, at(100)); !got.Equal(at(201)) {
+		t.Errorf("first recoverable %v, want a second after the backup at 200", got.Unix())
+	}
+	// The window starts at the first whole second a restore takes with
+	// that base: a restore picks a base at least baseMargin before its
+	// target, and the second before it is refused (seen in CI: the backup
+	// at hh:mm:00.97 showed a window from hh:mm:00, refused at hh:mm:01).
+	for _, frac := range []time.Duration{0, time.Millisecond, 976 * time.Millisecond} {
+		backup := at(1000).Add(frac)
+		w := firstRecoverableOf([]restic.Snapshot{{Time: backup, Tags: []string{contract.TagBinlogCoordinates}}}, at(1))
+		if !w.Equal(w.Truncate(time.Second)) || backup.After(w.Add(-baseMargin)) || !backup.After(w.Add(-time.Second).Add(-baseMargin)) {
+			t.Errorf("backup at %s: the window starts at %s, which a restore does not take as the first whole second", backup.Format(time.RFC3339Nano), w.Format(time.RFC3339Nano))
+		}
 	}
 	if got := firstRecoverableOf(backups, time.Time{}); !got.IsZero() {
 		t.Errorf("with no archive start: %v, want none", got)

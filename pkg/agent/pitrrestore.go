@@ -35,6 +35,11 @@ import (
 // time, with no gap between the backup and it.
 
 // replayPlan is a replay settled before the database is touched.
+// baseMargin is the least a restore's base backup must precede its
+// target: the dump's consistent point comes a moment after restic's
+// snapshot time. The restorable window starts this far after its backup.
+const baseMargin = time.Second
+
 type replayPlan struct {
 	target   string    // as asked: RFC 3339 or "latest"
 	stop     time.Time // the first second not replayed; zero: to the end
@@ -135,7 +140,7 @@ func (a *Agent) pickPointInTime(ctx context.Context, rr *restic.Repo, rs *stashv
 		}
 		return nil, nil, nil
 	}
-	for _, margin := range []time.Duration{5 * time.Minute, time.Second} {
+	for _, margin := range []time.Duration{5 * time.Minute, baseMargin} {
 		if at.IsZero() && margin > time.Second {
 			continue
 		}

@@ -299,9 +299,9 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	st := loader.Stats()
 	a.log.Info("restore loaded", "restore", rs.Name, "connections", conns, "sections", st.Sections, "tableSections", st.TableSections, "spoolPeak", st.SpoolPeak, "deferredIndexTables", st.DeferredTables)
 	if loadErr != nil {
-		stderr := ""
+		stderr, section := "", ""
 		if le := (*sqlload.Error)(nil); errors.As(loadErr, &le) {
-			stderr = le.Stderr
+			stderr, section = le.Stderr, le.Section
 		}
 		var packet int64
 		if lostErrors[sqlCode(stderr)] {
@@ -309,7 +309,7 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 			// and the client sees only that: ask for the limit to say so.
 			packet, _ = client.ServerPacket(context.WithoutCancel(ctx), dbFiles, a.childEnv())
 		}
-		return sqlError(ab, stderr, loadErr, run.touched.Load(), packet)
+		return sqlErrorIn(ab, section, stderr, loadErr, run.touched.Load(), packet)
 	}
 	if dumpErr != nil {
 		if errors.Is(dumpErr, restic.ErrStalled) || errors.Is(dumpErr, restic.ErrBackend) {

@@ -1,5 +1,5 @@
-// mysql's errors during a restore, turned into messages that name the
-// statement's line and hold no data from the dump.
+// mysql's errors during a restore, turned into messages that say where
+// (the table, or the statement's line) and hold no data from the dump.
 package agent
 
 import (
@@ -29,7 +29,21 @@ var (
 // serverPacket is the server's max_allowed_packet when the connection was
 // lost (0: not asked, or unknown).
 func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool, serverPacket int64) error {
+	return sqlErrorIn(ab, "", stderr, err, touched, serverPacket)
+}
+
+// sqlErrorIn is sqlError for a load over several connections: section
+// names the table the failed client was loading (`db`.`table`), since its
+// line numbers count that client's input, not the dump's.
+func sqlErrorIn(ab *appcatalog.AppBinding, section, stderr string, err error, touched bool, serverPacket int64) error {
 	m := sqlErrLine.FindStringSubmatch(stderr)
+	where := ""
+	switch {
+	case section != "":
+		where = " while loading " + section
+	case m != nil && m[3] != "":
+		where = " at line " + m[3] + " of the dump"
+	}
 	code := ""
 	if m != nil {
 		code = m[1]
@@ -50,19 +64,11 @@ func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool,
 		state = "statements before it were applied, so the database is partially restored: fix the cause, then restore again into an empty database"
 	}
 	if lostErrors[code] && serverPacket > 0 && serverPacket < database.MaxPacket {
-		where := ""
-		if m[3] != "" {
-			where = " at line " + m[3] + " of the dump"
-		}
 		return fmt.Errorf("%w: SQL error %s%s: the server closed the connection; its max_allowed_packet is %s, below the 1 GiB the restore may send, and a statement larger than that is the usual cause (dumps write BLOBs in hex, twice their size): raise it to at least twice the largest BLOB or TEXT value (`SET GLOBAL max_allowed_packet=1073741824`), then restore again; else see the server's error log; %s",
 			database.ErrConnectionLost, code, where, session.HumanBytes(serverPacket), state)
 	}
 	if code == "1153" || code == "2020" || code == "1301" {
 		// The dump writes BLOBs in hex, twice their size.
-		where := ""
-		if m[3] != "" {
-			where = " at line " + m[3] + " of the dump"
-		}
 		return fmt.Errorf("%w: SQL error %s%s: a statement is larger than the server's max_allowed_packet: raise it to at least twice the largest BLOB or TEXT value (dumps write BLOBs in hex), at most 1 GiB (`SET GLOBAL max_allowed_packet=1073741824`), then restore again; %s", database.ErrPacketTooLarge, code, where, state)
 	}
 	if code == "1290" {
@@ -78,10 +84,6 @@ func sqlError(ab *appcatalog.AppBinding, stderr string, err error, touched bool,
 		text := m[4]
 		if i := strings.Index(text, " near "); i >= 0 {
 			text = text[:i]
-		}
-		where := ""
-		if m[3] != "" {
-			where = " at line " + m[3] + " of the dump"
 		}
 		return fmt.Errorf("SQL error %s (%s)%s: %s; %s", m[1], m[2], where, strings.TrimSpace(elide(text)), state)
 	}

@@ -31,6 +31,7 @@ func TestSQLError(t *testing.T) {
 	exit := errors.New("exit status 1")
 	cases := []struct {
 		name    string
+		section string // what the failed connection was loading
 		stderr  string
 		touched bool
 		want    string   // the whole message, when set
@@ -42,6 +43,14 @@ func TestSQLError(t *testing.T) {
 			name:   "syntax error: code, state, line of the dump; the near clause is cut",
 			stderr: "ERROR 1064 (42000) at line 12: You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version for the right syntax to use near 'hunter2-s3cr3t' at line 1\n",
 			want:   "SQL error 1064 (42000) at line 12 of the dump: You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version for the right syntax to use; " + notChanged,
+		},
+		{
+			name:    "over several connections: the table, not the client's line, says where",
+			section: "`shop`.`orders`",
+			stderr:  "ERROR 1213 (40001) at line 1362: Deadlock found when trying to get lock; try restarting transaction",
+			touched: true,
+			has:     []string{"SQL error 1213 (40001) while loading `shop`.`orders`: Deadlock found", partial},
+			hasNot:  []string{"line 1362"},
 		},
 		{
 			name:   "read-only: the grant that lets the restore write through it",
@@ -117,7 +126,7 @@ func TestSQLError(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := sqlError(sqlAppBinding(), c.stderr, exit, c.touched, 0)
+			err := sqlErrorIn(sqlAppBinding(), c.section, c.stderr, exit, c.touched, 0)
 			if err == nil {
 				t.Fatal("sqlError returned nil")
 			}

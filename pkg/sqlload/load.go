@@ -44,10 +44,13 @@ type Options struct {
 	ChunkBytes  int64
 }
 
-// Error is a failed client: its stderr says why.
+// Error is a failed client: its stderr says why. Section names what it
+// was loading: `db`.`table`, or "" for statements between tables; the line
+// numbers in Stderr count that client's input, not the dump's.
 type Error struct {
-	Stderr string
-	Err    error
+	Stderr  string
+	Section string
+	Err     error
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%v: %s", e.Err, e.Stderr) }
@@ -258,10 +261,10 @@ func (l *Loader) schedule() {
 				return err
 			}
 			l.stats.Sections++
+			if sec.kind == kindTable && (sec.part == partWhole || sec.part == partHead) {
+				l.stats.TableSections++
+			}
 			if sec.kind == kindTable && len(l.clients) > 1 {
-				if sec.part == partWhole || sec.part == partHead {
-					l.stats.TableSections++
-				}
 				parts := []*section{sec}
 				if sec.part == partChunk {
 					// Other tables are waiting: they, not this table's
@@ -461,7 +464,7 @@ func (c *client) run(l *Loader, sec *section) (err error) {
 	if werr == nil {
 		werr = err
 	}
-	return &Error{Stderr: c.stderr.String(), Err: werr}
+	return &Error{Stderr: c.stderr.String(), Section: sec.qualified(), Err: werr}
 }
 
 // finishClients ends every session: stdin is closed after a good load, the

@@ -163,7 +163,14 @@ func (s *spool) part(p part) error {
 	sec := &section{n: s.next, kind: kindTable, use: cur.use, table: cur.table, file: f, decided: true, done: make(chan struct{}),
 		part: p, head: head}
 	if p == partChunk {
+		// The first chunk runs alone: InnoDB's bulk insert into an empty
+		// table (unique_checks=0 and foreign_key_checks=0, as in every
+		// dump) upgrades to a table lock, and two first INSERTs side by
+		// side deadlock (ERROR 1213). Once it ran the table is not empty.
 		sec.after = []*section{head}
+		if len(head.parts) > 0 {
+			sec.after = append(sec.after, head.parts[0])
+		}
 		head.parts = append(head.parts, sec)
 	} else {
 		sec.after = append([]*section{head}, head.parts...)
