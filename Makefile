@@ -85,6 +85,14 @@ bench: tools build ## Benchmark against mysqldump, mariadb and Stash's pipeline:
 	@cd hack/bench && go build -o $(BIN)/stash-bench .
 	$(BIN)/stash-bench -mode $(BENCH_MODE) $(BENCH_ARGS)
 
+SCALE_AGENTS ?= 100
+SCALE_IDLE ?= 5m
+
+.PHONY: bench-scale
+bench-scale: tools build ## What idle agents cost the API server, then all due in one slot: the scale section of docs/benchmarks.md
+	STASH_SCALE_AGENTS=$(SCALE_AGENTS) STASH_SCALE_IDLE=$(SCALE_IDLE) STASH_SCALE_SLOT=1 STASH_SCALE_REPORT=$(CURDIR)/docs/benchmarks.md \
+		go test -count=1 -timeout 60m -run TestAgentsAtScale -v ./test/scale/
+
 .PHONY: up
 up: tools build ## Start the local environment in the background and print KUBECONFIG (NODE=1: the real node, with the images)
 	@go build -o $(BIN)/stash-env ./hack/env

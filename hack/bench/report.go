@@ -44,18 +44,29 @@ const (
 	notesEnd   = "<!-- notes:end -->"
 )
 
+// The scale section is written by `make bench-scale` (test/scale), which
+// this bench does not run: kept as it is, markers included.
+const (
+	scaleBegin = "<!-- section:scale:begin: written by make bench-scale -->"
+	scaleEnd   = "<!-- section:scale:end -->"
+)
+
 // keptNotes returns the hand-written block of an existing report, markers included.
-func keptNotes(path string) string {
+func keptNotes(path string) string { return keptBlock(path, notesBegin, notesEnd) }
+
+// keptBlock returns the block between begin and end of an existing
+// report, markers included; "" when it has none.
+func keptBlock(path, begin, end string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
 	s := string(b)
-	i, j := strings.Index(s, notesBegin), strings.Index(s, notesEnd)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
 	if i < 0 || j < i {
 		return ""
 	}
-	return s[i : j+len(notesEnd)]
+	return s[i : j+len(end)]
 }
 
 // writeReport renders the markdown report and its charts.
@@ -64,6 +75,7 @@ func writeReport(cfg config, r *results) error {
 		return err
 	}
 	kept := keptNotes(cfg.Out)
+	scale := keptBlock(cfg.Out, scaleBegin, scaleEnd)
 	charts, err := writeCharts(r, cfg.ChartDir, filepath.Dir(cfg.Out))
 	if err != nil {
 		return err
@@ -235,6 +247,10 @@ func writeReport(cfg config, r *results) error {
 		md("%s", pitrSection(cfg, r))
 	}
 
+	if scale != "" {
+		md("%s", scale)
+		md("")
+	}
 	if kept != "" {
 		md("%s", kept)
 		md("")

@@ -46,8 +46,12 @@ type Config struct {
 	ResticBin   string
 	// ProgressEvery bounds how often progress is written to a status.
 	ProgressEvery time.Duration
-	// LeaseDuration of the leader Lease.
+	// LeaseDuration of the leader Lease: a crashed leader is replaced
+	// after it; the leader renews every third of it (decision 60).
 	LeaseDuration time.Duration
+	// SessionLease is how long a running session's heartbeat may be still
+	// before another agent settles it as an orphan; it beats every fifth.
+	SessionLease time.Duration
 	// BackendTimeout stops restic when the backend keeps failing this long.
 	BackendTimeout time.Duration
 	// StallTimeout stops a backup or restore stream that has not moved
@@ -150,7 +154,8 @@ func (a *Agent) elector(namespace, name string) *election.Elector {
 		Leases: a.kube.Leases(namespace), Namespace: namespace, Name: name, Identity: a.identity,
 		LeaseDuration: a.cfg.LeaseDuration,
 		RenewDeadline: a.cfg.LeaseDuration * 2 / 3,
-		RetryPeriod:   a.cfg.LeaseDuration / 7,
+		RenewPeriod:   a.cfg.LeaseDuration / 3,
+		RetryPeriod:   min(2*time.Second, a.cfg.LeaseDuration/7),
 		Log:           a.log,
 	}
 }
@@ -242,7 +247,10 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		cfg.ProgressEvery = 3 * time.Second
 	}
 	if cfg.LeaseDuration <= 0 {
-		cfg.LeaseDuration = 15 * time.Second
+		cfg.LeaseDuration = DefaultLeaseDuration
+	}
+	if cfg.SessionLease <= 0 {
+		cfg.SessionLease = DefaultSessionLease
 	}
 	if cfg.ShutdownGrace < 0 {
 		cfg.ShutdownGrace = 0
@@ -254,8 +262,10 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		// The rendered Deployment passes the same name; this is for agents run by hand.
 		cfg.LeaseName = contract.AgentName(cfg.AppBinding)
 	}
-	// Readiness follows whether the API server answers this agent.
-	api := apihealth.New(time.Now, 10*time.Second)
+	// Readiness follows whether the API server answers this agent. The
+	// Lease renewals keep the answer fresh, so an idle agent's probes add
+	// no request; it goes stale when renewals fail for the renew deadline.
+	api := apihealth.New(time.Now, cfg.LeaseDuration*2/3)
 	rc = rest.CopyConfig(rc)
 	rc.Wrap(api.Wrap)
 	kube, err := client.NewCore(rc)
@@ -284,9 +294,9 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		maxAge:   map[string]configAges{},
 		workCtx:  context.Background(),
 	}
-	a.backups = &lifecycle.Lifecycle[*stashv1beta1.BackupSession]{Kind: a.backupKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}
-	a.restores = &lifecycle.Lifecycle[*stashv1beta1.RestoreSession]{Kind: a.restoreKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}
-	a.verifies = &lifecycle.Lifecycle[*stashv1beta1.VerificationSession]{Kind: a.verifyKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.LeaseDuration, Log: log}
+	a.backups = &lifecycle.Lifecycle[*stashv1beta1.BackupSession]{Kind: a.backupKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.SessionLease, Log: log}
+	a.restores = &lifecycle.Lifecycle[*stashv1beta1.RestoreSession]{Kind: a.restoreKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.SessionLease, Log: log}
+	a.verifies = &lifecycle.Lifecycle[*stashv1beta1.VerificationSession]{Kind: a.verifyKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.SessionLease, Log: log}
 	return a, nil
 }
 

@@ -266,7 +266,7 @@ func (a *Agent) syncSession(ctx context.Context, nsName string) error {
 			if err == nil && cur.Status.Phase != stashv1beta1.BackupSessionRunning || apierrors.IsNotFound(err) {
 				other = ""
 			}
-			if other != "" && a.clock().Sub(bs.CreationTimestamp.Time) < verdictWait*a.cfg.LeaseDuration {
+			if other != "" && a.clock().Sub(bs.CreationTimestamp.Time) < verdictWait*a.cfg.SessionLease {
 				// Another agent's session, maybe an orphan whose heartbeat
 				// is being timed: wait for the verdict rather than skip
 				// (a catch-up session after a crash meets exactly this).
@@ -367,7 +367,7 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 	// lease duration, else when to look again.
 	silent := func(key string, beat time.Time) bool {
 		seen[key] = true
-		if wait := t.sightings.Silent(key, beat, now, a.cfg.LeaseDuration); wait > 0 {
+		if wait := t.sightings.Silent(key, beat, now, a.cfg.SessionLease); wait > 0 {
 			due(wait)
 			return false
 		}
@@ -383,7 +383,7 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 			continue
 		}
 		if err := a.settleOrphanBackup(ctx, bc, bs); err != nil {
-			due(a.cfg.LeaseDuration) // try again
+			due(a.cfg.SessionLease) // try again
 		}
 	}
 	for _, o := range t.restores.List() {
@@ -395,7 +395,7 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 			continue
 		}
 		if err := a.settleOrphanRestore(ctx, rs); err != nil {
-			due(a.cfg.LeaseDuration)
+			due(a.cfg.SessionLease)
 		}
 	}
 	for _, o := range t.verifies.List() {
@@ -409,7 +409,7 @@ func (a *Agent) recoverOrphans(ctx context.Context) {
 			continue
 		}
 		if err := a.settleOrphanVerify(ctx, vs); err != nil {
-			due(a.cfg.LeaseDuration)
+			due(a.cfg.SessionLease)
 		}
 	}
 	t.sightings.Keep(func(key string) bool { return seen[key] })

@@ -24,6 +24,18 @@ const DefaultSessionTimeout = 24 * time.Hour
 // slow to answer leaves the pipe empty: neither is a stall.
 const DefaultStallTimeout = 5 * time.Minute
 
+// DefaultLeaseDuration is the leader Lease's: an idle agent renews it every
+// 12 s, its only write (at most one per 10 s, issue 20), and a crashed
+// leader's replacement takes over about 36 s after its last renewal. A
+// leader stopped with SIGTERM releases the Lease, so a rollout waits for
+// none of it (decision 60).
+const DefaultLeaseDuration = 36 * time.Second
+
+// DefaultSessionLease is a running session's: it beats every 3 s, and a
+// session silent for 15 s under a new leader is settled as an orphan.
+// Heartbeats are written only while a session runs.
+const DefaultSessionLease = 15 * time.Second
+
 // sessionLimit is how long one session may run, and how the user raises
 // it: its spec.timeOut (kind and name say where), else the agent's
 // --session-timeout. 0 means no limit. A timeOut that is not a positive

@@ -22,6 +22,7 @@ type ControlPlane struct {
 	Etcd       *Process
 	APIServer  *Process
 	URL        string
+	EtcdURL    string // plain HTTP on loopback: its /metrics too
 	CA         *CA
 	Kubeconfig string // admin kubeconfig (system:masters)
 	Admin      *rest.Config
@@ -47,6 +48,7 @@ func startControlPlane(ctx context.Context, dir, binDir string, detach bool) (*C
 		return nil, err
 	}
 	etcdURL := "http://" + hostPort(clientPort)
+	cp.EtcdURL = etcdURL
 	peerURL := "http://" + hostPort(peerPort)
 	cp.Etcd, err = start(dir, "etcd", etcdBin, []string{
 		"--name=default",

@@ -8,6 +8,10 @@
 // LeaseDuration, measured on its own clock, so clock skew between nodes
 // does not matter. Writes use the Lease's resourceVersion: of two replicas
 // racing for it, one wins.
+//
+// The leader renews from the Lease it last wrote, with no GET: an idle
+// agent's only request is one update every RenewPeriod. A Conflict means
+// someone else wrote the Lease; only then is it read again.
 package election
 
 import (
@@ -36,14 +40,18 @@ type Elector struct {
 	Name      string
 	Identity  string
 	// LeaseDuration is how long others wait before taking over; the
-	// leader gives up after RenewDeadline without a renewal and tries
-	// every RetryPeriod.
-	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	Clock                                     func() time.Time
-	Log                                       *slog.Logger
+	// leader renews every RenewPeriod (RetryPeriod when 0) and gives up
+	// after RenewDeadline without a renewal. A follower tries every
+	// RetryPeriod, and so does a leader whose renewal failed.
+	LeaseDuration, RenewDeadline, RenewPeriod, RetryPeriod time.Duration
+	Clock                                                  func() time.Time
+	Log                                                    *slog.Logger
 
 	observedRV   string
 	observedTime time.Time
+	// held is the Lease as this replica last wrote it while holding it:
+	// the next renewal updates it without reading it first.
+	held *coordinationv1.Lease
 }
 
 // Run campaigns until ctx ends. While leading it runs lead with a context
@@ -88,20 +96,25 @@ func (e *Elector) acquire(ctx context.Context) bool {
 
 // renew keeps the Lease until a renewal fails for RenewDeadline, or ctx ends.
 func (e *Elector) renew(ctx context.Context) {
+	period := e.RenewPeriod
+	if period <= 0 {
+		period = e.RetryPeriod
+	}
 	last := e.Clock()
-	for sleep(ctx, e.RetryPeriod) {
+	for wait := period; sleep(ctx, wait); {
 		rctx, cancel := context.WithTimeout(ctx, e.RenewDeadline)
 		ok := e.tryAcquireOrRenew(rctx)
 		cancel()
 		now := e.Clock()
 		if ok {
-			last = now
+			last, wait = now, period
 			continue
 		}
 		if now.Sub(last) >= e.RenewDeadline {
 			e.Log.Info("lost the Lease: no renewal within the deadline", "lease", e.Name, "deadline", e.RenewDeadline.String())
 			return
 		}
+		wait = min(e.RetryPeriod, period)
 	}
 }
 
@@ -114,6 +127,19 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 		AcquireTime:          &now,
 		RenewTime:            &now,
 	}
+	if e.held != nil {
+		next := e.held.DeepCopy()
+		next.Spec.RenewTime, next.Spec.LeaseDurationSeconds = mine.RenewTime, mine.LeaseDurationSeconds
+		updated, err := e.Leases.Update(ctx, next)
+		if err == nil {
+			e.hold(updated)
+			return true
+		}
+		if !apierrors.IsConflict(err) {
+			return false // the API is away: try again, from the same record
+		}
+		e.held = nil // someone else wrote it: read it below
+	}
 	cur, err := e.Leases.Get(ctx, e.Name)
 	if apierrors.IsNotFound(err) {
 		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: e.Name, Namespace: e.Namespace}, Spec: mine}
@@ -121,7 +147,7 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 		if err != nil {
 			return false
 		}
-		e.observe(created)
+		e.hold(created)
 		return true
 	}
 	if err != nil {
@@ -148,7 +174,7 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 	if err != nil {
 		return false // a Conflict: another replica wrote first
 	}
-	e.observe(updated)
+	e.hold(updated)
 	return true
 }
 
@@ -156,9 +182,16 @@ func (e *Elector) observe(l *coordinationv1.Lease) {
 	e.observedRV, e.observedTime = l.ResourceVersion, e.Clock()
 }
 
+// hold records a Lease this replica wrote and now holds.
+func (e *Elector) hold(l *coordinationv1.Lease) {
+	e.observe(l)
+	e.held = l
+}
+
 // release gives the Lease up, so that another replica need not wait for it
 // to expire.
 func (e *Elector) release() {
+	e.held = nil
 	ctx, cancel := context.WithTimeout(context.Background(), e.RenewDeadline)
 	defer cancel()
 	cur, err := e.Leases.Get(ctx, e.Name)

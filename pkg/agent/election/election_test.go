@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/ptr"
 )
 
 // memLeases stores one Lease with resourceVersion checks, as the API does.
@@ -244,5 +245,74 @@ func TestRunAsALock(t *testing.T) {
 	l, _ := m.Get(context.Background(), "agent")
 	if l.Spec.HolderIdentity != nil {
 		t.Errorf("the Lease is still held by %s", *l.Spec.HolderIdentity)
+	}
+}
+
+// counting counts the requests one replica makes.
+type counting struct {
+	Leases
+	gets, updates atomic.Int32
+}
+
+func (c *counting) Get(ctx context.Context, name string) (*coordinationv1.Lease, error) {
+	c.gets.Add(1)
+	return c.Leases.Get(ctx, name)
+}
+
+func (c *counting) Update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	c.updates.Add(1)
+	return c.Leases.Update(ctx, l)
+}
+
+// A leader renews with one update per RenewPeriod and reads nothing; when
+// someone else writes the Lease, its next renewal conflicts, reads it and
+// yields to a holder that renewed.
+func TestLeaderRenewsWithoutReading(t *testing.T) {
+	m := &memLeases{}
+	c := &counting{Leases: m}
+	e := elector(c, "a")
+	e.RenewPeriod = lease / 7
+	e.RetryPeriod = lease / 14
+	a := start(e)
+	defer a.stop()
+	waitFor(t, 2*time.Second, "a to lead", a.leading.Load)
+	gets, updates := c.gets.Load(), c.updates.Load()
+	time.Sleep(3 * lease)
+	renewals := c.updates.Load() - updates
+	if got := c.gets.Load() - gets; got != 0 {
+		t.Errorf("the leader read the Lease %d times in %s; want none", got, 3*lease)
+	}
+	// About 21 periods; timers only run late, so never more.
+	if renewals < 12 || renewals > 21 {
+		t.Errorf("%d renewals in %s, want about %d", renewals, 3*lease, 3*lease/e.RenewPeriod)
+	}
+	// Another replica's record (it took the Lease over): a conflicts, reads
+	// it, and steps down within its renew deadline.
+	l, _ := m.Get(context.Background(), "agent")
+	l.Spec.HolderIdentity = ptr.To("b")
+	now := metav1.NewMicroTime(time.Now())
+	l.Spec.RenewTime = &now
+	if _, err := m.Update(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	keep := make(chan struct{})
+	go func() { // b keeps renewing, reading and writing as a follower-turned-leader would
+		for {
+			select {
+			case <-keep:
+				return
+			case <-time.After(lease / 7):
+			}
+			cur, _ := m.Get(context.Background(), "agent")
+			if ptr.Deref(cur.Spec.HolderIdentity, "") != "b" {
+				return
+			}
+			_, _ = m.Update(context.Background(), cur)
+		}
+	}()
+	defer close(keep)
+	waitFor(t, lease, "a to step down", func() bool { return !a.leading.Load() })
+	if c.gets.Load() == gets {
+		t.Error("a stepped down without reading the Lease that conflicted")
 	}
 }
