@@ -90,7 +90,7 @@ SCALE_IDLE ?= 5m
 
 .PHONY: bench-scale
 bench-scale: tools build ## What idle agents cost the API server, then all due in one slot: the scale section of docs/benchmarks.md
-	STASH_SCALE_AGENTS=$(SCALE_AGENTS) STASH_SCALE_IDLE=$(SCALE_IDLE) STASH_SCALE_SLOT=1 STASH_SCALE_REPORT=$(CURDIR)/docs/benchmarks.md \
+	STASH_SCALE_AGENTS=$(SCALE_AGENTS) STASH_SCALE_IDLE=$(SCALE_IDLE) STASH_SCALE_REPORT=$(CURDIR)/docs/benchmarks.md \
 		go test -count=1 -timeout 60m -run TestAgentsAtScale -v ./test/scale/
 
 .PHONY: up

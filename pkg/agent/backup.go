@@ -65,7 +65,9 @@ func (r *backupRun) cond(typ string, ok bool, reason, msg string) {
 // config is free for its next session (history, the Repository's status)
 // is afterBackup's.
 func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfiguration, bs *stashv1beta1.BackupSession) *backupRun {
-	run := &backupRun{bc: bc, bs: bs, start: a.clock(), progress: a.progressWriter(ctx, bs.Name)}
+	progress, stopProgress := a.progressWriter(ctx, bs.Name)
+	defer stopProgress()
+	run := &backupRun{bc: bc, bs: bs, start: a.clock(), progress: progress}
 	log := a.log.With("session", bs.Name, "config", bc.Name)
 	a.pushStart(ctx, "backup", a.common(bc), run.start)
 	limit, err := a.sessionLimit(bc.Spec.TimeOut, stashv1beta1.KindBackupConfiguration, bc.Name)
@@ -83,6 +85,7 @@ func (a *Agent) runBackup(ctx context.Context, bc *stashv1beta1.BackupConfigurat
 		})
 	}
 	err = a.backup(ctx, run, log)
+	stopProgress() // before the final status, which it must not follow
 	if run.host != "" {
 		final := bc.Spec.RetryConfig == nil || bs.Spec.RetryLeft <= 0 || errors.Is(err, ErrInvalid)
 		err = a.postHook(context.WithoutCancel(ctx), postBackupHook(bc), run.host, err, final, &run.conds)

@@ -258,25 +258,64 @@ func (a *Agent) common(bc *stashv1beta1.BackupConfiguration) metrics.Common {
 	return metrics.Common{InvokerKind: stashv1beta1.KindBackupConfiguration, InvokerName: bc.Name, Namespace: bc.Namespace, Driver: string(stashv1beta1.DriverRestic), Repository: bc.Spec.Repository.Name}
 }
 
-// progressWriter returns a restic progress callback that writes the status
-// at most every ProgressEvery.
-func (a *Agent) progressWriter(ctx context.Context, session string) func(restic.Status) {
-	var last time.Time
-	return func(st restic.Status) {
-		now := a.clock()
-		if now.Sub(last) < a.cfg.ProgressEvery {
-			return
+// progressWriter returns a restic progress callback and its stop. The
+// callback only keeps the newest progress; one goroutine writes it to the
+// session's status at most every ProgressEvery. restic's output is read
+// on the callback's goroutine, so a slow or throttled API server must not
+// hold it: restic would block writing, or, once it exited, Wait would give
+// up on its output after WaitDelay and fail a backup whose snapshot was
+// saved (seen with 100 agents in one slot). stop waits for the writer.
+func (a *Agent) progressWriter(ctx context.Context, session string) (update func(restic.Status), stop func()) {
+	var mu sync.Mutex
+	var latest *restic.Status
+	wake := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+			}
+			mu.Lock()
+			st := latest
+			latest = nil
+			mu.Unlock()
+			if st == nil {
+				continue
+			}
+			now := a.clock()
+			rate := int64(0)
+			if st.SecondsElapsed > 0 {
+				rate = int64(float64(st.BytesDone) / st.SecondsElapsed)
+			}
+			p := progressPatch(int64(st.BytesDone), int64(st.TotalBytes), rate, now)
+			if _, err := a.stash.BackupSessions(a.cfg.Namespace).Patch(ctx, session, types.MergePatchType, p, "status"); err != nil && ctx.Err() == nil {
+				a.log.Warn("could not write progress", "session", session, "err", err)
+			}
+			select { // at most one write per ProgressEvery
+			case <-ctx.Done():
+				return
+			case <-time.After(a.cfg.ProgressEvery):
+			}
 		}
-		last = now
-		rate := int64(0)
-		if st.SecondsElapsed > 0 {
-			rate = int64(float64(st.BytesDone) / st.SecondsElapsed)
-		}
-		p := progressPatch(int64(st.BytesDone), int64(st.TotalBytes), rate, now)
-		if _, err := a.stash.BackupSessions(a.cfg.Namespace).Patch(ctx, session, types.MergePatchType, p, "status"); err != nil {
-			a.log.Warn("could not write progress", "session", session, "err", err)
+	}()
+	update = func(st restic.Status) {
+		mu.Lock()
+		latest = &st
+		mu.Unlock()
+		select {
+		case wake <- struct{}{}:
+		default:
 		}
 	}
+	stop = func() {
+		cancel()
+		<-done
+	}
+	return update, stop
 }
 
 // push sends metrics to the Pushgateway, when one is configured. A failed

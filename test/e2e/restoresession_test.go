@@ -61,7 +61,7 @@ func TestAgentKilledMidRestore(t *testing.T) {
 
 	startAgent(t, ns, "db")
 	var rs *stashv1beta1.RestoreSession
-	eventually(t, 90*time.Second, "the orphaned restore to be marked Failed", func() bool {
+	eventually(t, 150*time.Second, "the orphaned restore to be marked Failed", func() bool {
 		got, err := f.st.RestoreSessions(ns).Get(ctx, name)
 		rs = got
 		return err == nil && got.Status.Phase != stashv1beta1.RestoreRunning
@@ -71,8 +71,8 @@ func TestAgentKilledMidRestore(t *testing.T) {
 	if rs.Status.Phase != stashv1beta1.RestoreFailed {
 		t.Fatalf("phase %s, want Failed", rs.Status.Phase)
 	}
-	if took > 50*time.Second {
-		t.Errorf("settling took %s, more than the 50s bound backups have", took)
+	if took > 75*time.Second {
+		t.Errorf("settling took %s, more than the 75s bound backups have", took)
 	}
 	for _, want := range []string{"partially restored", "`shop`.`customers`", "not retried", "into an empty database"} {
 		if !strings.Contains(rs.Status.Message, want) {
