@@ -147,14 +147,20 @@ func (a *Agent) mayBeLocked(url string) bool {
 	return a.locked[url]
 }
 
+// The leader renews every two thirds of the Lease (30 s of 45), retries a
+// failed renewal every 2 s, and gives up at eight ninths (40 s), before a
+// follower may take over at the full duration (decision 60).
+func renewPeriod(lease time.Duration) time.Duration   { return lease * 2 / 3 }
+func renewDeadline(lease time.Duration) time.Duration { return lease * 8 / 9 }
+
 // elector campaigns for the Lease name in namespace as this agent, with
 // the timings of its leader election.
 func (a *Agent) elector(namespace, name string) *election.Elector {
 	return &election.Elector{
 		Leases: a.kube.Leases(namespace), Namespace: namespace, Name: name, Identity: a.identity,
 		LeaseDuration: a.cfg.LeaseDuration,
-		RenewDeadline: a.cfg.LeaseDuration * 2 / 3,
-		RenewPeriod:   a.cfg.LeaseDuration / 3,
+		RenewDeadline: renewDeadline(a.cfg.LeaseDuration),
+		RenewPeriod:   renewPeriod(a.cfg.LeaseDuration),
 		RetryPeriod:   min(2*time.Second, a.cfg.LeaseDuration/7),
 		Log:           a.log,
 	}
@@ -263,9 +269,9 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 		cfg.LeaseName = contract.AgentName(cfg.AppBinding)
 	}
 	// Readiness follows whether the API server answers this agent. The
-	// Lease renewals keep the answer fresh, so an idle agent's probes add
-	// no request; it goes stale when renewals fail for the renew deadline.
-	api := apihealth.New(time.Now, cfg.LeaseDuration*2/3)
+	// Lease renewals keep the answer fresh (a little longer than their
+	// period), so an idle agent's probes add no request.
+	api := apihealth.New(time.Now, renewPeriod(cfg.LeaseDuration)+cfg.LeaseDuration/9)
 	rc = rest.CopyConfig(rc)
 	rc.Wrap(api.Wrap)
 	kube, err := client.NewCore(rc)

@@ -116,12 +116,12 @@ func TestAgentKilledMidBackup(t *testing.T) {
 		return false
 	})
 	t.Logf("orphaned session marked Failed %s after the kill", failedAfter.Round(time.Second))
-	// Bound: the leader Lease runs out (36s after the last renewal, which
+	// Bound: the leader Lease runs out (45s after the last renewal, which
 	// came before the kill), then the new leader waits one session lease
 	// (15s) for a heartbeat, then two restic runs (unlock, the snapshot
 	// lookup) and a status write (decision 60).
-	if failedAfter > 75*time.Second {
-		t.Errorf("orphan detection took %s, more than the stated bound of 75s", failedAfter)
+	if failedAfter > 80*time.Second {
+		t.Errorf("orphan detection took %s, more than the stated bound of 80s", failedAfter)
 	}
 	bs, _ := f.st.BackupSessions(ns).Get(ctx, name)
 	if !strings.Contains(bs.Status.Message, "stopped before it finished") {
@@ -186,16 +186,16 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatalf("the leader's Lease: %v", err)
 	}
 	renewed := lease.Spec.RenewTime.Time
-	eventually(t, 75*time.Second, "the other replica to lead", func() bool { return logHas(other.LogPath, `"msg":"leading"`) })
+	eventually(t, 90*time.Second, "the other replica to lead", func() bool { return logHas(other.LogPath, `"msg":"leading"`) })
 	led := logTime(t, other.LogPath, `"msg":"leading"`)
 	takeover := led.Sub(renewed)
 	t.Logf("takeover %s after the leader's last renewal (%s after the kill)", takeover.Round(100*time.Millisecond), led.Sub(killedAt).Round(100*time.Millisecond))
-	// Bound: the Lease duration (36s) after the last renewal, plus up to
+	// Bound: the Lease duration (45s) after the last renewal, plus up to
 	// two jittered retry periods (2.4s each: the follower sees the renewal
 	// at its next read and takes over at the read after the duration),
 	// plus the API round trips of a loaded machine.
-	if takeover > 46*time.Second {
-		t.Errorf("takeover took %s after the last renewal, more than the 46s bound", takeover)
+	if takeover > 55*time.Second {
+		t.Errorf("takeover took %s after the last renewal, more than the 55s bound", takeover)
 	}
 	eventually(t, 90*time.Second, "twenty slots", func() bool { return len(sessions()) >= 20 })
 	mustOK(t, kubectl(t, "", "stash", "-n", ns, "pause", "backupconfig", "often"), "pause")

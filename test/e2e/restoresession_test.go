@@ -71,8 +71,8 @@ func TestAgentKilledMidRestore(t *testing.T) {
 	if rs.Status.Phase != stashv1beta1.RestoreFailed {
 		t.Fatalf("phase %s, want Failed", rs.Status.Phase)
 	}
-	if took > 75*time.Second {
-		t.Errorf("settling took %s, more than the 75s bound backups have", took)
+	if took > 80*time.Second {
+		t.Errorf("settling took %s, more than the 80s bound backups have", took)
 	}
 	for _, want := range []string{"partially restored", "`shop`.`customers`", "not retried", "into an empty database"} {
 		if !strings.Contains(rs.Status.Message, want) {

@@ -58,27 +58,38 @@ func (h *harness) scrape(ctx context.Context) sample {
 	return s
 }
 
+// families scrapes url; a loaded API server may cut a response short,
+// so it tries a few times.
 func (h *harness) families(ctx context.Context, hc *http.Client, url string) map[string]*dto.MetricFamily {
 	h.t.Helper()
+	var err error
+	for range 5 {
+		var fams map[string]*dto.MetricFamily
+		if fams, err = scrapeOnce(ctx, hc, url); err == nil {
+			return fams
+		}
+		time.Sleep(time.Second)
+	}
+	h.t.Fatalf("scrape %s: %v", url, err)
+	return nil
+}
+
+func scrapeOnce(ctx context.Context, hc *http.Client, url string) (map[string]*dto.MetricFamily, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		h.t.Fatal(err)
+		return nil, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		h.t.Fatalf("scrape %s: %v", url, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		h.t.Fatalf("scrape %s: %s: %s", url, resp.Status, b)
+		return nil, fmt.Errorf("%s: %s", resp.Status, b)
 	}
 	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		h.t.Fatalf("parse %s: %v", url, err)
-	}
-	return fams
+	return p.TextToMetricFamilies(resp.Body)
 }
 
 func labels(m *dto.Metric) map[string]string {

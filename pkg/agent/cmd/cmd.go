@@ -96,7 +96,7 @@ func newRunCmd() *cobra.Command {
 	f.StringVar(&cfg.Pushgateway, "pushgateway", "", "Pushgateway URL to push metrics to")
 	f.StringVar(&cfg.ResticBin, "restic", "", "restic binary (default: next to the agent, else on PATH)")
 	f.DurationVar(&cfg.ProgressEvery, "progress-interval", 3*time.Second, "how often progress is written to a session's status")
-	f.DurationVar(&cfg.LeaseDuration, "lease-duration", agent.DefaultLeaseDuration, "leader Lease duration: renewed every third of it (the idle agent's one write), and taken over this long after a crashed leader's last renewal")
+	f.DurationVar(&cfg.LeaseDuration, "lease-duration", agent.DefaultLeaseDuration, "leader Lease duration: renewed every two thirds of it (the idle agent's one write), and taken over this long after a crashed leader's last renewal")
 	f.DurationVar(&cfg.SessionLease, "session-lease", agent.DefaultSessionLease, "a running session beats every fifth of this, and is settled as an orphan after this long without a beat")
 	f.DurationVar(&cfg.BackendTimeout, "backend-timeout", 3*time.Minute, "stop a backup or restore when the backend keeps failing this long (0: leave it to restic, which retries for 15 minutes)")
 	f.DurationVar(&cfg.StallTimeout, "stall-timeout", agent.DefaultStallTimeout, "stop a backup or restore whose stream has not moved this long while restic and the dump live (restic stopped reading a dump that waits to write, or sent nothing while the database waited); 0 disables")

@@ -102,12 +102,16 @@ func (e *Elector) renew(ctx context.Context) {
 	}
 	last := e.Clock()
 	for wait := period; sleep(ctx, wait); {
+		// A renewal counts from when it was sent, not when it returned:
+		// the record others time was written in between, so the leader
+		// never leads past RenewDeadline after it.
+		sent := e.Clock()
 		rctx, cancel := context.WithTimeout(ctx, e.RenewDeadline)
 		ok := e.tryAcquireOrRenew(rctx)
 		cancel()
 		now := e.Clock()
 		if ok {
-			last, wait = now, period
+			last, wait = sent, period
 			continue
 		}
 		if now.Sub(last) >= e.RenewDeadline {
