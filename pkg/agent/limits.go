@@ -24,6 +24,12 @@ const DefaultSessionTimeout = 24 * time.Hour
 // slow to answer leaves the pipe empty: neither is a stall.
 const DefaultStallTimeout = 5 * time.Minute
 
+// lockWait is how long a backup or its retention waits for a repository
+// another restic process holds (restic's --retry-lock): an exclusive
+// retention takes seconds, and a hundred configs sharing one repository
+// queue for it.
+const lockWait = 10 * time.Minute
+
 // DefaultLeaseDuration is the leader Lease's: an idle agent renews it every
 // 30 s, its only write, and a crashed leader's replacement takes over 45 s
 // after its last renewal. 100 idle agents then add about 1.5% of a core to

@@ -28,6 +28,8 @@ type agentFlags struct {
 	Pushgateway  string
 	Replicas     int32
 	StallTimeout time.Duration
+	// LeaseDuration is the agent's leader Lease (0: the agent's default).
+	LeaseDuration time.Duration
 	// HookExecPod opts in to exec hooks: the Role may exec into this one Pod.
 	HookExecPod string
 	// VerifyServerArgs are mariadbd options for verifications' scratch server.
@@ -41,6 +43,7 @@ func (f *agentFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.Pushgateway, "pushgateway", "", "Pushgateway URL the agent pushes metrics to")
 	cmd.Flags().Int32Var(&f.Replicas, "replicas", 1, "agent replicas (leader election on a Lease keeps one active)")
 	cmd.Flags().DurationVar(&f.StallTimeout, "stall-timeout", 0, "the agent stops a backup or restore stream that has not moved this long while restic and the dump live (default: the agent's, 5m)")
+	cmd.Flags().DurationVar(&f.LeaseDuration, "lease-duration", 0, "the agent's leader Lease: renewed every two thirds of it (an idle agent's one write) and taken over this long after a crashed agent's last renewal (default: the agent's, 45s; at least 15s)")
 	cmd.Flags().StringVar(&f.HookExecPod, "hook-exec-pod", "", "opt in to exec hooks: the one Pod in the namespace the agent may exec into (its Role grants pods/exec on that name only)")
 	cmd.Flags().StringArrayVar(&f.VerifyServerArgs, "verify-server-arg", nil, "a mariadbd option for the scratch server verifications restore into, to match the source's settings, e.g. --lower-case-table-names=1 (repeatable)")
 }
@@ -52,6 +55,9 @@ func (f *agentFlags) validate() error {
 	}
 	if f.StallTimeout < 0 {
 		return usageErr("--stall-timeout must be positive")
+	}
+	if f.LeaseDuration != 0 && f.LeaseDuration < 15*time.Second {
+		return usageErr("--lease-duration %s: at least 15s (the leader must renew a few times within it)", f.LeaseDuration)
 	}
 	if f.HookExecPod != "" {
 		if errs := validation.IsDNS1123Subdomain(f.HookExecPod); len(errs) > 0 {
@@ -159,12 +165,12 @@ func (f *agentFlags) render(ctx context.Context, w *writer, appBinding string, e
 	}
 	return render.AgentObjects(render.AgentInput{
 		AppBinding: ab, Repositories: repos, Config: cfg, Image: f.Image, Version: version.Version,
-		Pushgateway: f.Pushgateway, Replicas: f.Replicas, StallTimeout: f.StallTimeout, HookExecPod: f.HookExecPod,
+		Pushgateway: f.Pushgateway, Replicas: f.Replicas, StallTimeout: f.StallTimeout, LeaseDuration: f.LeaseDuration, HookExecPod: f.HookExecPod,
 		VerifyServerArgs: f.VerifyServerArgs,
 	})
 }
 
-// keepExisting carries over the image, Pushgateway, stall timeout, hook exec pod and replicas of an agent
+// keepExisting carries over the image, Pushgateway, stall timeout, Lease duration, hook exec pod and replicas of an agent
 // already deployed, unless the flags were given: re-rendering it for a
 // restore must not drop what the backup side configured.
 func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding string) {
@@ -192,6 +198,11 @@ func (f *agentFlags) keepExisting(ctx context.Context, w *writer, appBinding str
 		if v, ok := strings.CutPrefix(a, "--stall-timeout="); ok && !changed("stall-timeout") {
 			if d, err := time.ParseDuration(v); err == nil && d > 0 {
 				f.StallTimeout = d
+			}
+		}
+		if v, ok := strings.CutPrefix(a, "--lease-duration="); ok && !changed("lease-duration") {
+			if d, err := time.ParseDuration(v); err == nil && d >= 15*time.Second {
+				f.LeaseDuration = d
 			}
 		}
 	}

@@ -55,6 +55,8 @@ type AgentInput struct {
 	Replicas    int32
 	// StallTimeout is the agent's --stall-timeout; 0 keeps its default.
 	StallTimeout time.Duration
+	// LeaseDuration is the agent's --lease-duration; 0 keeps its default.
+	LeaseDuration time.Duration
 	// HookExecPod opts in to exec hooks: the one Pod (in the agent's
 	// namespace) the agent may exec into, by name. "" grants no exec.
 	HookExecPod string
@@ -218,6 +220,9 @@ func deployment(in AgentInput, om metav1.ObjectMeta, sel map[string]string, name
 	}
 	if in.StallTimeout > 0 {
 		args = append(args, "--stall-timeout="+in.StallTimeout.String())
+	}
+	if in.LeaseDuration > 0 {
+		args = append(args, "--lease-duration="+in.LeaseDuration.String())
 	}
 	if in.HookExecPod != "" {
 		args = append(args, "--hook-exec-pod="+in.HookExecPod)

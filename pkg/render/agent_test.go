@@ -149,6 +149,25 @@ func TestStallTimeoutIsPassedToTheAgent(t *testing.T) {
 	}
 }
 
+func TestLeaseDurationIsPassedToTheAgent(t *testing.T) {
+	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}}
+	for d, want := range map[time.Duration]string{0: "", 90 * time.Second: "--lease-duration=1m30s"} {
+		objs, err := AgentObjects(AgentInput{AppBinding: ab, Image: "img:1", LeaseDuration: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		for _, a := range objs[3].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Args {
+			if strings.HasPrefix(a, "--lease-duration") {
+				got = a
+			}
+		}
+		if got != want {
+			t.Errorf("LeaseDuration %s: arg %q, want %q", d, got, want)
+		}
+	}
+}
+
 func localRepo(ns, name, mountPath, subPath string, vs corev1.VolumeSource) *stashv1alpha1.Repository {
 	return &stashv1alpha1.Repository{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: stashv1alpha1.RepositorySpec{Backend: stashv1alpha1.Backend{StorageSecretName: "creds",

@@ -305,6 +305,7 @@ func vmRSS(t *testing.T, pid int) int64 {
 type slotResult struct {
 	configs, succeeded, sessions, snapshots int
 	twice                                   []string
+	failures                                map[string]int // messages of the sessions that did not succeed
 	slot                                    time.Time
 	settle                                  time.Duration
 	requests, writes                        float64 // per second over the slot
@@ -313,8 +314,8 @@ type slotResult struct {
 }
 
 func (r *slotResult) String() string {
-	return fmt.Sprintf("slot %s: %d configs, %d sessions, %d succeeded, %d snapshots, run twice: %v; settled %s after the slot; API server %.1f requests/s and %.1f writes/s over %s, CPU mean %.2f and peak %.2f cores",
-		r.slot.Format(time.TimeOnly), r.configs, r.sessions, r.succeeded, r.snapshots, r.twice, r.settle, r.requests, r.writes, r.window.Round(time.Second), r.meanCPU, r.peakCPU)
+	return fmt.Sprintf("slot %s: %d configs, %d sessions, %d succeeded, %d snapshots, run twice: %v; settled %s after the slot; API server %.1f requests/s and %.1f writes/s over %s, CPU mean %.2f and peak %.2f cores; not succeeded: %v",
+		r.slot.Format(time.TimeOnly), r.configs, r.sessions, r.succeeded, r.snapshots, r.twice, r.settle, r.requests, r.writes, r.window.Round(time.Second), r.meanCPU, r.peakCPU, r.failures)
 }
 
 // runSlot puts every config on the same hourly slot, the next minute at
@@ -335,17 +336,20 @@ func (h *harness) runSlot(ctx context.Context, names []string, repoDir, repoPass
 	}
 	time.Sleep(time.Until(slot.Add(-2 * time.Second)))
 	first := h.scrape(ctx)
-	r := &slotResult{configs: len(names), slot: slot}
+	r := &slotResult{configs: len(names), slot: slot, failures: map[string]int{}}
 	prev := first
 	done := false
 	deadline := slot.Add(20 * time.Minute)
 	for !done {
 		time.Sleep(2 * time.Second)
-		cur := h.scrape(ctx)
-		if c := (cur.cpu - prev.cpu) / cur.at.Sub(prev.at).Seconds(); c > r.peakCPU {
-			r.peakCPU = c
+		// The peak over windows of 10 s or more: a scrape the loaded API
+		// server answers late would make a short window read high.
+		if cur := h.scrape(ctx); cur.at.Sub(prev.at) >= 10*time.Second {
+			if c := (cur.cpu - prev.cpu) / cur.at.Sub(prev.at).Seconds(); c > r.peakCPU {
+				r.peakCPU = c
+			}
+			prev = cur
 		}
-		prev = cur
 		list, err := h.stash.BackupSessions(h.ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			continue
@@ -375,6 +379,8 @@ func (h *harness) runSlot(ctx context.Context, names []string, repoDir, repoPass
 				r.sessions++
 				if bs.Status.Phase == stashv1beta1.BackupSessionSucceeded {
 					r.succeeded++
+				} else {
+					r.failures[string(bs.Status.Phase)+": "+bs.Status.Message]++
 				}
 			}
 			for cfg, n := range byConfig {
