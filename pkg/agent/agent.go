@@ -47,7 +47,7 @@ type Config struct {
 	// ProgressEvery bounds how often progress is written to a status.
 	ProgressEvery time.Duration
 	// LeaseDuration of the leader Lease: a crashed leader is replaced
-	// after it; the leader renews every third of it (decision 60).
+	// after it; the leader renews every two thirds of it (decision 60).
 	LeaseDuration time.Duration
 	// SessionLease is how long a running session's heartbeat may be still
 	// before another agent settles it as an orphan; it beats every fifth.

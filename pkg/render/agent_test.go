@@ -130,40 +130,32 @@ func TestTempDirIsOnTheScratchVolume(t *testing.T) {
 	}
 }
 
-func TestStallTimeoutIsPassedToTheAgent(t *testing.T) {
+// Durations the plugin was given reach the agent as its flags; unset ones
+// keep the agent's defaults.
+func TestDurationsArePassedToTheAgent(t *testing.T) {
 	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}}
-	for d, want := range map[time.Duration]string{0: "", 3 * time.Second: "--stall-timeout=3s"} {
-		objs, err := AgentObjects(AgentInput{AppBinding: ab, Image: "img:1", StallTimeout: d})
+	for _, c := range []struct {
+		in         AgentInput
+		flag, want string
+	}{
+		{AgentInput{}, "--stall-timeout", ""},
+		{AgentInput{StallTimeout: 3 * time.Second}, "--stall-timeout", "--stall-timeout=3s"},
+		{AgentInput{}, "--lease-duration", ""},
+		{AgentInput{LeaseDuration: 90 * time.Second}, "--lease-duration", "--lease-duration=1m30s"},
+	} {
+		c.in.AppBinding, c.in.Image = ab, "img:1"
+		objs, err := AgentObjects(c.in)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got string
 		for _, a := range objs[3].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Args {
-			if strings.HasPrefix(a, "--stall-timeout") {
+			if strings.HasPrefix(a, c.flag) {
 				got = a
 			}
 		}
-		if got != want {
-			t.Errorf("StallTimeout %s: arg %q, want %q", d, got, want)
-		}
-	}
-}
-
-func TestLeaseDurationIsPassedToTheAgent(t *testing.T) {
-	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}}
-	for d, want := range map[time.Duration]string{0: "", 90 * time.Second: "--lease-duration=1m30s"} {
-		objs, err := AgentObjects(AgentInput{AppBinding: ab, Image: "img:1", LeaseDuration: d})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got string
-		for _, a := range objs[3].(*appsv1.Deployment).Spec.Template.Spec.Containers[0].Args {
-			if strings.HasPrefix(a, "--lease-duration") {
-				got = a
-			}
-		}
-		if got != want {
-			t.Errorf("LeaseDuration %s: arg %q, want %q", d, got, want)
+		if got != c.want {
+			t.Errorf("%+v: arg %q, want %q", c.in, got, c.want)
 		}
 	}
 }
