@@ -118,9 +118,10 @@ type Agent struct {
 	running  map[string]string // config (or "restore/"+name) -> running session
 	ready    bool
 	draining bool
-	// inits holds a lock per repository URL being initialised: a channel
-	// with room for one, so a waiter can give up when its context ends.
-	inits map[string]chan struct{}
+	// repoLocks holds a lock per repository URL for work under the
+	// Repository's Lease: a channel with room for one, so a waiter can
+	// give up when its context ends.
+	repoLocks map[string]chan struct{}
 	// when each repository's stats were last read, by restic URL.
 	repos map[string]repoStats
 	// locked marks repositories where a restic run was cut short and may
@@ -163,25 +164,6 @@ func (a *Agent) elector(namespace, name string) *election.Elector {
 		RenewPeriod:   renewPeriod(a.cfg.LeaseDuration),
 		RetryPeriod:   min(2*time.Second, a.cfg.LeaseDuration/7),
 		Log:           a.log,
-	}
-}
-
-// lockRepoInit serialises the initialisation of one repository. It gives
-// up when ctx ends, so a session queued behind another's init cannot hold
-// shutdown past its grace.
-func (a *Agent) lockRepoInit(ctx context.Context, url string) (unlock func(), err error) {
-	a.mu.Lock()
-	l, ok := a.inits[url]
-	if !ok {
-		l = make(chan struct{}, 1)
-		a.inits[url] = l
-	}
-	a.mu.Unlock()
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 
@@ -291,14 +273,14 @@ func New(cfg Config, rc *rest.Config, log *slog.Logger) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, kube: kube, stash: st, log: log, clock: time.Now, api: api, rc: rc,
-		identity: pod + "_" + hex.EncodeToString(b),
-		metrics:  metrics.NewStore(),
-		running:  map[string]string{},
-		repos:    map[string]repoStats{},
-		inits:    map[string]chan struct{}{},
-		locked:   map[string]bool{},
-		maxAge:   map[string]configAges{},
-		workCtx:  context.Background(),
+		identity:  pod + "_" + hex.EncodeToString(b),
+		metrics:   metrics.NewStore(),
+		running:   map[string]string{},
+		repos:     map[string]repoStats{},
+		repoLocks: map[string]chan struct{}{},
+		locked:    map[string]bool{},
+		maxAge:    map[string]configAges{},
+		workCtx:   context.Background(),
 	}
 	a.backups = &lifecycle.Lifecycle[*stashv1beta1.BackupSession]{Kind: a.backupKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.SessionLease, Log: log}
 	a.restores = &lifecycle.Lifecycle[*stashv1beta1.RestoreSession]{Kind: a.restoreKind(), Identity: a.identity, Clock: a.clock, Lease: cfg.SessionLease, Log: log}

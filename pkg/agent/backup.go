@@ -235,7 +235,10 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 
 	// 6. Retention.
 	if p := policy(bc.Spec.RetentionPolicy); p != nil {
-		removed, err := rr.Forget(ctx, *p)
+		var removed []string
+		err := a.underRepoLease(ctx, repo, rr.URL, "apply the retention policy", lockWait, func() {
+			removed, err = rr.Forget(ctx, *p)
+		})
 		if err != nil {
 			run.cond(stashv1beta1.ConditionRetentionPolicyApplied, false, "ForgetFailed", err.Error())
 			return fmt.Errorf("the backup succeeded (snapshot %s) but the retention policy failed: %w", sum.SnapshotID, repoErr(repo, err))
@@ -254,40 +257,20 @@ func (a *Agent) backup(ctx context.Context, run *backupRun, log interface{ Info(
 // initRepo initialises the repository once across every agent that uses
 // it. restic init is not safe against itself: two inits at once both pass
 // restic's checks, both write a key and a config, and the repository keeps
-// one config that the other key cannot open. So the agents take the
-// Repository's init Lease first (in its namespace), and whoever comes
-// second finds the repository there. Sessions of this agent queue on a
-// mutex before that.
+// one config that the other key cannot open. So the agents init under the
+// Repository's Lease, and whoever comes second finds the repository there.
 func (a *Agent) initRepo(ctx context.Context, repo *stashv1alpha1.Repository, rr *restic.Repo) (created bool, err error) {
-	unlock, err := a.lockRepoInit(ctx, rr.URL)
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	name := contract.RepoInitLease(repo.Name)
-	if _, gerr := a.kube.Leases(repo.Namespace).Get(ctx, name); apierrors.IsForbidden(gerr) {
-		// A Role rendered by an older plugin: initialise as before.
-		a.log.Warn("cannot use the repository init Lease; run `kubectl stash create backupconfig` again to update the agent's Role", "lease", name, "namespace", repo.Namespace)
-		return rr.Init(ctx)
-	}
 	// A holder that died is taken over after a lease duration; the bound
 	// leaves room for that and for the holder's own init.
-	lctx, cancel := context.WithTimeout(ctx, 4*a.cfg.LeaseDuration+2*time.Minute)
-	defer cancel()
-	ran := false
-	a.elector(repo.Namespace, name).Run(lctx, func(context.Context) {
-		ran = true
+	lerr := a.underRepoLease(ctx, repo, rr.URL, "initialise the repository", 4*a.cfg.LeaseDuration+2*time.Minute, func() {
 		// Checks again under the Lease. It runs on the session's context,
 		// not the term's: an init cut short between its key and its config
 		// leaves a repository that needs repair by hand, while a Lease lost
 		// in the second an init takes rarely meets another init.
 		created, err = rr.Init(ctx)
 	})
-	if !ran {
-		if ctx.Err() != nil {
-			return false, ctx.Err()
-		}
-		return false, fmt.Errorf("could not take Lease %s/%s to initialise the repository: another agent holds it", repo.Namespace, name)
+	if lerr != nil {
+		return false, lerr
 	}
 	return created, err
 }

@@ -54,11 +54,12 @@ func AgentSelectorString() string {
 // a hash, so they stay unique.
 func AgentName(appBinding string) string { return ShortName("stash-agent-"+appBinding, 63) }
 
-// RepoInitLease names the Lease, in a Repository's namespace, that every
-// agent using the Repository takes before it initialises it: two restic
-// inits at once both write a key and a config, and the repository is left
-// with a config that half of its keys cannot open.
-func RepoInitLease(repository string) string {
+// RepoLease names the Lease, in a Repository's namespace, that every agent
+// using the Repository takes before it initialises it (two restic inits at
+// once both write a key and a config, and the repository is left with a
+// config that half of its keys cannot open) and before its retention. The
+// name keeps "init", its first use: agents' Roles name it.
+func RepoLease(repository string) string {
 	return ShortName("stash-repo-init-"+repository, 63)
 }
 

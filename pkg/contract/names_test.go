@@ -15,8 +15,8 @@ func TestNamesStayWithin63(t *testing.T) {
 	if got := AgentName("db"); got != "stash-agent-db" {
 		t.Errorf("AgentName(db) = %q", got)
 	}
-	if got := RepoInitLease(long); len(got) > 63 || !strings.HasPrefix(got, "stash-repo-init-") {
-		t.Errorf("RepoInitLease(%d chars) = %q", len(long), got)
+	if got := RepoLease(long); len(got) > 63 || !strings.HasPrefix(got, "stash-repo-init-") {
+		t.Errorf("RepoLease(%d chars) = %q", len(long), got)
 	}
 }
 

@@ -137,11 +137,11 @@ func crossNamespace(in AgentInput, saName string, lbl map[string]string) []runti
 	name := contract.ShortName("stash-agent-"+ab.Namespace+"-"+ab.Name, 63)
 	var out []runtime.Object
 	for _, ns := range namespaces {
-		repos, secrets, initLeases := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		repos, secrets, repoLeases := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		for _, r := range byNS[ns] {
 			repos[r.Name] = true
 			secrets[r.Spec.Backend.StorageSecretName] = true
-			initLeases[contract.RepoInitLease(r.Name)] = true
+			repoLeases[contract.RepoLease(r.Name)] = true
 		}
 		om := metav1.ObjectMeta{Name: name, Namespace: ns, Labels: copyMap(lbl)}
 		out = append(out,
@@ -153,7 +153,7 @@ func crossNamespace(in AgentInput, saName string, lbl map[string]string) []runti
 					{APIGroups: []string{stashv1alpha1.GroupVersion.Group}, Resources: []string{"repositories/status"}, ResourceNames: sortedKeys(repos), Verbs: []string{"get", "update", "patch"}},
 					{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: sortedKeys(secrets), Verbs: []string{"get"}},
 					{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-					{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: sortedKeys(initLeases), Verbs: []string{"get", "update"}},
+					{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: sortedKeys(repoLeases), Verbs: []string{"get", "update"}},
 				},
 			},
 			&rbacv1.RoleBinding{
@@ -173,7 +173,7 @@ func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, le
 	if ab.Spec.Secret != nil && ab.Spec.Secret.Name != "" {
 		secrets[ab.Spec.Secret.Name] = true
 	}
-	initLeases := map[string]bool{}
+	repoLeases := map[string]bool{}
 	for _, r := range repos {
 		if r.Namespace != ab.Namespace && r.Namespace != "" {
 			continue
@@ -181,7 +181,7 @@ func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, le
 		if r.Spec.Backend.StorageSecretName != "" {
 			secrets[r.Spec.Backend.StorageSecretName] = true
 		}
-		initLeases[contract.RepoInitLease(r.Name)] = true
+		repoLeases[contract.RepoLease(r.Name)] = true
 	}
 	group := stashv1beta1.GroupVersion.Group
 	rules := []rbacv1.PolicyRule{
@@ -191,7 +191,7 @@ func AgentRules(ab *appcatalog.AppBinding, repos []*stashv1alpha1.Repository, le
 		{APIGroups: []string{appcatalog.GroupVersion.Group}, Resources: []string{"appbindings"}, ResourceNames: []string{ab.Name}, Verbs: []string{"get", "watch", "list"}},
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: append([]string{leaseName}, sortedKeys(initLeases)...), Verbs: []string{"get", "update"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: append([]string{leaseName}, sortedKeys(repoLeases)...), Verbs: []string{"get", "update"}},
 	}
 	if len(secrets) > 0 {
 		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: sortedKeys(secrets), Verbs: []string{"get"}})

@@ -58,7 +58,7 @@ func TestAgentObjectsAreLeastPrivilegeAndRestricted(t *testing.T) {
 }
 
 // A Repository in another namespace: the agent reads it and its Secret,
-// and takes its init Lease there, by name.
+// and takes its Repository Lease there, by name.
 func TestCrossNamespaceRepositoryRole(t *testing.T) {
 	ab := &appcatalog.AppBinding{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "ns"}}
 	repo := &stashv1alpha1.Repository{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: "backups"},

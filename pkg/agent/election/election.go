@@ -44,11 +44,17 @@ type Elector struct {
 	// after RenewDeadline without a renewal. A follower tries every
 	// RetryPeriod, and so does a leader whose renewal failed.
 	LeaseDuration, RenewDeadline, RenewPeriod, RetryPeriod time.Duration
-	Clock                                                  func() time.Time
-	Log                                                    *slog.Logger
+	// Patience, when > 0, ends a campaign once one other holder has kept
+	// the Lease that long: a queue of short terms that moves is waited
+	// for, however long it is, a holder that stays is not.
+	Patience time.Duration
+	Clock    func() time.Time
+	Log      *slog.Logger
 
-	observedRV   string
-	observedTime time.Time
+	observedRV     string
+	observedTime   time.Time
+	observedHolder string
+	observedTerm   string // holder and acquire time: a new term, even of the same holder
 	// held is the Lease as this replica last wrote it while holding it:
 	// the next renewal updates it without reading it first.
 	held *coordinationv1.Lease
@@ -82,17 +88,29 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context)) {
 	e.release()
 }
 
-// acquire tries every RetryPeriod until it holds the Lease or ctx ends.
+// acquire tries every RetryPeriod until it holds the Lease, ctx ends, or
+// one holder has outlasted Patience.
 func (e *Elector) acquire(ctx context.Context) bool {
+	term, since := "", e.Clock()
 	for {
 		if e.tryAcquireOrRenew(ctx) {
 			return true
+		}
+		if e.observedTerm != term {
+			term, since = e.observedTerm, e.Clock()
+		}
+		if e.Patience > 0 && e.Clock().Sub(since) >= e.Patience {
+			return false
 		}
 		if !sleep(ctx, jitter(e.RetryPeriod)) {
 			return false
 		}
 	}
 }
+
+// Holder is the holder of the Lease as last read, "" when free or unread:
+// after a Run that never led, who kept it.
+func (e *Elector) Holder() string { return e.observedHolder }
 
 // renew keeps the Lease until a renewal fails for RenewDeadline, or ctx ends.
 func (e *Elector) renew(ctx context.Context) {
@@ -184,6 +202,11 @@ func (e *Elector) tryAcquireOrRenew(ctx context.Context) bool {
 
 func (e *Elector) observe(l *coordinationv1.Lease) {
 	e.observedRV, e.observedTime = l.ResourceVersion, e.Clock()
+	e.observedHolder = ptr.Deref(l.Spec.HolderIdentity, "")
+	e.observedTerm = e.observedHolder
+	if t := l.Spec.AcquireTime; t != nil {
+		e.observedTerm += "@" + t.UTC().Format(time.RFC3339Nano)
+	}
 }
 
 // hold records a Lease this replica wrote and now holds.

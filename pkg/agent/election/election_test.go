@@ -316,3 +316,55 @@ func TestLeaderRenewsWithoutReading(t *testing.T) {
 		t.Error("a stepped down without reading the Lease that conflicted")
 	}
 }
+
+// With Patience, a campaign waits behind a queue of short terms however
+// long the queue takes, and gives up on one holder that stays.
+func TestPatienceWaitsForAQueueNotForAHolderThatStays(t *testing.T) {
+	const patience = 300 * time.Millisecond
+	m := &memLeases{}
+	// A queue: six terms of 150 ms one after another, 900 ms in all,
+	// three times the patience of the one waiting at its end.
+	var wg sync.WaitGroup
+	var queued atomic.Int32
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			elector(m, "q"+strconv.Itoa(i)).Run(ctx, func(context.Context) {
+				queued.Add(1)
+				time.Sleep(150 * time.Millisecond)
+			})
+		}()
+	}
+	waitFor(t, 2*time.Second, "the queue to start", func() bool { return queued.Load() > 0 })
+	last := elector(m, "last")
+	last.Patience = patience
+	led := false
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	last.Run(ctx, func(context.Context) { led = true })
+	wg.Wait()
+	if !led {
+		t.Fatalf("gave up after %s behind a moving queue (holder %q); want to lead once the queue is through", time.Since(start), last.Holder())
+	}
+
+	// One holder that stays: given up after about the patience, naming it.
+	stay, stop := context.WithCancel(context.Background())
+	defer stop()
+	held := make(chan struct{})
+	go elector(m, "stays").Run(stay, func(ctx context.Context) { close(held); <-ctx.Done() })
+	<-held
+	waiting := elector(m, "waiting")
+	waiting.Patience = patience
+	start = time.Now()
+	waiting.Run(ctx, func(context.Context) { t.Error("led while another held the Lease") })
+	if took := time.Since(start); took < patience || took > patience+lease {
+		t.Errorf("gave up after %s; want about the patience, %s", took, patience)
+	}
+	if waiting.Holder() != "stays" {
+		t.Errorf("Holder() = %q; want the one that stayed", waiting.Holder())
+	}
+}
