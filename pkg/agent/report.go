@@ -396,7 +396,13 @@ func (a *Agent) finishRestore(ctx context.Context, run *restoreRun, err error) {
 		if run.restored != nil && run.restored.Accounts {
 			c := metav1.Condition{Type: stashv1beta1.ConditionCredentialsValid, Status: metav1.ConditionTrue, Reason: "AccountsRestored",
 				Message: "the snapshot's accounts replaced the target's, and the AppBinding's Secret still logs in"}
-			if run.credentials != "" {
+			switch {
+			case err != nil:
+				// Not checked: the load stopped after the account tables'
+				// section began, and before the dump's FLUSH PRIVILEGES.
+				c.Status, c.Reason = metav1.ConditionUnknown, "RestoreIncomplete"
+				c.Message = "the restore failed after it began loading the snapshot's accounts into the target's mysql schema: the account tables may be partly the snapshot's, and take effect at the next FLUSH PRIVILEGES or server restart; restore again, or check that the AppBinding's Secret still logs in"
+			case run.credentials != "":
 				c.Status, c.Reason, c.Message = metav1.ConditionFalse, "SecretOutdated", run.credentials
 			}
 			meta.SetStatusCondition(&s.Status.Conditions, c)

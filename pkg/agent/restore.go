@@ -132,6 +132,12 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	if err != nil {
 		return err
 	}
+	if arg := oneDatabaseArg(step.Args); arg != "" && !sel.Empty() {
+		// mysql --one-database skips every statement outside one database,
+		// a renamed one included: the restore would load nothing and say
+		// it succeeded.
+		return fmt.Errorf("%w: RestoreSession %s chooses what to restore (include, exclude or %s) while its task's args hold %s, which makes mysql skip what is not in one database: leave %s out of the args (the task params or the AppBinding's restore task) and choose with include (the database was not changed)", ErrInvalid, rs.Name, contract.AnnotationRestoreRenameDatabase, arg, arg)
+	}
 	if !sel.Empty() && (want.at != "" || want.gtid != "") {
 		return fmt.Errorf("%w: RestoreSession %s restores to a point in time, which replays the binlog of the whole server onto the whole snapshot: leave include, exclude and %s out (the database was not changed)", ErrInvalid, rs.Name, contract.AnnotationRestoreRenameDatabase)
 	}

@@ -57,6 +57,18 @@ func restoreSelection(rs *stashv1beta1.RestoreSession) (dumpfilter.Rules, error)
 	return sel, nil
 }
 
+// oneDatabaseArg returns the mysql option among args that restricts a
+// load to one database (-o, --one-database), or "".
+func oneDatabaseArg(args []string) string {
+	for _, a := range args {
+		switch a {
+		case "-o", "--one-database", "--one_database":
+			return a
+		}
+	}
+	return ""
+}
+
 // checkRulePaths refuses rule paths other than the snapshot's dump file:
 // a database snapshot holds one file, and tables are chosen with include.
 func checkRulePaths(rs *stashv1beta1.RestoreSession, file string) error {

@@ -34,6 +34,11 @@ func TestRestoreSelectionHonoursOrRefusesEveryRuleField(t *testing.T) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
+	for args, want := range map[string]string{"--one-database shop": "--one-database", "-o shop": "-o", "--force": "", "--database shop": ""} {
+		if got := oneDatabaseArg(strings.Fields(args)); got != want {
+			t.Errorf("args %q: one-database option %q, want %q", args, got, want)
+		}
+	}
 	if err := checkRulePaths(rs(nil, stashv1beta1.Rule{Paths: []string{"/etc"}}), "/db.sql"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("a path not in the snapshot: %v", err)
 	}

@@ -27,6 +27,7 @@ var (
 	flushPrivileges = []byte("/*! FLUSH PRIVILEGES */;")
 	manifestTrailer = []byte("-- stash-manifest: ")
 	useLine         = regexp.MustCompile("^USE `((?:[^`]|``)+)`;$")
+	dropDatabase    = regexp.MustCompile("^(/\\*!40000 )?DROP DATABASE (?:IF EXISTS )?`((?:[^`]|``)+)`")
 	createDatabase  = regexp.MustCompile("^(CREATE DATABASE (?:/\\*!32312 IF NOT EXISTS\\*/ |IF NOT EXISTS )?)`((?:[^`]|``)+)`")
 	hostDatabase    = regexp.MustCompile(`^-- Host: .*\bDatabase: (.+)$`)
 	references      = regexp.MustCompile("REFERENCES `((?:[^`]|``)+)`(?:\\.`((?:[^`]|``)+)`)? ?\\(")
@@ -261,6 +262,19 @@ func (f *Writer) line(l []byte) {
 	}
 	if f.table != "" {
 		f.checkReferences(t)
+	}
+	if m := dropDatabase.FindSubmatchIndex(t); m != nil && f.table == "" {
+		// A dump made with --add-drop-database drops each database before
+		// it creates it: in a partial restore only a database restored
+		// whole is dropped, under the name it is restored as, never the
+		// original of a renamed one or one of which a table is restored.
+		db := unquote(string(t[m[4]:m[5]]))
+		if !f.r.SelectsWhole(db) {
+			f.rep.Warnings = append(f.rep.Warnings, fmt.Sprintf("left out the dump's DROP DATABASE %s: the restore selects part of that database, so the target's other objects in it stay", database.QuoteName(db)))
+			return
+		}
+		f.out([]byte(string(t[:m[4]-1]) + database.QuoteName(f.r.As(db)) + string(l[m[5]+1:])))
+		return
 	}
 	f.out(f.rename(l, t))
 }

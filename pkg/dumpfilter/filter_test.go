@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -97,7 +98,7 @@ func TestExcludeKeepsTheRest(t *testing.T) {
 
 func TestRenameDatabase(t *testing.T) {
 	dump := strings.Replace(string(shopDump(t)), "from `customers` where", "from `shop`.`customers` where", 1)
-	out, rep, err := run(t, []byte(dump), rules(t, nil, nil, []string{"shop=shop_restored"}), 333)
+	out, rep, err := run(t, []byte(dump), rules(t, []string{"shop"}, nil, []string{"shop=shop_restored"}), 333)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,8 +235,11 @@ func TestParseRules(t *testing.T) {
 		t.Error("whole-database selection")
 	}
 	for _, bad := range [][3][]string{
-		{{"shop.a.b"}, nil, nil}, {{"[x"}, nil, nil}, {nil, nil, {"shop"}}, {nil, nil, {"a=b", "c=b"}},
-		{nil, nil, {"mysql=x"}}, {nil, nil, {"a=b.c"}}, {{""}, nil, nil}, {{"`open"}, nil, nil},
+		{{"shop.a.b"}, nil, nil}, {{"[x"}, nil, nil}, {{"*"}, nil, {"shop"}}, {{"*"}, nil, {"a=b", "c=b"}},
+		{{"*"}, nil, {"mysql=x"}}, {{"*"}, nil, {"a=b.c"}}, {{""}, nil, nil}, {{"`open"}, nil, nil},
+		// A rename says what else is restored, renames what it selects, and
+		// never into a database restored under its own name.
+		{nil, nil, {"shop=s2"}}, {{"crm.*"}, nil, {"shop=s2"}}, {{"shop.*", "crm.*"}, nil, {"shop=crm"}},
 	} {
 		if _, err := ParseRules(bad[0], bad[1], bad[2]); !errors.Is(err, ErrBadRule) {
 			t.Errorf("%q accepted: %v", bad, err)
@@ -243,10 +247,50 @@ func TestParseRules(t *testing.T) {
 	}
 }
 
+func TestRenamesThatSayWhatIsRestored(t *testing.T) {
+	for _, ok := range [][3][]string{
+		{{"shop.*"}, nil, {"shop=s2"}}, {{"sh*"}, nil, {"shop=s2"}}, {{"*"}, nil, {"shop=s2"}},
+		{{"shop.orders"}, nil, {"shop=s2"}}, {{"shop", "crm"}, nil, {"shop=crm", "crm=crm_old"}},
+	} {
+		if _, err := ParseRules(ok[0], ok[1], ok[2]); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+}
+
+// A dump made with --add-drop-database drops each database first: a
+// partial restore drops only what it restores whole, under its new name.
+func TestDropDatabaseOnlyForWhatIsRestoredWhole(t *testing.T) {
+	dump := "-- MariaDB dump\n--\n-- Current Database: `shop`\n--\n\n/*!40000 DROP DATABASE IF EXISTS `shop`*/;\n\nCREATE DATABASE `shop`;\nUSE `shop`;\n\n" +
+		"--\n-- Table structure for table `orders`\n--\n\nDROP TABLE IF EXISTS `orders`;\nCREATE TABLE `orders` (`id` int);\n\n" +
+		"--\n-- Table structure for table `audit`\n--\n\nDROP TABLE IF EXISTS `audit`;\nCREATE TABLE `audit` (`id` int);\n"
+	for _, c := range []struct {
+		include, rename []string
+		drop            string // the DROP DATABASE that goes through, "" for none
+	}{
+		{[]string{"shop.orders"}, nil, ""},
+		{[]string{"shop.*"}, []string{"shop=shop_restored"}, "/*!40000 DROP DATABASE IF EXISTS `shop_restored`*/;\n"},
+		{[]string{"shop.orders"}, []string{"shop=shop_restored"}, ""},
+		{[]string{"shop"}, nil, "/*!40000 DROP DATABASE IF EXISTS `shop`*/;\n"},
+	} {
+		out, rep, err := run(t, []byte(dump), rules(t, c.include, nil, c.rename), 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drops := regexp.MustCompile(`(?m)^.*DROP DATABASE.*\n`).FindAllString(out, -1)
+		if c.drop == "" && len(drops) != 0 || c.drop != "" && !slices.Equal(drops, []string{c.drop}) {
+			t.Errorf("include %v rename %v: DROP DATABASE lines %q, want %q", c.include, c.rename, drops, c.drop)
+		}
+		if c.drop == "" && !slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "DROP DATABASE `shop`") }) {
+			t.Errorf("include %v: the left-out DROP DATABASE is not in the warnings %q", c.include, rep.Warnings)
+		}
+	}
+}
+
 func TestRenameReachesBodiesWrittenWithoutQuotes(t *testing.T) {
 	dump := "-- MariaDB dump\n--\n-- Current Database: `shop`\n--\n\nCREATE DATABASE `shop`;\nUSE `shop`;\n\n--\n-- Dumping routines for database 'shop'\n--\n" +
 		"DELIMITER ;;\nCREATE PROCEDURE `p`() BEGIN SELECT * FROM shop.orders JOIN myshop.x JOIN `shop`.y; INSERT INTO shop.`log` VALUES ('shop'); END\n;;\nDELIMITER ;\n"
-	out, _, err := run(t, []byte(dump), rules(t, nil, nil, []string{"shop=s2"}), 9)
+	out, _, err := run(t, []byte(dump), rules(t, []string{"shop.*"}, nil, []string{"shop=s2"}), 9)
 	if err != nil {
 		t.Fatal(err)
 	}

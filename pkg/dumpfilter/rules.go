@@ -139,7 +139,28 @@ func ParseRules(include, exclude, rename []string) (Rules, error) {
 		}
 		r.Rename[from], to[dst] = dst, from
 	}
-	return r, nil
+	return r, r.checkRenames()
+}
+
+// checkRenames refuses renames whose outcome the user did not spell out. A
+// rename restores a database next to where it was, so it comes with the
+// includes that say what else is restored: with none, every other
+// database would be restored in place over the target's, and a rename
+// whose name is mistyped would restore that one in place too.
+func (r Rules) checkRenames() error {
+	for _, from := range sortedKeys(r.Rename) {
+		dst := r.Rename[from]
+		if len(r.Include) == 0 {
+			return fmt.Errorf("%w: rename %s=%s without an include: say what to restore, --include '%s.*' for %s alone (--include '*' restores every other database in place too)", ErrBadRule, from, dst, from, from)
+		}
+		if !slices.ContainsFunc(r.Include, func(p Pattern) bool { ok, _ := path.Match(p.DB, from); return ok }) {
+			return fmt.Errorf("%w: rename %s=%s: no include selects database %s; add --include '%s.*'", ErrBadRule, from, dst, from, from)
+		}
+		if _, renamed := r.Rename[dst]; !renamed && slices.ContainsFunc(r.Include, func(p Pattern) bool { return p.DB == dst }) {
+			return fmt.Errorf("%w: rename %s=%s: %s is also restored under its own name, so the two databases' tables would be mixed in one; rename into a new name", ErrBadRule, from, dst, dst)
+		}
+	}
+	return nil
 }
 
 // Empty reports whether r restores everything as it was.
