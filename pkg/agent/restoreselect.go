@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -111,6 +112,13 @@ func checkSelection(sel dumpfilter.Rules, m *manifest.Manifest, snapID string) e
 	for from := range sel.Rename {
 		if !slices.Contains(m.Databases, from) {
 			missing = append(missing, "--rename-database "+from+"=...")
+		}
+	}
+	// An exclude whose database is not in the snapshot is a typo that would
+	// restore what it meant to keep out (`msyql.*`: the accounts).
+	for _, p := range sel.Exclude {
+		if !slices.ContainsFunc(m.Databases, func(db string) bool { ok, _ := path.Match(p.DB, db); return ok }) {
+			missing = append(missing, "--exclude "+p.String())
 		}
 	}
 	if len(missing) == 0 {

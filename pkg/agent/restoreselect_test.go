@@ -58,6 +58,16 @@ func TestCheckSelectionAgainstTheManifest(t *testing.T) {
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "crm.leads") || !strings.Contains(err.Error(), "databases crm, shop") || !strings.Contains(err.Error(), "not changed") {
 		t.Errorf("an include that matches nothing: %v", err)
 	}
+	// An exclude of a database the snapshot does not hold is a typo; one of
+	// a table it does not hold, in a database it does, is not refused.
+	sel, _ = restoreSelection(&stashv1beta1.RestoreSession{Spec: stashv1beta1.RestoreSessionSpec{Rules: []stashv1beta1.Rule{{Exclude: []string{"msyql.*"}}}}})
+	if err := checkSelection(sel, m, "0123456789abcdef"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "--exclude msyql.*") {
+		t.Errorf("an exclude of a database not in the snapshot: %v", err)
+	}
+	sel, _ = restoreSelection(&stashv1beta1.RestoreSession{Spec: stashv1beta1.RestoreSessionSpec{Rules: []stashv1beta1.Rule{{Exclude: []string{"shop.audit_*", "c*.x"}}}}})
+	if err := checkSelection(sel, m, "0123456789abcdef"); err != nil {
+		t.Errorf("excludes within databases the snapshot holds: %v", err)
+	}
 }
 
 func TestSkipBinlogAnnotation(t *testing.T) {

@@ -94,12 +94,13 @@ type Writer struct {
 	holdDB bool
 	dbBuf  bytes.Buffer
 
-	matched []bool
-	rep     Report
-	dbSeen  map[string]bool
-	objSeen map[string]bool
-	dbOut   map[string]bool
-	err     error
+	matched   []bool
+	exMatched []bool
+	rep       Report
+	dbSeen    map[string]bool
+	objSeen   map[string]bool
+	dbOut     map[string]bool
+	err       error
 }
 
 // New returns a Writer that passes on to w what r selects.
@@ -119,7 +120,7 @@ func New(w io.Writer, r Rules) *Writer {
 		bare = regexp.MustCompile("(^|[^0-9A-Za-z_$`.@])(" + strings.Join(names, "|") + ")\\.([0-9A-Za-z_$`])")
 	}
 	return &Writer{w: w, r: r, renam: strings.NewReplacer(pairs...), bare: bare, delimDefault: true, preamble: true, all: r.Empty(),
-		matched: make([]bool, len(r.Include)), dbSeen: map[string]bool{}, objSeen: map[string]bool{}, dbOut: map[string]bool{}}
+		matched: make([]bool, len(r.Include)), exMatched: make([]bool, len(r.Exclude)), dbSeen: map[string]bool{}, objSeen: map[string]bool{}, dbOut: map[string]bool{}}
 }
 
 // Write filters p; it keeps no reference to p.
@@ -195,6 +196,12 @@ func (f *Writer) Close() error {
 	for i, m := range f.matched {
 		if !m {
 			f.rep.Unmatched = append(f.rep.Unmatched, f.r.Include[i].String())
+		}
+	}
+	for i, m := range f.exMatched {
+		if !m {
+			// A mistyped exclude restores what it meant to keep out.
+			f.rep.Warnings = append(f.rep.Warnings, fmt.Sprintf("--exclude %s matched nothing in the snapshot, so it kept nothing out", f.r.Exclude[i]))
 		}
 	}
 	if f.err != nil {
@@ -365,6 +372,11 @@ func (f *Writer) object(name string) {
 	for i, p := range f.r.Include {
 		if !f.matched[i] && p.Match(f.db, name) {
 			f.matched[i] = true
+		}
+	}
+	for i, p := range f.r.Exclude {
+		if !f.exMatched[i] && p.Match(f.db, name) {
+			f.exMatched[i] = true
 		}
 	}
 	if !f.on {

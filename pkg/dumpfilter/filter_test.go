@@ -247,6 +247,17 @@ func TestParseRules(t *testing.T) {
 	}
 }
 
+func TestAnExcludeThatMatchesNothingIsAWarning(t *testing.T) {
+	_, rep, err := run(t, shopDump(t), rules(t, nil, []string{"msyql.*", "shop.nopk"}, nil), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "--exclude msyql.*") }) ||
+		slices.ContainsFunc(rep.Warnings, func(w string) bool { return strings.Contains(w, "--exclude shop.nopk") }) {
+		t.Errorf("warnings %q: want one for msyql.* alone", rep.Warnings)
+	}
+}
+
 func TestRenamesThatSayWhatIsRestored(t *testing.T) {
 	for _, ok := range [][3][]string{
 		{{"shop.*"}, nil, {"shop=s2"}}, {{"sh*"}, nil, {"shop=s2"}}, {{"*"}, nil, {"shop=s2"}},
