@@ -67,8 +67,12 @@ func (a *Agent) syncConfig(ctx context.Context, nsName string) error {
 	bc, ok := a.config(nsName)
 	if !ok {
 		a.mu.Lock()
+		_, had := a.maxAge[name]
 		delete(a.maxAge, name)
 		a.mu.Unlock()
+		if _, exists, _ := a.cur().configs.GetByKey(nsName); had && !exists {
+			a.forgetMetrics(name)
+		}
 		a.cur().sched.Remove(name)
 		a.cur().sched.Remove(verifySlotKey(name))
 		a.syncArchive(ctx, name, nil, contract.PITR{})
@@ -163,6 +167,7 @@ func (a *Agent) pushMaxAge(ctx context.Context, bc *stashv1beta1.BackupConfigura
 			ages.verify = cschedule.VerifyMaxAge(bc.Spec.Schedule, verify.Schedule, verify.Every, a.clock())
 		}
 	}
+	ages.invalid = invalid
 	a.mu.Lock()
 	old, seen := a.maxAge[bc.Name]
 	a.maxAge[bc.Name] = ages
@@ -170,15 +175,36 @@ func (a *Agent) pushMaxAge(ctx context.Context, bc *stashv1beta1.BackupConfigura
 	if seen && old == ages {
 		return
 	}
-	res := metrics.ConfigResult{Common: a.common(bc), MaxAge: ages.backup, VerifyMaxAge: ages.verify}
+	res := metrics.ConfigResult{Common: a.common(bc), MaxAge: ages.backup, VerifyMaxAge: ages.verify, Created: bc.CreationTimestamp.Time, Invalid: invalid}
 	a.metrics.SetConfig(res)
 	// Not in the sync's way: a Pushgateway that does not answer holds a
 	// push for up to 30 s.
 	go a.push(context.WithoutCancel(ctx), bc, metrics.ConfigRegistry(res))
 }
 
+// forgetMetrics drops a deleted config's metrics, here and in the
+// Pushgateway, whose last values would keep its alerts firing. Only for a
+// config this agent served (others' agents see it too), and only when it
+// is gone: one moved to another AppBinding is that agent's to push.
+func (a *Agent) forgetMetrics(config string) {
+	c := metrics.Common{InvokerKind: stashv1beta1.KindBackupConfiguration, InvokerName: config, Namespace: a.cfg.Namespace}
+	a.metrics.ForgetInvoker(c.InvokerKind, c.Namespace, c.InvokerName)
+	if a.cfg.Pushgateway == "" {
+		return
+	}
+	go func() {
+		p := &metrics.Pusher{URL: a.cfg.Pushgateway, Job: metrics.JobName(c), Grouping: metrics.Grouping(contract.BackupHost)}
+		if err := p.Delete(); err != nil {
+			a.log.Warn("could not delete a deleted config's metrics from the Pushgateway", "config", config, "err", err.Error())
+		}
+	}()
+}
+
 // configAges are the bounds pushMaxAge last pushed for a config.
-type configAges struct{ backup, verify time.Duration }
+type configAges struct {
+	backup, verify time.Duration
+	invalid        bool
+}
 
 func (a *Agent) validateKeep(bc *stashv1beta1.BackupConfiguration) (bool, error) {
 	p := bc.Spec.RetentionPolicy

@@ -126,6 +126,11 @@ type ConfigResult struct {
 	MaxAge time.Duration
 	// VerifyMaxAge is how old the last verification may get, the same way.
 	VerifyMaxAge time.Duration
+	// Created is when the config was created: a config none of whose
+	// backups ever succeeded is overdue from then.
+	Created time.Time
+	// Invalid: the spec is refused, so no backup runs.
+	Invalid bool
 }
 
 // VerificationResult is a verification's outcome.
@@ -393,6 +398,10 @@ func configSamples(r ConfigResult) samples {
 	var s samples
 	s.add("backup_max_age_seconds", "backupconfiguration_max_age_seconds", "How old the last successful backup may get before it is overdue (+Inf: no schedule, or paused).", r.Common.labels(), secondsOrInf(r.MaxAge))
 	s.add("verification_max_age_seconds", "verification_max_age_seconds", "How old the last verification may get before it is overdue (+Inf: verification not scheduled, or paused).", r.Common.labels(), secondsOrInf(r.VerifyMaxAge))
+	if !r.Created.IsZero() {
+		s.add("backupconfiguration_creation_time_seconds", "backupconfiguration_creation_time_seconds", "Unix time the BackupConfiguration was created: with no successful backup yet, it is overdue counted from then.", r.Common.labels(), unixSeconds(r.Created))
+	}
+	s.add("backupconfiguration_invalid", "backupconfiguration_invalid", "1 when the BackupConfiguration's spec is refused, so no backup runs (its ValidationPassed condition says why).", r.Common.labels(), boolValue(r.Invalid))
 	return s
 }
 

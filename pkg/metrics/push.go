@@ -49,6 +49,33 @@ type Pusher struct {
 // Push sends g's metrics, bounded by ctx. Errors name the URL without
 // credentials.
 func (p *Pusher) Push(ctx context.Context, g prometheus.Gatherer) error {
+	pu, where, err := p.pusher()
+	if err != nil {
+		return err
+	}
+	if err := pu.Gatherer(g).AddContext(ctx); err != nil {
+		return fmt.Errorf("push metrics to %s (job %q): %w", where, p.Job, err)
+	}
+	return nil
+}
+
+// Delete removes the job's group: a deleted config's last values would
+// otherwise stay in the Pushgateway, and keep its alerts firing, forever.
+// It is bounded by the client's timeout.
+func (p *Pusher) Delete() error {
+	pu, where, err := p.pusher()
+	if err != nil {
+		return err
+	}
+	if err := pu.Delete(); err != nil {
+		return fmt.Errorf("delete metrics group of job %q at %s: %w", p.Job, where, err)
+	}
+	return nil
+}
+
+// pusher is the push library's client for p, and the URL without
+// credentials, for errors.
+func (p *Pusher) pusher() (*push.Pusher, string, error) {
 	raw := p.URL
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
@@ -56,24 +83,24 @@ func (p *Pusher) Push(ctx context.Context, g prometheus.Gatherer) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Parse errors quote the whole input, password included.
-		return errors.New("push metrics: invalid Pushgateway URL")
+		return nil, "", errors.New("push metrics: invalid Pushgateway URL")
 	}
 	user := u.User
 	// Keep credentials out of the URL the push library puts in its errors.
 	u.User = nil
 	where := u.String()
 	if u.Host == "" {
-		return fmt.Errorf("push metrics to %s: no host in Pushgateway URL", where)
+		return nil, "", fmt.Errorf("push metrics to %s: no host in Pushgateway URL", where)
 	}
 	if p.Job == "" {
-		return fmt.Errorf("push metrics to %s: empty job name", where)
+		return nil, "", fmt.Errorf("push metrics to %s: empty job name", where)
 	}
 
 	client := p.Client
 	if client == nil {
 		client = &http.Client{Timeout: defaultPushTimeout}
 	}
-	pu := push.New(where, p.Job).Gatherer(g).Client(client)
+	pu := push.New(where, p.Job).Client(client)
 	if user != nil {
 		pass, _ := user.Password()
 		pu = pu.BasicAuth(user.Username(), pass)
@@ -81,8 +108,5 @@ func (p *Pusher) Push(ctx context.Context, g prometheus.Gatherer) error {
 	for k, v := range p.Grouping {
 		pu = pu.Grouping(k, v)
 	}
-	if err := pu.AddContext(ctx); err != nil {
-		return fmt.Errorf("push metrics to %s (job %q): %w", where, p.Job, err)
-	}
-	return nil
+	return pu, where, nil
 }

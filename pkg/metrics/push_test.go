@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -239,6 +240,53 @@ func TestPushInvalidConfig(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), ":p@") {
 			t.Errorf("error leaks credentials: %v", err)
+		}
+	}
+}
+
+// Delete removes one config's group from a real Pushgateway and leaves
+// another's; ForgetInvoker does the same in the agent's own store.
+func TestDeleteForgetsOneConfig(t *testing.T) {
+	base := startPushgateway(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gone, kept := testCommon(), testCommon()
+	kept.InvokerName = "kept"
+	store := NewStore()
+	for _, c := range []Common{gone, kept} {
+		r := ConfigResult{Common: c, MaxAge: time.Hour, Created: time.Unix(1700000000, 0)}
+		store.SetConfig(r)
+		store.SetBackup(BackupResult{Common: c, Target: testTarget(), Hostname: "host-0", Success: true})
+		if err := (&Pusher{URL: base, Job: JobName(c), Grouping: Grouping("host-0")}).Push(ctx, ConfigRegistry(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := (&Pusher{URL: base, Job: JobName(gone), Grouping: Grouping("host-0")}).Delete(); err != nil {
+		t.Fatal(err)
+	}
+	names := func(ss []series) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.labels["invoker_name"])
+		}
+		return out
+	}
+	got := scrape(t, base)
+	for _, m := range []string{"stash_backup_max_age_seconds", "stash_backupconfiguration_creation_time_seconds", "stash_backupconfiguration_invalid"} {
+		if n := names(got[m]); !slices.Equal(n, []string{"kept"}) {
+			t.Errorf("%s after the delete: configs %v, want [kept]", m, n)
+		}
+	}
+
+	store.ForgetInvoker(gone.InvokerKind, gone.Namespace, gone.InvokerName)
+	mfs, err := store.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := families(mfs)
+	for _, m := range []string{"stash_backup_max_age_seconds", "stash_backup_session_success"} {
+		if n := names(fams[m]); !slices.Equal(n, []string{"kept"}) {
+			t.Errorf("%s in the store after ForgetInvoker: configs %v, want [kept]", m, n)
 		}
 	}
 }

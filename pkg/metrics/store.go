@@ -3,6 +3,7 @@ package metrics
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -65,6 +66,19 @@ func (s *Store) SetConfig(r ConfigResult) {
 // SetPITR records r, replacing the previous archive state of its invoker.
 func (s *Store) SetPITR(r PITRResult) {
 	s.set(labelKey("pitr", r.Common.labels()), pitrSamples(r))
+}
+
+// ForgetInvoker drops every result of one invoker: a deleted config's last
+// values would otherwise stay, and keep its alerts firing.
+func (s *Store) ForgetInvoker(kind, namespace, name string) {
+	want := []string{fmt.Sprintf(",invoker_kind=%q", kind), fmt.Sprintf(",invoker_name=%q", name), fmt.Sprintf(",namespace=%q", namespace)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.latest {
+		if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(k, w) }) {
+			delete(s.latest, k)
+		}
+	}
 }
 
 func (s *Store) set(key string, m samples) {

@@ -40,7 +40,7 @@ func exposition(t *testing.T, drop string) []byte {
 		metrics.RestoreRegistry(metrics.RestoreResult{Common: rc, Hostname: "host-0", Success: true, Start: now.Add(-time.Minute), End: now}),
 		metrics.RepositoryRegistry(metrics.RepositoryResult{Common: c, Integrity: &ok, SizeBytes: 1}),
 		metrics.PITRRegistry(metrics.PITRResult{Common: c, LastEventTime: now, RecoverableFrom: now.Add(-time.Hour), RecoverableUntil: now, Interval: time.Minute}),
-		metrics.ConfigRegistry(metrics.ConfigResult{Common: c, MaxAge: time.Hour, VerifyMaxAge: 24 * time.Hour}),
+		metrics.ConfigRegistry(metrics.ConfigResult{Common: c, MaxAge: time.Hour, VerifyMaxAge: 24 * time.Hour, Created: now.Add(-48 * time.Hour)}),
 		metrics.VerificationRegistry(metrics.VerificationResult{Common: c, Succeeded: true, End: now}),
 	}
 	var buf bytes.Buffer

@@ -49,12 +49,23 @@ func Groups() []Group {
 			},
 			{
 				Alert: "StashNoBackupSessionForTooLong",
-				Expr: `time() - ` + by + `(stash_backup_last_success_time_seconds{invoker_kind="BackupConfiguration"})` +
+				// A config none of whose backups ever succeeded counts from
+				// its creation.
+				Expr: `time() - (` + by + `(stash_backup_last_success_time_seconds{invoker_kind="BackupConfiguration"})` +
+					` or ` + by + `(stash_backupconfiguration_creation_time_seconds))` +
 					` > on (namespace, invoker_name) ` + by + `(stash_backup_max_age_seconds)`,
 				For:         "5m",
 				Severity:    "critical",
 				Summary:     "No successful backup of {{ $labels.namespace }}/{{ $labels.invoker_name }} for {{ $value | humanizeDuration }}",
-				Description: "The last successful backup of BackupConfiguration {{ $labels.namespace }}/{{ $labels.invoker_name }} is older than its schedule allows (stash_backup_max_age_seconds, the widest gap between slots plus a quarter, or the annotation stash.appscode.com/alert-backup-max-age).",
+				Description: "The last successful backup of BackupConfiguration {{ $labels.namespace }}/{{ $labels.invoker_name }} (or its creation, when none has succeeded) is older than its schedule allows (stash_backup_max_age_seconds, the widest gap between slots plus a quarter, or the annotation stash.appscode.com/alert-backup-max-age).",
+			},
+			{
+				Alert:       "StashBackupConfigurationInvalid",
+				Expr:        by + `(stash_backupconfiguration_invalid) == 1`,
+				For:         "5m",
+				Severity:    "critical",
+				Summary:     "BackupConfiguration {{ $labels.namespace }}/{{ $labels.invoker_name }} is invalid: no backup runs",
+				Description: "The agent refuses the spec of BackupConfiguration {{ $labels.namespace }}/{{ $labels.invoker_name }} (a schedule, hook, retention policy or annotation it cannot honour), so none of its backups runs and no overdue alert can fire for it. Its ValidationPassed condition says what to fix.",
 			},
 			{
 				Alert: "StashBackupSessionRunningTooLong",
