@@ -307,6 +307,9 @@ func (o *StatusOptions) Collect(ctx context.Context, c *Clients, only string) ([
 			if repo.Name == bc.Spec.Repository.Name && (repo.Namespace == bc.Namespace || repo.Namespace == bc.Spec.Repository.Namespace) {
 				found = true
 				r.RepositorySize, r.SnapshotCount = repo.Status.TotalSize, repo.Status.SnapshotCount
+				if repo.Status.Integrity != nil && !*repo.Status.Integrity {
+					r.flag(HealthFailing, "repository damaged", fmt.Sprintf("Repository %s failed its last integrity check (`kubectl stash check` or a verification): snapshots in it may not restore; `kubectl stash check %s -n %s` names the damage, and a backup into a new Repository keeps you covered meanwhile", repo.Name, repo.Name, repo.Namespace))
+				}
 			}
 		}
 		if !found && (bc.Spec.Repository.Namespace == "" || bc.Spec.Repository.Namespace == bc.Namespace) {
@@ -538,11 +541,18 @@ func backupAge(r *ConfigStatus, bc *stashv1beta1.BackupConfiguration, now time.T
 		t := *r.LastSuccess
 		r.RecoveryPoint = &t
 	}
-	if bc.Spec.Paused || bc.Spec.Schedule == "" {
+	if bc.Spec.Paused {
 		return
 	}
+	// The annotation bounds a config with no schedule too (backups
+	// triggered from elsewhere); a bad one falls back to the schedule's
+	// bound, as the agent's alerts do.
 	limit, err := cschedule.MaxAge(bc.Spec.Schedule, bc.Annotations, now)
-	if err != nil || limit == 0 {
+	if err != nil {
+		r.Problems = append(r.Problems, fmt.Sprintf("%v: fix it on BackupConfiguration %s; meanwhile the schedule's own bound is used", err, bc.Name))
+		limit, _ = cschedule.MaxAge(bc.Spec.Schedule, nil, now)
+	}
+	if limit == 0 {
 		return
 	}
 	since := bc.CreationTimestamp.Time
@@ -570,7 +580,11 @@ func verificationStatus(r *ConfigStatus, bc *stashv1beta1.BackupConfiguration, n
 		}
 	}
 	v, err := contract.ParseVerify(bc.Annotations, cschedule.Check)
-	if err != nil || bc.Spec.Paused {
+	if err != nil {
+		r.flag(HealthInvalid, "verification annotation invalid", fmt.Sprintf("no verification is scheduled: %v: fix it on BackupConfiguration %s", err, bc.Name))
+		return
+	}
+	if bc.Spec.Paused {
 		return
 	}
 	limit := cschedule.VerifyMaxAge(bc.Spec.Schedule, v.Schedule, v.Every, now)

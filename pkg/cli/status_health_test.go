@@ -9,6 +9,7 @@ import (
 
 	stashv1beta1 "github.com/kubectl-stash/kubectl-stash/pkg/apis/stash/v1beta1"
 	"github.com/kubectl-stash/kubectl-stash/pkg/contract"
+	cschedule "github.com/kubectl-stash/kubectl-stash/pkg/contract/schedule"
 )
 
 // The health word is the worst problem found, and every problem names
@@ -55,6 +56,18 @@ func TestHealthFromConfig(t *testing.T) {
 			bc.Status.PointInTimeRecovery = &stashv1beta1.PITRStatus{FirstRecoverableTime: at(10 * time.Hour), LastRecoverableTime: at(time.Second),
 				Gaps: []stashv1beta1.PITRGap{{From: *at(time.Hour), Reason: "binlog purged"}}}
 		}), health: HealthFailing, fix: "take a full backup"},
+		{name: "bad verification annotation", bc: config(func(bc *stashv1beta1.BackupConfiguration) {
+			bc.Annotations = map[string]string{contract.AnnotationVerifySchedule: "every tuesday"}
+		}), health: HealthInvalid, fix: "fix it on BackupConfiguration nightly"},
+		{name: "bad max-age annotation falls back to the schedule", bc: config(func(bc *stashv1beta1.BackupConfiguration) {
+			bc.Annotations = map[string]string{cschedule.AnnotationAlertBackupMaxAge: "a day"}
+			bc.Status.LastSuccessTime = at(40 * time.Hour)
+		}), health: HealthOverdue, fix: "fix it on BackupConfiguration nightly"},
+		{name: "no schedule, max-age annotation", bc: config(func(bc *stashv1beta1.BackupConfiguration) {
+			bc.Spec.Schedule = ""
+			bc.Annotations = map[string]string{cschedule.AnnotationAlertBackupMaxAge: "26h"}
+			bc.Status.LastSuccessTime = at(30 * time.Hour)
+		}), health: HealthOverdue, fix: "kubectl stash trigger nightly -n shop --wait"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := ConfigStatus{Namespace: c.bc.Namespace, Name: c.bc.Name, Paused: c.bc.Spec.Paused}

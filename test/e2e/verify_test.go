@@ -231,6 +231,11 @@ func TestVerification(t *testing.T) {
 	if repo, err := st.Repositories(ns).Get(ctx, "repo"); err != nil || repo.Status.Integrity == nil || *repo.Status.Integrity {
 		t.Errorf("Repository integrity after a verification found lost data: %v (%v), want false", repo.Status.Integrity, err)
 	}
+	// status names the damaged repository and what to do.
+	r = kubectl(t, "", "stash", "-n", ns, "status")
+	if !strings.Contains(r.stdout, "Repository repo failed its last integrity check") || !strings.Contains(r.stdout, "failing") {
+		t.Errorf("status after the repository was found damaged does not say so:\n%s", r.stdout)
+	}
 }
 
 // damageDataBlobs overwrites bytes in the middle of every data blob of the
