@@ -238,6 +238,9 @@ func (a *Agent) fireSlot(ctx context.Context, config string, slot time.Time) {
 	default:
 		a.log.Info("scheduled session created", "session", bs.Name, "slot", slot.UTC().Format(time.RFC3339))
 	}
+	// The config's nextSchedule moves on now, not when the session ends:
+	// `kubectl stash status` takes a slot long past for an agent that stopped.
+	a.cur().queue.AddAfter("bc/"+a.cfg.Namespace+"/"+config, time.Second)
 }
 
 func (a *Agent) syncSession(ctx context.Context, nsName string) error {
