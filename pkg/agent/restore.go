@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	corev1 "k8s.io/api/core/v1"
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -98,6 +100,14 @@ func (a *Agent) runRestore(ctx context.Context, rs *stashv1beta1.RestoreSession)
 // (the snapshot, the start, the progress) goes to run.report.
 func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	rs := run.rs
+	unapplied, err := checkRestoreSpec(rs)
+	if err != nil {
+		return err
+	}
+	if len(unapplied) > 0 {
+		a.event(ctx, rs, corev1.EventTypeWarning, "FieldsNotApplied", fmt.Sprintf("RestoreSession %s: %s not applied: the restore runs in agent %s's Pod, whose settings come from the BackupConfiguration's runtimeSettings and tempDir (or `kubectl stash agent apply`)",
+			rs.Name, strings.Join(unapplied, ", "), contract.AgentName(a.cfg.AppBinding)))
+	}
 	ab, conn, err := a.connection(ctx)
 	if err != nil {
 		return err

@@ -58,6 +58,31 @@ func restoreSelection(rs *stashv1beta1.RestoreSession) (dumpfilter.Rules, error)
 	return sel, nil
 }
 
+// checkRestoreSpec refuses a RestoreSession whose driver a database restore
+// cannot be, and lists the fields it cannot apply: a restore runs in the
+// agent's long-lived Pod, so Pod and container settings per restore have
+// nowhere to go.
+func checkRestoreSpec(rs *stashv1beta1.RestoreSession) (unapplied []string, err error) {
+	if rs.Spec.Driver == stashv1beta1.DriverVolumeSnapshotter {
+		return nil, fmt.Errorf("%w: RestoreSession %s: driver VolumeSnapshotter restores volume snapshots; a database is restored from its dump with driver Restic: leave driver out (the database was not changed)", ErrInvalid, rs.Name)
+	}
+	if rs.Spec.RuntimeSettings.Container != nil || rs.Spec.RuntimeSettings.Pod != nil {
+		unapplied = append(unapplied, "spec.runtimeSettings")
+	}
+	if t := rs.Spec.TempDir; t.Medium != "" || t.SizeLimit != nil || t.DisableCaching {
+		unapplied = append(unapplied, "spec.tempDir")
+	}
+	if t := rs.Spec.Target; t != nil {
+		if len(t.VolumeMounts) > 0 {
+			unapplied = append(unapplied, "spec.target.volumeMounts")
+		}
+		if t.Replicas != nil {
+			unapplied = append(unapplied, "spec.target.replicas")
+		}
+	}
+	return unapplied, nil
+}
+
 // oneDatabaseArg returns the mysql option among args that restricts a
 // load to one database (-o, --one-database), or "".
 func oneDatabaseArg(args []string) string {

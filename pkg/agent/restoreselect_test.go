@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -79,5 +80,24 @@ func TestSkipBinlogAnnotation(t *testing.T) {
 	}
 	if _, err := skipBinlogArgs(&stashv1beta1.RestoreSession{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{contract.AnnotationRestoreSkipBinlog: "yes"}}}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("yes: %v", err)
+	}
+}
+
+// A RestoreSession's driver must be Restic; the Pod settings a restore in
+// the agent's Pod cannot apply are named.
+func TestCheckRestoreSpec(t *testing.T) {
+	rs := &stashv1beta1.RestoreSession{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Spec: stashv1beta1.RestoreSessionSpec{Driver: stashv1beta1.DriverVolumeSnapshotter}}
+	if _, err := checkRestoreSpec(rs); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "VolumeSnapshotter") {
+		t.Errorf("driver VolumeSnapshotter: %v, want ErrInvalid", err)
+	}
+	rs.Spec.Driver = stashv1beta1.DriverRestic
+	if un, err := checkRestoreSpec(rs); err != nil || len(un) != 0 {
+		t.Errorf("a plain restore: %v, %v", un, err)
+	}
+	rs.Spec.RuntimeSettings.Container = &stashv1beta1.ContainerRuntimeSettings{}
+	rs.Spec.Target = &stashv1beta1.RestoreTarget{Replicas: new(int32)}
+	un, err := checkRestoreSpec(rs)
+	if err != nil || !slices.Equal(un, []string{"spec.runtimeSettings", "spec.target.replicas"}) {
+		t.Errorf("unapplied %v, %v", un, err)
 	}
 }
