@@ -116,6 +116,9 @@ func (a *Agent) restore(ctx context.Context, run *restoreRun) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := checkRuleSources(rs, step); err != nil {
+		return err
+	}
 	noBinlog, err := skipBinlogArgs(rs)
 	if err != nil {
 		return err

@@ -83,6 +83,20 @@ func checkRestoreSpec(rs *stashv1beta1.RestoreSession) (unapplied []string, err 
 	return unapplied, nil
 }
 
+// checkRuleSources refuses rules given twice over: in both spec.rules and
+// target.rules (the deprecated list would be ignored), or a rule snapshot
+// and a different one in the task's params.
+func checkRuleSources(rs *stashv1beta1.RestoreSession, step StepOptions) error {
+	if len(rs.Spec.Rules) > 0 && rs.Spec.Target != nil && len(rs.Spec.Target.Rules) > 0 {
+		return fmt.Errorf("%w: RestoreSession %s has rules in both spec.rules (deprecated) and spec.target.rules: keep them in spec.target.rules alone (the database was not changed)", ErrInvalid, rs.Name)
+	}
+	rule, _ := restoreRule(rs)
+	if step.Snapshot != "" && len(rule.Snapshots) > 0 && rule.Snapshots[0] != "" && rule.Snapshots[0] != step.Snapshot {
+		return fmt.Errorf("%w: RestoreSession %s: its rule restores snapshot %s and its task params snapshot %s: name the snapshot in one place (the database was not changed)", ErrInvalid, rs.Name, rule.Snapshots[0], step.Snapshot)
+	}
+	return nil
+}
+
 // oneDatabaseArg returns the mysql option among args that restricts a
 // load to one database (-o, --one-database), or "".
 func oneDatabaseArg(args []string) string {

@@ -101,3 +101,22 @@ func TestCheckRestoreSpec(t *testing.T) {
 		t.Errorf("unapplied %v, %v", un, err)
 	}
 }
+
+// Rules and snapshots are given in one place.
+func TestCheckRuleSources(t *testing.T) {
+	rs := &stashv1beta1.RestoreSession{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Spec: stashv1beta1.RestoreSessionSpec{
+		Rules:  []stashv1beta1.Rule{{Include: []string{"shop.*"}}},
+		Target: &stashv1beta1.RestoreTarget{Rules: []stashv1beta1.Rule{{Snapshots: []string{"abc123"}}}}}}
+	if err := checkRuleSources(rs, StepOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("rules in both places: %v", err)
+	}
+	rs.Spec.Rules = nil
+	if err := checkRuleSources(rs, StepOptions{Snapshot: "def456"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("two different snapshots: %v", err)
+	}
+	for _, same := range []string{"", "abc123"} {
+		if err := checkRuleSources(rs, StepOptions{Snapshot: same}); err != nil {
+			t.Errorf("params snapshot %q: %v", same, err)
+		}
+	}
+}
