@@ -58,6 +58,10 @@ func restoreSelection(rs *stashv1beta1.RestoreSession) (dumpfilter.Rules, error)
 	return sel, nil
 }
 
+// restoreAnnotations are the annotations a RestoreSession may carry.
+var restoreAnnotations = []string{contract.AnnotationRestoreAt, contract.AnnotationRestoreToGTID, contract.AnnotationRestoreGTIDExclusive,
+	contract.AnnotationRestoreAllowGap, contract.AnnotationRestoreReadOnly, contract.AnnotationRestoreRenameDatabase, contract.AnnotationRestoreSkipBinlog}
+
 // checkRestoreSpec refuses a RestoreSession whose driver a database restore
 // cannot be, and lists the fields it cannot apply: a restore runs in the
 // agent's long-lived Pod, so Pod and container settings per restore have
@@ -65,6 +69,14 @@ func restoreSelection(rs *stashv1beta1.RestoreSession) (dumpfilter.Rules, error)
 func checkRestoreSpec(rs *stashv1beta1.RestoreSession) (unapplied []string, err error) {
 	if rs.Spec.Driver == stashv1beta1.DriverVolumeSnapshotter {
 		return nil, fmt.Errorf("%w: RestoreSession %s: driver VolumeSnapshotter restores volume snapshots; a database is restored from its dump with driver Restic: leave driver out (the database was not changed)", ErrInvalid, rs.Name)
+	}
+	for k := range rs.Annotations {
+		name, ours := strings.CutPrefix(k, "stash.appscode.com/")
+		if ours && (strings.Contains(name, "restore") || strings.Contains(name, "rename")) && !slices.Contains(restoreAnnotations, k) {
+			// A mistyped rename or point in time would restore the whole
+			// snapshot in place.
+			return nil, fmt.Errorf("%w: RestoreSession %s: annotation %s is not one a restore reads (%s): fix its name (the database was not changed)", ErrInvalid, rs.Name, k, strings.Join(restoreAnnotations, ", "))
+		}
 	}
 	if rs.Spec.RuntimeSettings.Container != nil || rs.Spec.RuntimeSettings.Pod != nil {
 		unapplied = append(unapplied, "spec.runtimeSettings")

@@ -91,6 +91,11 @@ func TestCheckRestoreSpec(t *testing.T) {
 		t.Errorf("driver VolumeSnapshotter: %v, want ErrInvalid", err)
 	}
 	rs.Spec.Driver = stashv1beta1.DriverRestic
+	rs.Annotations = map[string]string{"stash.appscode.com/restore-rename-databases": "shop=s2"}
+	if _, err := checkRestoreSpec(rs); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "restore-rename-databases") {
+		t.Errorf("a mistyped restore annotation: %v, want ErrInvalid", err)
+	}
+	rs.Annotations = map[string]string{contract.AnnotationRestoreRenameDatabase: "shop=s2", contract.AnnotationRestoreSkipBinlog: "true", "kubectl.kubernetes.io/last-applied-configuration": "{}"}
 	if un, err := checkRestoreSpec(rs); err != nil || len(un) != 0 {
 		t.Errorf("a plain restore: %v, %v", un, err)
 	}
