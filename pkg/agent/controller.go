@@ -168,13 +168,16 @@ func (a *Agent) pushMaxAge(ctx context.Context, bc *stashv1beta1.BackupConfigura
 		}
 	}
 	ages.invalid = invalid
+	now := a.clock()
 	a.mu.Lock()
 	old, seen := a.maxAge[bc.Name]
-	a.maxAge[bc.Name] = ages
-	a.mu.Unlock()
-	if seen && old == ages {
+	if seen && old.backup == ages.backup && old.verify == ages.verify && old.invalid == ages.invalid && now.Sub(old.pushed) < repushEvery {
+		a.mu.Unlock()
 		return
 	}
+	ages.pushed = now
+	a.maxAge[bc.Name] = ages
+	a.mu.Unlock()
 	res := metrics.ConfigResult{Common: a.common(bc), MaxAge: ages.backup, VerifyMaxAge: ages.verify, Created: bc.CreationTimestamp.Time, Invalid: invalid}
 	a.metrics.SetConfig(res)
 	// Not in the sync's way: a Pushgateway that does not answer holds a
@@ -204,7 +207,14 @@ func (a *Agent) forgetMetrics(config string) {
 type configAges struct {
 	backup, verify time.Duration
 	invalid        bool
+	pushed         time.Time
 }
+
+// repushEvery: a config's bounds are pushed again at the first sync this
+// long after the last push (the informers resync every 10 min), so a
+// Pushgateway restarted without persistence gets them back and the
+// overdue alerts keep working.
+const repushEvery = 30 * time.Minute
 
 func (a *Agent) validateKeep(bc *stashv1beta1.BackupConfiguration) (bool, error) {
 	p := bc.Spec.RetentionPolicy
