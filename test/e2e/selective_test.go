@@ -185,4 +185,33 @@ func TestSelectiveRestore(t *testing.T) {
 	if c == nil || c.Status != "False" || !strings.Contains(c.Message, "Secret tgt-auth") {
 		t.Errorf("condition %s after the source's accounts replaced the target's: %+v", stashv1beta1.ConditionCredentialsValid, c)
 	}
+
+	// A dump made with --add-drop-database drops each database first: a
+	// renamed or partial restore from it drops neither the original nor
+	// the rest of the database it restores a table of.
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "create", "backupconfig", "seldrop", "--target", "appbinding/src", "--repository", "repo",
+		"--param", "args=--all-databases --add-drop-database"), "backupconfig seldrop")
+	mustOK(t, kubectl(t, "", "stash", "-n", ns, "trigger", "seldrop", "--wait", "--timeout", "3m"), "backup with --add-drop-database")
+	original = fingerprint(t, src, "shop", "crm")
+	rs = restore("src", "--include", "shop.*", "--rename-database", "shop=shop_copy")
+	if rs.Status.Phase != stashv1beta1.RestoreSucceeded {
+		t.Fatalf("renamed restore of an --add-drop-database dump: %s: %s", rs.Status.Phase, rs.Status.Message)
+	}
+	if after := fingerprint(t, src, "shop", "crm"); after != original {
+		t.Errorf("the original changed in a renamed restore of an --add-drop-database dump:\n%s", diffLines(original, after))
+	}
+	rs = restore("src", "--include", "shop.orders")
+	if rs.Status.Phase != stashv1beta1.RestoreSucceeded || !strings.Contains(rs.Status.Message+strings.Join(ptrWarnings(rs), " "), "DROP DATABASE") {
+		t.Errorf("partial restore of an --add-drop-database dump: %s: %s (warnings %q)", rs.Status.Phase, rs.Status.Message, ptrWarnings(rs))
+	}
+	if after := fingerprint(t, src, "shop", "crm"); after != original {
+		t.Errorf("a restore of shop.orders alone changed the rest of shop:\n%s", diffLines(original, after))
+	}
+}
+
+func ptrWarnings(rs *stashv1beta1.RestoreSession) []string {
+	if rs.Status.Restored == nil {
+		return nil
+	}
+	return rs.Status.Restored.Warnings
 }
