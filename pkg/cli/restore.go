@@ -73,7 +73,7 @@ func newRestoreCmd(f *Factory, streams genericiooptions.IOStreams) *cobra.Comman
 	fl.BoolVar(&o.ReadOnly, "read-only", false, "hold the target read-only for every other client while the restore runs (default: true with --at or --to-gtid, false otherwise)")
 	fl.StringArrayVar(&o.Include, "include", nil, "restore only these objects, as DATABASE.TABLE with * and ? (repeatable): 'shop.*', crm.customers; default everything")
 	fl.StringArrayVar(&o.Exclude, "exclude", nil, "leave these objects out, as DATABASE.TABLE with * and ? (repeatable): 'shop.audit_*', 'mysql.*' keeps the target's accounts")
-	fl.StringArrayVar(&o.Rename, "rename-database", nil, "restore database FROM as TO (repeatable), FROM=TO: its views, routines and triggers follow")
+	fl.StringArrayVar(&o.Rename, "rename-database", nil, "restore database FROM as TO (repeatable), FROM=TO: its views, routines and triggers follow; with no --include, only the renamed databases are restored")
 	fl.BoolVar(&o.SkipBinlog, "skip-binlog", false, "keep the restore out of the target's binlog (sql_log_bin=0; needs BINLOG ADMIN or SUPER): for a target whose replicas will be seeded again, never for a primary whose replicas must follow")
 	fl.StringVar(&o.SourceHost, "source-host", "", "the host the snapshots were taken from (default: any)")
 	fl.StringVar(&o.Name, "name", "", "RestoreSession name (default: generated)")

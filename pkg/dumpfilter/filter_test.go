@@ -239,7 +239,7 @@ func TestParseRules(t *testing.T) {
 		{{"*"}, nil, {"mysql=x"}}, {{"*"}, nil, {"a=b.c"}}, {{""}, nil, nil}, {{"`open"}, nil, nil},
 		// A rename says what else is restored, renames what it selects, and
 		// never into a database restored under its own name.
-		{nil, nil, {"shop=s2"}}, {{"crm.*"}, nil, {"shop=s2"}}, {{"shop.*", "crm.*"}, nil, {"shop=crm"}},
+		{{"crm.*"}, nil, {"shop=s2"}}, {{"shop.*", "crm.*"}, nil, {"shop=crm"}},
 	} {
 		if _, err := ParseRules(bad[0], bad[1], bad[2]); !errors.Is(err, ErrBadRule) {
 			t.Errorf("%q accepted: %v", bad, err)
@@ -259,6 +259,16 @@ func TestAnExcludeThatMatchesNothingIsAWarning(t *testing.T) {
 }
 
 func TestRenamesThatSayWhatIsRestored(t *testing.T) {
+	// A rename alone restores the renamed database alone.
+	r, err := ParseRules(nil, []string{"shop.audit_*"}, []string{"shop=s2"})
+	if err != nil || !r.Selects("shop", "orders") || r.Selects("shop", "audit_1") || r.Selects("crm", "customers") || r.Selects("mysql", "user") || r.As("shop") != "s2" {
+		t.Errorf("a rename alone: %+v, %v", r, err)
+	}
+	// So a mistyped one selects nothing, and nothing is written.
+	out, _, err := run(t, shopDump(t), rules(t, nil, nil, []string{"shpo=s2"}), 4096)
+	if !errors.Is(err, ErrNothingSelected) || out != "" {
+		t.Errorf("a mistyped rename: %v, wrote %d bytes", err, len(out))
+	}
 	for _, ok := range [][3][]string{
 		{{"shop.*"}, nil, {"shop=s2"}}, {{"sh*"}, nil, {"shop=s2"}}, {{"*"}, nil, {"shop=s2"}},
 		{{"shop.orders"}, nil, {"shop=s2"}}, {{"shop", "crm"}, nil, {"shop=crm", "crm=crm_old"}},

@@ -139,20 +139,26 @@ func ParseRules(include, exclude, rename []string) (Rules, error) {
 		}
 		r.Rename[from], to[dst] = dst, from
 	}
-	return r, r.checkRenames()
+	err := r.checkRenames()
+	return r, err
 }
 
-// checkRenames refuses renames whose outcome the user did not spell out. A
-// rename restores a database next to where it was, so it comes with the
-// includes that say what else is restored: with none, every other
-// database would be restored in place over the target's, and a rename
-// whose name is mistyped would restore that one in place too.
-func (r Rules) checkRenames() error {
+// checkRenames makes renames say what they restore. A rename restores a
+// database next to where it was: with no include it selects the renamed
+// databases alone (restoring everything else in place over the target's
+// would surprise, and a mistyped name then selects nothing and is refused
+// before anything changes). With includes, each renamed database must be
+// one of them, and the new name must not be a database also restored
+// under its own name.
+func (r *Rules) checkRenames() error {
+	if len(r.Include) == 0 {
+		for _, from := range sortedKeys(r.Rename) {
+			r.Include = append(r.Include, Pattern{DB: from, Name: "*"})
+		}
+		return nil
+	}
 	for _, from := range sortedKeys(r.Rename) {
 		dst := r.Rename[from]
-		if len(r.Include) == 0 {
-			return fmt.Errorf("%w: rename %s=%s without an include: say what to restore, --include '%s.*' for %s alone (--include '*' restores every other database in place too)", ErrBadRule, from, dst, from, from)
-		}
 		if !slices.ContainsFunc(r.Include, func(p Pattern) bool { ok, _ := path.Match(p.DB, from); return ok }) {
 			return fmt.Errorf("%w: rename %s=%s: no include selects database %s; add --include '%s.*'", ErrBadRule, from, dst, from, from)
 		}

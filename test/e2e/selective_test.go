@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -164,6 +165,31 @@ func TestSelectiveRestore(t *testing.T) {
 	renamed, _ := src.Exec(ctx, "SELECT GROUP_CONCAT(what) FROM shop_restored.audit_log")
 	if strings.TrimSpace(orig) != "order 13" || strings.TrimSpace(renamed) != "order 20" {
 		t.Errorf("audit logs after an insert into each copy: original %q, renamed %q", orig, renamed)
+	}
+
+	// A RestoreSession written by hand with only the rename annotation
+	// restores the renamed database alone, beside the original.
+	original = fingerprint(t, src, "shop", "crm")
+	mustOK(t, kubectl(t, `apiVersion: stash.appscode.com/v1beta1
+kind: RestoreSession
+metadata:
+  name: rename-only
+  annotations:
+    stash.appscode.com/restore-rename-database: shop=shop_yaml
+spec:
+  repository: {name: repo}
+  target:
+    ref: {apiVersion: appcatalog.appscode.com/v1alpha1, kind: AppBinding, name: src}
+    rules:
+    - snapshots: [latest]
+`, "-n", ns, "apply", "-f", "-"), "apply rename-only")
+	rs = waitRestore(t, st, ns, "rename-only")
+	if rs.Status.Phase != stashv1beta1.RestoreSucceeded || rs.Status.Restored == nil || rs.Status.Restored.Accounts ||
+		!slices.Equal(rs.Status.Restored.Databases, []string{"shop_yaml"}) {
+		t.Errorf("a rename alone: %s: %s (%+v)", rs.Status.Phase, rs.Status.Message, rs.Status.Restored)
+	}
+	if after := fingerprint(t, src, "shop", "crm"); after != original {
+		t.Errorf("a rename alone changed the original databases:\n%s", diffLines(original, after))
 	}
 
 	// A full restore into another server replaces its accounts, and says
